@@ -1,0 +1,145 @@
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"time"
+
+	"github.com/eventmesh/eventmesh/producer"
+	"github.com/eventmesh/eventmesh/streams"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// ProducerConfig is what the producer reads (cmd/producer, cmd/eventmesh).
+type ProducerConfig struct {
+	Prefix  streams.PrefixConfig
+	Stream  streams.StreamConfig
+	Publish producer.PublisherConfig
+	Ingest  producer.IngestConfig
+}
+
+// Validate checks every part.
+func (c ProducerConfig) Validate() error {
+	return errors.Join(c.Prefix.Validate(), c.Stream.Validate(), c.Publish.Validate(), c.Ingest.Validate())
+}
+
+// Producer is the running producer: the ENMESHED stream ensured, the
+// ingest endpoint serving.
+type Producer struct {
+	HTTP   *HTTPServer
+	Stream jetstream.Stream
+	log    *slog.Logger
+}
+
+// StartProducer ensures the ENMESHED stream (the producer owns it) and
+// starts the ingest endpoint on c.Ingest.Addr.
+func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *prometheus.Registry, log *slog.Logger) (*Producer, error) {
+	subjects, err := c.Prefix.Subjects()
+	if err != nil {
+		return nil, err
+	}
+	js, err := streams.NewJetStream(nc, log)
+	if err != nil {
+		return nil, err
+	}
+	st, err := ensureWithRetry(ctx, js, streams.EventsStream(subjects, c.Stream), log)
+	if err != nil {
+		return nil, err
+	}
+	maxBody, err := c.Ingest.BodyLimit(nc.MaxPayload())
+	if err != nil {
+		return nil, err
+	}
+	pub := producer.NewPublisher(js, subjects, c.Publish, log)
+	ingest := producer.NewIngest(pub, c.Ingest, maxBody, producer.NewMetrics(reg), log)
+	mux := http.NewServeMux()
+	ingest.Register(mux)
+	Ops(mux, reg, readyCheck(nc, js, streams.Events))
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		producer.WriteError(w, http.StatusNotFound, producer.CodeNotFound, "no such endpoint: POST /events, /events/{trigger}, /connectors/{connector}/events[/{trigger}]")
+	})
+	srv, err := Listen("INGEST_ADDR", c.Ingest.Addr, mux, log)
+	if err != nil {
+		return nil, err
+	}
+	log.Info("ingest ready", "url", "http://"+srv.Addr()+"/events", "max_body", maxBody, "auth", c.Ingest.APIKey != "")
+	return &Producer{HTTP: srv, Stream: st, log: log}, nil
+}
+
+// Shutdown stops ingest after the requests in flight have been answered.
+func (p *Producer) Shutdown() {
+	if err := p.HTTP.Shutdown(30 * time.Second); err != nil {
+		p.log.Warn("ingest shutdown", "err", err)
+	}
+}
+
+// ensureWithRetry ensures a stream, retrying while JetStream is not yet
+// available (a server still starting, a cluster without a leader). A
+// conflict is final.
+func ensureWithRetry(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		st, err := streams.EnsureStream(actx, js, want, log)
+		cancel()
+		if err == nil || errors.Is(err, streams.ErrConflict) {
+			return st, err
+		}
+		var apiErr *jetstream.APIError
+		if errors.As(err, &apiErr) && apiErr.Code != 503 && apiErr.ErrorCode != jetstream.JSErrCodeJetStreamNotEnabled {
+			return nil, err
+		}
+		log.Warn("JetStream not ready; retrying", "stream", want.Name, "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("stream %s: %w", want.Name, err)
+		case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)):
+		}
+	}
+}
+
+// readyCheck is ready when the connection is up and the stream answers.
+// Results are cached for a second so probes cannot load the server.
+func readyCheck(nc *nats.Conn, js jetstream.JetStream, stream string) func(context.Context) error {
+	var (
+		mu      sync.Mutex
+		last    time.Time
+		lastErr error
+	)
+	return func(ctx context.Context) error {
+		if !nc.IsConnected() {
+			return fmt.Errorf("NATS %s", nc.Status())
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) < time.Second {
+			return lastErr
+		}
+		_, lastErr = js.Stream(ctx, stream)
+		if lastErr != nil {
+			lastErr = fmt.Errorf("stream %s: %w", stream, lastErr)
+		}
+		last = time.Now()
+		return lastErr
+	}
+}
+
+// Drain flushes nc's pending publishes and closes it, waiting up to timeout.
+func Drain(nc *nats.Conn, timeout time.Duration) {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-time.After(timeout):
+		nc.Close()
+	}
+}
