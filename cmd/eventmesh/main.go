@@ -29,6 +29,10 @@ func (c config) Validate() error {
 	err := errors.Join(c.Log.Validate(), c.Producer.Validate())
 	if c.Embedded.Embedded {
 		err = errors.Join(err, c.Embedded.Validate())
+		if c.Producer.Stream.MaxBytes > c.Embedded.MaxStore/2 {
+			// The DLQ, outcomes and advisories streams need room too.
+			err = errors.Join(err, fmt.Errorf("STREAM_MAX_BYTES %s must be at most half of NATS_MAX_STORE %s", c.Producer.Stream.MaxBytes, c.Embedded.MaxStore))
+		}
 	}
 	return err
 }

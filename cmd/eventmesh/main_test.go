@@ -1,0 +1,300 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
+	"github.com/eventmesh/eventmesh/streams/natstest"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "eventmesh-bin")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "eventmesh")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "build eventmesh: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+func TestHelpListsEveryVariable(t *testing.T) {
+	var out bytes.Buffer
+	if code := run(context.Background(), []string{"--help"}, nil, &out, &out); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	vars := app.Vars(&config{})
+	if len(vars) < 25 {
+		t.Fatalf("only %d variables", len(vars))
+	}
+	for _, v := range vars {
+		if !strings.Contains(out.String(), v.Name) {
+			t.Errorf("--help does not list %s", v.Name)
+		}
+		if v.Desc == "" {
+			t.Errorf("%s has no description", v.Name)
+		}
+	}
+	if !strings.Contains(out.String(), "168h") || !strings.Contains(out.String(), "127.0.0.1:4222") {
+		t.Error("--help does not show defaults")
+	}
+}
+
+func TestConfigErrorNamesVariable(t *testing.T) {
+	for env, want := range map[string]string{
+		"STREAM_MAX_AGE=soon":       "STREAM_MAX_AGE",
+		"NATS_SYNC=sometimes":       "NATS_SYNC",
+		"INGEST_ADDR=0.0.0.0:8080":  "INGEST_API_KEY",
+		"STREAM_MAX_BYTES=10GiB":    "NATS_MAX_STORE",
+		"SUBJECT_PREFIX=a.b":        "SUBJECT_PREFIX",
+		"INGEST_API_KEY_FILE=/nope": "INGEST_API_KEY_FILE",
+		"NATS_MAX_PAYLOAD=lots":     "NATS_MAX_PAYLOAD",
+	} {
+		var out bytes.Buffer
+		code := run(context.Background(), nil, []string{env, "DATA_DIR=" + t.TempDir()}, &out, &out)
+		if code != 2 || !strings.Contains(out.String(), want) {
+			t.Errorf("%s: exit %d, %q; want exit 2 naming %s", env, code, out.String(), want)
+		}
+	}
+}
+
+func TestSecretFromFileNeverLogged(t *testing.T) {
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "key")
+	os.WriteFile(keyFile, []byte("sup3r-s3cret\n"), 0o600)
+	cfg, err := app.Load[config]([]string{"INGEST_API_KEY_FILE=" + keyFile})
+	if err != nil || cfg.Producer.Ingest.APIKey != "sup3r-s3cret" {
+		t.Fatalf("key from file: %q %v", cfg.Producer.Ingest.APIKey, err)
+	}
+	if _, err := app.Load[config]([]string{"INGEST_API_KEY_FILE=" + keyFile, "INGEST_API_KEY=x"}); err == nil {
+		t.Error("both set must be an error")
+	}
+	p := startMesh(t, dir, "INGEST_API_KEY_FILE="+keyFile, "LOG_LEVEL=debug")
+	p.stop(t)
+	if strings.Contains(p.log.String(), "sup3r-s3cret") {
+		t.Error("the API key was logged")
+	}
+}
+
+// mesh is a running eventmesh process.
+type mesh struct {
+	cmd              *exec.Cmd
+	ingest, natsAddr string
+	log              *syncBuffer
+	done             chan error
+}
+
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	return ln.Addr().String()
+}
+
+func startMesh(t *testing.T, dataDir string, env ...string) *mesh {
+	t.Helper()
+	p := &mesh{ingest: freeAddr(t), natsAddr: freeAddr(t), log: &syncBuffer{}, done: make(chan error, 1)}
+	p.cmd = exec.Command(binary)
+	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "DATA_DIR=" + dataDir, "NATS_LISTEN=" + p.natsAddr,
+		"INGEST_ADDR=" + p.ingest}, env...)
+	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
+	if err := p.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { p.done <- p.cmd.Wait() }()
+	t.Cleanup(func() { p.cmd.Process.Kill() })
+	natstest.WaitFor(t, 30*time.Second, "eventmesh ready", func() bool {
+		select {
+		case err := <-p.done:
+			t.Fatalf("eventmesh exited: %v\n%s", err, p.log)
+		default:
+		}
+		resp, err := http.Get("http://" + p.ingest + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
+	return p
+}
+
+// stop sends SIGTERM and waits for a clean exit.
+func (p *mesh) stop(t *testing.T) {
+	t.Helper()
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-p.done:
+		if err != nil {
+			t.Fatalf("eventmesh exit: %v\n%s", err, p.log)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatalf("eventmesh did not stop on SIGTERM\n%s", p.log)
+	}
+}
+
+func postEvent(client *http.Client, ingest, body string) (int, error) {
+	resp, err := client.Post("http://"+ingest+"/events", "application/json", strings.NewReader(body))
+	if err != nil {
+		return 0, err
+	}
+	resp.Body.Close()
+	return resp.StatusCode, nil
+}
+
+// streamIDs returns the ce-id of every message in ENMESHED, read over TCP.
+func streamIDs(t *testing.T, natsAddr string) map[string]jetstream.RawStreamMsg {
+	t.Helper()
+	js := natstest.JetStream(t, natstest.Connect(t, "nats://"+natsAddr))
+	ctx := context.Background()
+	st, err := js.Stream(ctx, streams.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := map[string]jetstream.RawStreamMsg{}
+	for seq := uint64(1); seq <= st.CachedInfo().State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatalf("seq %d: %v", seq, err)
+		}
+		ids[m.Header.Get(router.HeaderID)] = *m
+	}
+	return ids
+}
+
+const sample = `{"trigger":"transport.messageReceived","data":{"id":"MSGq8WnJ3kT0aZp4RcVx","isOwn":false,"content":{"@type":"Mail","subject":"Invoice"}}}`
+const sampleData = `{"id":"MSGq8WnJ3kT0aZp4RcVx","isOwn":false,"content":{"@type":"Mail","subject":"Invoice"}}`
+
+// The end-to-end contract, against the real binary over TCP: one POST, one
+// message with every header; the same POST again, still one; a restart on
+// the same store keeps it.
+func TestEndToEnd(t *testing.T) {
+	dir := t.TempDir()
+	p := startMesh(t, dir)
+	for i := 0; i < 2; i++ {
+		if code, err := postEvent(http.DefaultClient, p.ingest, sample); err != nil || code != 200 {
+			t.Fatalf("POST %d: %d %v", i, code, err)
+		}
+	}
+	check := func(natsAddr string) {
+		ids := streamIDs(t, natsAddr)
+		if len(ids) != 1 {
+			t.Fatalf("stream holds %d events, want 1", len(ids))
+		}
+		for id, m := range ids {
+			if m.Subject != "enmeshed.transport.messageReceived" || string(m.Data) != sampleData {
+				t.Errorf("message %s %s", m.Subject, m.Data)
+			}
+			for _, h := range []string{"ce-specversion", "ce-id", "ce-type", "ce-source", "ce-time", "ce-datacontenttype", "Nats-Msg-Id", "eventmesh-origin"} {
+				if m.Header.Get(h) == "" {
+					t.Errorf("header %s missing", h)
+				}
+			}
+			if m.Header.Get("Nats-Msg-Id") != id || m.Header.Get("eventmesh-origin") != "webhook" {
+				t.Errorf("headers %v", m.Header)
+			}
+		}
+	}
+	check(p.natsAddr)
+	p.stop(t)
+	p = startMesh(t, dir)
+	check(p.natsAddr)
+	p.stop(t)
+}
+
+// SIGTERM during a burst of POSTs: every POST that got a 2xx is in the
+// stream afterwards.
+func TestSIGTERMDuringBurstLosesNothing(t *testing.T) {
+	dir := t.TempDir()
+	p := startMesh(t, dir)
+	var (
+		mu       sync.Mutex
+		accepted []string
+		wg       sync.WaitGroup
+		stop     = make(chan struct{})
+	)
+	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 16}, Timeout: 30 * time.Second}
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				data := fmt.Sprintf(`{"id":"MSG-%d-%d"}`, w, i)
+				code, err := postEvent(client, p.ingest, `{"trigger":"transport.messageReceived","data":`+data+`}`)
+				if err != nil {
+					return // the server is gone
+				}
+				if code >= 200 && code < 300 {
+					id, _ := router.EventID(router.DefaultSource, "transport.messageReceived", []byte(data))
+					mu.Lock()
+					accepted = append(accepted, id)
+					mu.Unlock()
+				}
+			}
+		}()
+	}
+	natstest.WaitFor(t, 30*time.Second, "200 accepted events", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(accepted) >= 200
+	})
+	p.stop(t)
+	close(stop)
+	wg.Wait()
+
+	p = startMesh(t, dir)
+	ids := streamIDs(t, p.natsAddr)
+	missing := 0
+	for _, id := range accepted {
+		if _, ok := ids[id]; !ok {
+			missing++
+		}
+	}
+	t.Logf("%d POSTs got a 2xx before and during SIGTERM; %d messages in the stream", len(accepted), len(ids))
+	if missing > 0 {
+		t.Errorf("%d acknowledged events are not in the stream", missing)
+	}
+	p.stop(t)
+}

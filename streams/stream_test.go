@@ -1,0 +1,151 @@
+package streams_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
+	"github.com/eventmesh/eventmesh/streams/natstest"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func defaults() streams.StreamConfig {
+	return streams.StreamConfig{Replicas: 1, MaxAge: 168 * time.Hour, MaxBytes: 32 << 20, DuplicateWindow: 10 * time.Minute}
+}
+
+func TestEnsureEventsStream(t *testing.T) {
+	srv := natstest.Start(t)
+	js := natstest.JetStream(t, natstest.Connect(t, srv.ClientURL()))
+	ctx := context.Background()
+	log := natstest.Logger(t)
+	s := router.MustSubjects("enmeshed")
+
+	st, err := streams.EnsureStream(ctx, js, streams.EventsStream(s, defaults()), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := st.CachedInfo().Config
+	if cfg.Storage != jetstream.FileStorage || cfg.Retention != jetstream.LimitsPolicy || cfg.Discard != jetstream.DiscardNew ||
+		cfg.MaxAge != 168*time.Hour || cfg.Duplicates != 10*time.Minute || cfg.MaxBytes != 32<<20 {
+		t.Errorf("stream config = %+v", cfg)
+	}
+	if strings.Join(cfg.Subjects, " ") != "enmeshed.> enmeshed-replay.>" {
+		t.Errorf("subjects = %v", cfg.Subjects)
+	}
+
+	// Idempotent: the same definition again leaves the stream as it is
+	// (the server's _nats.* metadata must not look like a change).
+	before, _ := js.Stream(ctx, streams.Events)
+	if _, err := streams.EnsureStream(ctx, js, streams.EventsStream(s, defaults()), log); err != nil {
+		t.Fatal(err)
+	}
+	after, _ := js.Stream(ctx, streams.Events)
+	if !after.CachedInfo().Created.Equal(before.CachedInfo().Created) {
+		t.Error("stream was recreated")
+	}
+
+	// Mutable fields are updated in place.
+	c := defaults()
+	c.MaxAge, c.DuplicateWindow, c.MaxBytes = 48*time.Hour, time.Minute, 64<<20
+	st, err = streams.EnsureStream(ctx, js, streams.EventsStream(s, c), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo().Config; got.MaxAge != 48*time.Hour || got.Duplicates != time.Minute || got.MaxBytes != 64<<20 {
+		t.Errorf("not updated: %+v", got)
+	}
+
+	// Someone switched discard to old: restored, since a full stream must refuse, not drop.
+	cfg = st.CachedInfo().Config
+	cfg.Discard = jetstream.DiscardOld
+	if _, err := js.UpdateStream(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	st, _ = streams.EnsureStream(ctx, js, streams.EventsStream(s, c), log)
+	if st.CachedInfo().Config.Discard != jetstream.DiscardNew {
+		t.Error("discard policy not restored")
+	}
+
+	// A different prefix means different subjects: an error naming the field, no change.
+	_, err = streams.EnsureStream(ctx, js, streams.EventsStream(router.MustSubjects("other"), c), log)
+	if !errors.Is(err, streams.ErrConflict) || !strings.Contains(err.Error(), "subjects") || !strings.Contains(err.Error(), "SUBJECT_PREFIX") {
+		t.Errorf("subject conflict: %v", err)
+	}
+}
+
+func TestEnsureStreamConflictNamesField(t *testing.T) {
+	srv := natstest.Start(t)
+	js := natstest.JetStream(t, natstest.Connect(t, srv.ClientURL()))
+	ctx := context.Background()
+	s := router.MustSubjects("enmeshed")
+	for _, tc := range []struct {
+		field  string
+		change func(*jetstream.StreamConfig)
+	}{
+		{"storage", func(c *jetstream.StreamConfig) { c.Storage = jetstream.MemoryStorage }},
+		{"retention", func(c *jetstream.StreamConfig) { c.Retention = jetstream.InterestPolicy }},
+	} {
+		t.Run(tc.field, func(t *testing.T) {
+			existing := streams.EventsStream(s, defaults())
+			tc.change(&existing)
+			if _, err := js.CreateStream(ctx, existing); err != nil {
+				t.Fatal(err)
+			}
+			defer js.DeleteStream(ctx, streams.Events)
+			_, err := streams.EnsureStream(ctx, js, streams.EventsStream(s, defaults()), natstest.Logger(t))
+			if !errors.Is(err, streams.ErrConflict) || !strings.Contains(err.Error(), tc.field) {
+				t.Errorf("err = %v, want a conflict naming %s", err, tc.field)
+			}
+		})
+	}
+}
+
+func TestStreamConfigValidate(t *testing.T) {
+	for name, tc := range map[string]struct {
+		change func(*streams.StreamConfig)
+		want   string
+	}{
+		"replicas":  {func(c *streams.StreamConfig) { c.Replicas = 0 }, "STREAM_REPLICAS"},
+		"max age":   {func(c *streams.StreamConfig) { c.MaxAge = time.Second }, "STREAM_MAX_AGE"},
+		"max bytes": {func(c *streams.StreamConfig) { c.MaxBytes = 10 }, "STREAM_MAX_BYTES"},
+		"window":    {func(c *streams.StreamConfig) { c.DuplicateWindow = 200 * time.Hour }, "STREAM_DUPLICATE_WINDOW"},
+	} {
+		c := defaults()
+		tc.change(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v, want an error naming %s", name, err, tc.want)
+		}
+	}
+	if err := defaults().Validate(); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestByteSize(t *testing.T) {
+	for in, want := range map[string]streams.ByteSize{"1048576": 1 << 20, "512KiB": 512 << 10, "1GiB": 1 << 30, "2 MB": 2e6, "7B": 7} {
+		var b streams.ByteSize
+		if err := b.UnmarshalText([]byte(in)); err != nil || b != want {
+			t.Errorf("%q = %d, %v; want %d", in, b, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "1.5GiB", "10XB", "99999999999TiB"} {
+		var b streams.ByteSize
+		if err := b.UnmarshalText([]byte(in)); err == nil {
+			t.Errorf("%q accepted as %d", in, b)
+		}
+	}
+	if s := streams.ByteSize(1 << 30).String(); s != "1GiB" {
+		t.Errorf("String = %s", s)
+	}
+}
+
+func TestRedact(t *testing.T) {
+	got := streams.Redact("nats://user:s3cret@host:4222")
+	if strings.Contains(got, "s3cret") || strings.Contains(got, "user") {
+		t.Errorf("Redact leaked: %s", got)
+	}
+}
