@@ -63,28 +63,34 @@ const TimeFormat = time.RFC3339Nano
 // Nats-Msg-Id = ce-id so the stream drops a second copy of the same event.
 func (e Event) Msg(s Subjects) *nats.Msg {
 	m := &nats.Msg{Subject: s.Event(e.Namespace), Data: e.Data, Header: e.Header()}
-	m.Header[HeaderMsgID] = []string{e.ID}
+	m.Header[HeaderMsgID] = m.Header[HeaderID]
 	return m
 }
 
 // Header returns the event's headers without Nats-Msg-Id (a replay or a
 // dead-letter copy publishes the same event under an id of its own).
 func (e Event) Header() nats.Header {
+	// One backing array for all values: this runs for every event.
+	vals := make([]string, 0, 10)
 	h := make(nats.Header, 10)
-	h[HeaderSpecVersion] = []string{SpecVersion}
-	h[HeaderID] = []string{e.ID}
-	h[HeaderType] = []string{e.Namespace}
-	h[HeaderSource] = []string{e.Source}
-	h[HeaderTime] = []string{e.Time.UTC().Format(TimeFormat)}
-	h[HeaderDataContentType] = []string{DataContentType}
+	set := func(k, v string) {
+		vals = append(vals, v)
+		h[k] = vals[len(vals)-1 : len(vals) : len(vals)]
+	}
+	set(HeaderSpecVersion, SpecVersion)
+	set(HeaderID, e.ID)
+	set(HeaderType, e.Namespace)
+	set(HeaderSource, e.Source)
+	set(HeaderTime, e.Time.UTC().Format(TimeFormat))
+	set(HeaderDataContentType, DataContentType)
 	if e.Origin != "" {
-		h[HeaderOrigin] = []string{string(e.Origin)}
+		set(HeaderOrigin, string(e.Origin))
 	}
 	if e.CorrelationID != "" {
-		h[HeaderCorrelationID] = []string{e.CorrelationID}
+		set(HeaderCorrelationID, e.CorrelationID)
 	}
 	if e.Traceparent != "" {
-		h[HeaderTraceparent] = []string{e.Traceparent}
+		set(HeaderTraceparent, e.Traceparent)
 	}
 	return h
 }

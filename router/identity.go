@@ -77,7 +77,8 @@ func KeyKindOf(namespace string) KeyKind {
 // the fields an id-keyed rule needs (a malformed or future DTO) falls back to
 // its canonical JSON rather than being refused: the event is kept, and
 // distinct payloads still get distinct ids. Events without data (nil, empty
-// or JSON null) are unique. Data that is not valid JSON is an error.
+// or JSON null) are unique. Data must be valid JSON, as every caller has
+// already parsed it; the canonical rule reports invalid JSON as an error.
 func IdentityKey(namespace string, data []byte) (key string, unique bool, err error) {
 	kind := KeyKindOf(namespace)
 	if kind == KeyUnique || noData(data) {
@@ -85,11 +86,10 @@ func IdentityKey(namespace string, data []byte) (key string, unique bool, err er
 	}
 	switch kind {
 	case KeyMessageID, KeyRequestID:
-		var v struct {
-			ID string `json:"id"`
-		}
-		if json.Unmarshal(data, &v) == nil && v.ID != "" {
-			return v.ID, false, nil
+		// The hot path (every messageReceived): one light scan instead of
+		// encoding/json's validate-then-decode.
+		if id, ok := topLevelString(data, "id"); ok && id != "" {
+			return id, false, nil
 		}
 	case KeyRelationship:
 		var v struct {

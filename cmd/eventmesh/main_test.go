@@ -298,3 +298,16 @@ func TestSIGTERMDuringBurstLosesNothing(t *testing.T) {
 	}
 	p.stop(t)
 }
+
+// The README documents every variable the binary reads.
+func TestReadmeListsEveryVariable(t *testing.T) {
+	readme, err := os.ReadFile("../../README.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, v := range app.Vars(&config{}) {
+		if !strings.Contains(string(readme), "`"+v.Name+"`") {
+			t.Errorf("README.md does not document %s", v.Name)
+		}
+	}
+}
