@@ -7,16 +7,16 @@ import (
 
 func TestTopLevelString(t *testing.T) {
 	for in, want := range map[string]string{
-		`{"id":"MSG1"}`:                          "MSG1",
+		`{"id":"MSG1"}`: "MSG1",
 		` { "x" : {"id":"nested"}, "id" : "top" }`: "top",
-		`{"id":"first","id":"last"}`:             "last",
-		`{"i\u0064":"escaped-key"}`:              "escaped-key",
-		`{"id":"a\"b"}`:                          `a"b`,
-		`{"a":[1,{"id":"x"},"]}"],"id":"y"}`:     "y",
-		`{"id":5}`:                               "",
-		`{"ID":"upper"}`:                         "",
-		`{}`:                                     "",
-		`[]`:                                     "",
+		`{"id":"first","id":"last"}`:               "last",
+		`{"i\u0064":"escaped-key"}`:                "escaped-key",
+		`{"id":"a\"b"}`:                            `a"b`,
+		`{"a":[1,{"id":"x"},"]}"],"id":"y"}`:       "y",
+		`{"id":5}`:                                 "",
+		`{"ID":"upper"}`:                           "",
+		`{}`:                                       "",
+		`[]`:                                       "",
 	} {
 		got, ok := topLevelString([]byte(in), "id")
 		if got != want || ok != (want != "") {
