@@ -3,6 +3,7 @@ package router
 import (
 	"errors"
 	"fmt"
+	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -138,4 +139,27 @@ func first(h nats.Header, key string) string {
 		return v[0]
 	}
 	return ""
+}
+
+// Headers of a dead-letter copy in ENMESHED_DLQ (besides the event's own
+// ce-* headers, which it keeps).
+const (
+	HeaderConsumer  = "eventmesh-consumer"   // durable name of the consumer that gave up
+	HeaderReason    = "eventmesh-reason"     // why, for an operator
+	HeaderAttempts  = "eventmesh-attempts"   // deliveries made
+	HeaderSubject   = "eventmesh-subject"    // the event's subject in ENMESHED
+	HeaderStreamSeq = "eventmesh-stream-seq" // the event's sequence in ENMESHED
+)
+
+// DLQMsgID is the Nats-Msg-Id of a dead-letter copy: a crash or two
+// catchers (the runtime and the advisory reader) cannot double an entry.
+func DLQMsgID(consumer string, streamSeq uint64) string {
+	return "dlq:" + consumer + ":" + strconv.FormatUint(streamSeq, 10)
+}
+
+// ReplayMsgID is the Nats-Msg-Id of a replayed event: its own, so the
+// stream's duplicate window does not drop the replay, while ce-id stays the
+// event's so receivers deduplicate.
+func ReplayMsgID(eventID string, now time.Time) string {
+	return "replay:" + eventID + ":" + strconv.FormatInt(now.UnixNano(), 10)
 }

@@ -216,3 +216,56 @@ func userMetadata(m map[string]string) map[string]string {
 	}
 	return out
 }
+
+// DLQStream is ENMESHED_DLQ: dead-letter copies on <prefix>-dlq.<consumer>.<namespace>,
+// kept 30 days (or 512 MiB) for an operator to inspect and replay.
+func DLQStream(s router.Subjects) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        DLQ,
+		Description: "eventmesh: dead letters, one copy per consumer that gave up on an event",
+		Subjects:    []string{s.AllDLQ()},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      30 * 24 * time.Hour,
+		MaxBytes:    512 << 20,
+		Duplicates:  10 * time.Minute,
+	}
+}
+
+// AdvisorySubject is the max-deliveries advisory of one consumer on
+// ENMESHED ("*" for all of them).
+func AdvisorySubject(consumer string) string {
+	return "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES." + Events + "." + consumer
+}
+
+// AdvisoriesStream is ENMESHED_ADVISORIES: the server's max-deliveries
+// advisories for ENMESHED's consumers, captured because an advisory nobody
+// hears is lost. Kept a day: the consumer runtime reads them at once.
+func AdvisoriesStream() jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        Advisories,
+		Description: "eventmesh: max-deliveries advisories of ENMESHED consumers",
+		Subjects:    []string{AdvisorySubject("*")},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      24 * time.Hour,
+		MaxBytes:    64 << 20,
+	}
+}
+
+// OutcomesStream is ENMESHED_OUTCOMES: batched outcome records of the
+// consumers, for the archiver.
+func OutcomesStream(s router.Subjects) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        Outcomes,
+		Description: "eventmesh: what each consumer did with each event (batched)",
+		Subjects:    []string{s.AllOutcomes()},
+		Storage:     jetstream.FileStorage,
+		Retention:   jetstream.LimitsPolicy,
+		Discard:     jetstream.DiscardOld,
+		MaxAge:      7 * 24 * time.Hour,
+		MaxBytes:    512 << 20,
+	}
+}
