@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/embedded"
 	"github.com/nats-io/nats.go"
@@ -23,10 +24,14 @@ type config struct {
 	Embedded embedded.Config
 	NATS     streams.ConnConfig
 	Producer app.ProducerConfig
+	Webhook  app.WebhookConfig
 }
 
 func (c config) Validate() error {
 	err := errors.Join(c.Log.Validate(), c.Producer.Validate())
+	if c.Webhook.Enabled() {
+		err = errors.Join(err, c.Webhook.Validate())
+	}
 	if c.Embedded.Embedded {
 		err = errors.Join(err, c.Embedded.Validate())
 		if c.Producer.Stream.MaxBytes > c.Embedded.MaxStore/2 {
@@ -40,20 +45,32 @@ func (c config) Validate() error {
 const usage = `eventmesh [command]
 
 Commands:
-  (none)     run the mesh: embedded NATS server (NATS_EMBEDDED), the ENMESHED stream, ingest
-  version    print the version`
+  (none)                 run the mesh: embedded NATS server (NATS_EMBEDDED), the ENMESHED stream,
+                         ingest, and the webhook consumer when WEBHOOK_URL is set
+  dlq ls|show|replay|purge
+                         dead letters in ENMESHED_DLQ (eventmesh dlq --help)
+  consumer ls|pause|resume
+                         durable consumers on ENMESHED
+  webhook test           send one signed sample event to WEBHOOK_URL and show the answer
+  version                print the version
+
+Admin commands never start a server: they connect to NATS_URL, else to NATS_LISTEN.`
 
 func main() {
 	os.Exit(run(context.Background(), os.Args[1:], os.Environ(), os.Stdout, os.Stderr))
 }
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
-	if app.HelpRequested(args) {
+	if app.HelpRequested(args) && (len(args) == 0 || args[0] == "--help" || args[0] == "-h" || args[0] == "help") {
 		app.PrintHelp(stdout, usage, "The all-in-one eventmesh: puts enmeshed Connector events into one durable JetStream stream.", &config{})
 		return 0
 	}
 	if len(args) > 0 {
 		switch args[0] {
+		case "dlq", "consumer":
+			return runAdmin(ctx, args, environ, stdout, stderr)
+		case "webhook":
+			return runWebhookTest(ctx, args[1:], environ, stdout, stderr)
 		case "version", "--version", "-version":
 			fmt.Fprintln(stdout, "eventmesh", app.Version)
 			return 0
@@ -106,12 +123,29 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
+	var rts []*consumers.Runtime
+	if cfg.Webhook.Enabled() {
+		subjects, _ := cfg.Producer.Prefix.Subjects()
+		rt, err := app.NewWebhook(nc, subjects, cfg.Webhook, consumers.NewMetrics(reg), log)
+		if err != nil {
+			prod.Shutdown()
+			return err
+		}
+		rts = append(rts, rt)
+	}
+	running := app.StartRuntimes(ctx, log, rts...)
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")
 	case err = <-prod.HTTP.Done():
 		err = fmt.Errorf("ingest server: %w", err)
+	case err = <-running.Failed():
 	}
+	// Ingest stops taking events while the consumers drain; both finish
+	// before the connection drains and the embedded server stops.
+	done := make(chan struct{})
+	go func() { running.Stop(); close(done) }()
 	prod.Shutdown()
+	<-done
 	return err
 }

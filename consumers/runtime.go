@@ -1,0 +1,526 @@
+package consumers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Options are what a consumer gives the runtime besides its Config.
+type Options struct {
+	// Name is the durable name (a subject token).
+	Name string
+	// Filters are the event filter subjects (e.g. enmeshed.transport.>);
+	// the runtime adds the consumer's replay subject.
+	Filters []string
+	// Match, when set, is applied in-process to event namespaces that the
+	// server filters cannot express; events it rejects are acknowledged
+	// unhandled. Replays always reach the handler.
+	Match func(namespace string) bool
+	// DefaultStart is the start position when Config.Start is empty.
+	DefaultStart string
+	Handler      Handler
+	Metrics      *Metrics
+	Log          *slog.Logger
+}
+
+// Runtime runs one durable pull consumer on ENMESHED.
+type Runtime struct {
+	js       jetstream.JetStream
+	subjects router.Subjects
+	cfg      Config
+	opt      Options
+	log      *slog.Logger
+	now      func() time.Time
+
+	events   jetstream.Stream
+	cons     jetstream.Consumer
+	ready    atomic.Bool
+	failures atomic.Int64 // consecutive failed attempts, for the breaker
+	trip     chan struct{}
+}
+
+// New returns a runtime; Run starts it.
+func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Runtime, error) {
+	if err := router.ValidateToken(o.Name); err != nil {
+		return nil, fmt.Errorf("durable name: %w", err)
+	}
+	if o.Handler == nil {
+		return nil, errors.New("consumer runtime: no handler")
+	}
+	if o.Log == nil {
+		o.Log = slog.Default()
+	}
+	return &Runtime{js: js, subjects: s, cfg: cfg, opt: o, log: o.Log.With("consumer", o.Name), now: time.Now,
+		trip: make(chan struct{}, 1)}, nil
+}
+
+// Name returns the durable name.
+func (r *Runtime) Name() string { return r.opt.Name }
+
+// Ready returns nil once the durable exists and is being consumed.
+func (r *Runtime) Ready(context.Context) error {
+	if !r.ready.Load() {
+		return fmt.Errorf("consumer %s not started", r.opt.Name)
+	}
+	return nil
+}
+
+// Run sets up the streams and the durable, then consumes until ctx ends,
+// and then drains: fetching stops, in-flight handlers finish and settle
+// (within DrainTimeout), events not yet handled are released at once.
+func (r *Runtime) Run(ctx context.Context) error {
+	if err := r.setup(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); r.catchAdvisories(ctx) }()
+	go func() { defer wg.Done(); r.watch(ctx) }()
+	r.ready.Store(true)
+	r.log.Info("consumer running", "filters", r.filters(), "concurrency", r.cfg.Concurrency)
+	err := r.consume(ctx)
+	r.ready.Store(false)
+	wg.Wait()
+	r.log.Info("consumer stopped")
+	return err
+}
+
+func (r *Runtime) filters() []string {
+	return append(append([]string(nil), r.opt.Filters...), r.subjects.Replays(r.opt.Name))
+}
+
+// setup waits for ENMESHED (a consumer never creates it), creates the
+// streams the runtime may create, and creates or updates the durable.
+func (r *Runtime) setup(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		st, err := r.js.Stream(ctx, streams.Events)
+		if err == nil {
+			r.events = st
+			break
+		}
+		r.log.Warn("waiting for stream "+streams.Events+" (the producer creates it)", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)):
+		}
+	}
+	for _, def := range []jetstream.StreamConfig{streams.DLQStream(r.subjects), streams.AdvisoriesStream()} {
+		if _, err := streams.EnsureFixedStream(ctx, r.js, def); err != nil {
+			return err
+		}
+	}
+	cons, err := r.ensureDurable(ctx)
+	if err != nil {
+		return err
+	}
+	r.cons = cons
+	return nil
+}
+
+func (r *Runtime) ensureDurable(ctx context.Context) (jetstream.Consumer, error) {
+	policy, start, err := r.cfg.StartPolicy(r.opt.DefaultStart)
+	if err != nil {
+		return nil, err
+	}
+	want := jetstream.ConsumerConfig{
+		Durable:        r.opt.Name,
+		Description:    "eventmesh consumer " + r.opt.Name,
+		FilterSubjects: r.filters(),
+		DeliverPolicy:  policy,
+		OptStartTime:   start,
+		AckPolicy:      jetstream.AckExplicitPolicy,
+		AckWait:        r.cfg.AckWait,
+		MaxDeliver:     r.cfg.MaxDeliver,
+		MaxAckPending:  r.cfg.MaxAckPending,
+		ReplayPolicy:   jetstream.ReplayInstantPolicy,
+	}
+	if existing, err := r.events.Consumer(ctx, r.opt.Name); err == nil {
+		have := existing.CachedInfo().Config
+		if have.DeliverPolicy != want.DeliverPolicy || !sameTime(have.OptStartTime, want.OptStartTime) {
+			return nil, fmt.Errorf("durable %s was created with start %s; its start cannot change (asked: %s): "+
+				"keep the old start, or delete the durable (nats consumer rm %s %s) or pick a new name",
+				r.opt.Name, describeStart(have), describeStart(want), streams.Events, r.opt.Name)
+		}
+		if have.AckPolicy != want.AckPolicy {
+			return nil, fmt.Errorf("durable %s has ack policy %s, eventmesh needs explicit acks: delete it (nats consumer rm %s %s)",
+				r.opt.Name, have.AckPolicy, streams.Events, r.opt.Name)
+		}
+		want.PauseUntil = have.PauseUntil // a pause outlives restarts until someone resumes it
+	}
+	cons, err := r.js.CreateOrUpdateConsumer(ctx, streams.Events, want)
+	if err != nil {
+		return nil, fmt.Errorf("create or update durable %s: %w", r.opt.Name, err)
+	}
+	if info := cons.CachedInfo(); info.Paused {
+		r.log.Error("consumer is PAUSED on the server: nothing is delivered until `eventmesh consumer resume "+r.opt.Name+"`",
+			"paused_until", info.Config.PauseUntil)
+	}
+	return cons, nil
+}
+
+func sameTime(a, b *time.Time) bool {
+	if a == nil || b == nil {
+		return a == nil && b == nil
+	}
+	return a.Equal(*b)
+}
+
+func describeStart(c jetstream.ConsumerConfig) string {
+	switch c.DeliverPolicy {
+	case jetstream.DeliverNewPolicy:
+		return "new"
+	case jetstream.DeliverAllPolicy:
+		return "all"
+	case jetstream.DeliverByStartTimePolicy:
+		if c.OptStartTime != nil {
+			return c.OptStartTime.Format(time.RFC3339)
+		}
+	}
+	return c.DeliverPolicy.String()
+}
+
+// consume runs the fetch loop: Consume with a worker pool while the
+// circuit breaker is closed; while it is open, nothing is fetched for the
+// cool-down, then one event is fetched as a probe.
+func (r *Runtime) consume(ctx context.Context) error {
+	work := make(chan jetstream.Msg)
+	var workers sync.WaitGroup
+	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	for range r.cfg.Concurrency {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for msg := range work {
+				r.process(hctx, msg)
+			}
+		}()
+	}
+	defer func() {
+		// Drain: no more dispatch; in-flight handlers get DrainTimeout.
+		close(work)
+		done := make(chan struct{})
+		go func() { workers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(r.cfg.DrainTimeout):
+			r.log.Warn("drain timeout: cancelling handlers still running (their events are redelivered)")
+			cancelHandlers()
+			<-done
+		}
+	}()
+
+	for ctx.Err() == nil {
+		if r.breakerOpen() {
+			r.setBreaker(true)
+			r.log.Warn("circuit breaker open: not fetching", "cooldown", r.cfg.BreakerCooldown, "consecutive_failures", r.failures.Load())
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(r.cfg.BreakerCooldown):
+			}
+			r.probe(ctx, hctx)
+			continue
+		}
+		r.setBreaker(false)
+		cc, err := r.cons.Consume(func(msg jetstream.Msg) {
+			if ctx.Err() != nil || r.breakerOpen() {
+				// Not ours to handle now: release it at once (shutdown)
+				// or after the cool-down (breaker), instead of letting it
+				// wait out AckWait in a buffer.
+				delay := time.Duration(0)
+				if ctx.Err() == nil {
+					delay = r.cfg.BreakerCooldown
+				}
+				msg.NakWithDelay(delay)
+				return
+			}
+			select {
+			case work <- msg:
+			case <-ctx.Done():
+				msg.Nak()
+			}
+		},
+			jetstream.PullMaxMessages(r.cfg.Concurrency),
+			// Short pull requests: after a pause is lifted (by any process)
+			// a new request reaches the server within seconds.
+			jetstream.PullExpiry(5*time.Second),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() == nil {
+					r.log.Warn("consume", "err", err)
+				}
+			}))
+		if err != nil {
+			r.log.Error("consume failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		select {
+		case <-ctx.Done():
+		case <-r.trip:
+		}
+		cc.Drain()
+		<-cc.Closed()
+	}
+	return nil
+}
+
+// probe fetches and handles one event while the breaker is open; success
+// closes the breaker.
+func (r *Runtime) probe(ctx, hctx context.Context) {
+	batch, err := r.cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		r.log.Warn("probe fetch", "err", err)
+		return
+	}
+	for msg := range batch.Messages() {
+		r.process(hctx, msg)
+	}
+	if ctx.Err() == nil && !r.breakerOpen() {
+		r.log.Info("circuit breaker closed: the probe succeeded")
+	}
+}
+
+func (r *Runtime) breakerOpen() bool {
+	return r.cfg.BreakerThreshold > 0 && r.failures.Load() >= int64(r.cfg.BreakerThreshold)
+}
+
+func (r *Runtime) setBreaker(open bool) {
+	if r.opt.Metrics != nil {
+		v := 0.0
+		if open {
+			v = 1
+		}
+		r.opt.Metrics.breakerOpen.WithLabelValues(r.opt.Name).Set(v)
+	}
+}
+
+// process handles one message and settles it.
+func (r *Runtime) process(ctx context.Context, msg jetstream.Msg) {
+	md, err := msg.Metadata()
+	if err != nil {
+		r.log.Error("message without metadata; terminating", "subject", msg.Subject(), "err", err)
+		msg.Term()
+		return
+	}
+	d := Delivery{Subject: msg.Subject(), StreamSeq: md.Sequence.Stream, Attempt: int(md.NumDelivered)}
+	ev, err := router.FromMsg(msg.Headers(), msg.Data())
+	if err != nil {
+		r.settle(ctx, msg, d, Permanent(err))
+		return
+	}
+	d.Event = ev
+	if r.opt.Match != nil && !strings.HasPrefix(d.Subject, r.subjects.Prefix()+"-replay.") && !r.opt.Match(ev.Namespace) {
+		msg.Ack() // outside the trigger patterns the server filter could not express
+		return
+	}
+	// Keep AckWait from firing under a long handler.
+	stop := make(chan struct{})
+	go func() {
+		t := time.NewTicker(max(r.cfg.AckWait/3, 100*time.Millisecond))
+		defer t.Stop()
+		for {
+			select {
+			case <-stop:
+				return
+			case <-t.C:
+				msg.InProgress()
+			}
+		}
+	}()
+	start := time.Now()
+	err = r.opt.Handler.Handle(ctx, d)
+	close(stop)
+	if r.opt.Metrics != nil {
+		r.opt.Metrics.latency.WithLabelValues(r.opt.Name).Observe(time.Since(start).Seconds())
+	}
+	r.settle(ctx, msg, d, err)
+}
+
+// settle is the one place that decides a message's fate: nil → ack; a
+// pause → pause the consumer on the server and release the event; a
+// permanent error or the last allowed attempt → dead-letter, then
+// terminate; anything else → NakWithDelay by the schedule (or the delay
+// the error asks for).
+func (r *Runtime) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err error) {
+	log := r.log.With("subject", d.Subject, "stream_seq", d.StreamSeq, "num_delivered", d.Attempt, "event_id", d.Event.ID)
+	ns := d.Event.Namespace
+	switch {
+	case err == nil:
+		if aerr := msg.Ack(); aerr != nil {
+			log.Warn("ack failed; the event will be redelivered", "err", aerr)
+		}
+		r.failures.Store(0)
+		r.opt.Metrics.count(r.opt.Metrics.delivered, r.opt.Name, ns)
+	case IsPause(err):
+		log.Error("PAUSING consumer on the server: "+err.Error(), "resume", "eventmesh consumer resume "+r.opt.Name)
+		if perr := PauseConsumer(ctx, r.js, r.opt.Name, err.Error()); perr != nil {
+			log.Error("pause failed", "err", perr)
+		}
+		if r.opt.Metrics != nil {
+			r.opt.Metrics.paused.WithLabelValues(r.opt.Name).Set(1)
+		}
+		msg.NakWithDelay(time.Second)
+	case IsPermanent(err) || d.Attempt >= r.cfg.MaxDeliver:
+		reason := err.Error()
+		if !IsPermanent(err) {
+			reason = fmt.Sprintf("gave up after %d attempts: %s", d.Attempt, reason)
+		}
+		if derr := r.deadLetter(ctx, msg.Headers(), msg.Data(), d, reason); derr != nil {
+			// Never drop silently: keep the event and try again later.
+			log.Error("dead-letter failed; retrying later", "err", derr)
+			msg.NakWithDelay(r.cfg.Delay(1))
+			return
+		}
+		log.Warn("dead-lettered", "reason", reason)
+		msg.TermWithReason(truncate(reason, 256))
+		r.opt.Metrics.count(r.opt.Metrics.deadLettered, r.opt.Name, ns)
+	default:
+		r.failures.Add(1)
+		delay := RetryAfter(err)
+		if delay <= 0 {
+			delay = r.cfg.Delay(d.Attempt)
+		}
+		log.Warn("attempt failed; retrying", "err", err, "retry_in", delay.Round(time.Millisecond))
+		msg.NakWithDelay(delay)
+		r.opt.Metrics.count(r.opt.Metrics.retried, r.opt.Name, ns)
+		if r.breakerOpen() {
+			select {
+			case r.trip <- struct{}{}:
+			default:
+			}
+		}
+	}
+}
+
+// deadLetter copies the event to ENMESHED_DLQ and waits for the ack. The
+// DLQ message id dlq:<consumer>:<seq> makes a second copy a no-op.
+func (r *Runtime) deadLetter(ctx context.Context, h map[string][]string, data []byte, d Delivery, reason string) error {
+	ev := d.Event
+	if ev.ID == "" { // not an event of ours: keep what there is
+		ev = router.Event{ID: fmt.Sprintf("seq-%d", d.StreamSeq), Namespace: "unknown", Data: data, Time: r.now()}
+		if ns, ok := r.subjects.Namespace(d.Subject); ok {
+			ev.Namespace = ns
+		}
+	}
+	m := DeadLetterMsg(r.subjects, r.opt.Name, ev, reason, d.Attempt, d.Subject, d.StreamSeq, r.now())
+	var err error
+	for attempt := 0; attempt < 3; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		_, err = r.js.PublishMsg(actx, m)
+		cancel()
+		if err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+// catchAdvisories dead-letters events that exhausted MaxDeliver without a
+// verdict (a process crashing on them): the server's max-deliveries
+// advisories are captured in ENMESHED_ADVISORIES and read through the
+// durable <consumer>-advisories that all replicas share.
+func (r *Runtime) catchAdvisories(ctx context.Context) {
+	name := r.opt.Name + "-advisories"
+	cons, err := r.js.CreateOrUpdateConsumer(ctx, streams.Advisories, jetstream.ConsumerConfig{
+		Durable:       name,
+		Description:   "eventmesh: max-deliveries advisories of " + r.opt.Name,
+		FilterSubject: streams.AdvisorySubject(r.opt.Name),
+		AckPolicy:     jetstream.AckExplicitPolicy,
+		AckWait:       30 * time.Second,
+		DeliverPolicy: jetstream.DeliverAllPolicy,
+	})
+	if err != nil {
+		r.log.Error("advisory consumer; events that exhaust their deliveries without a verdict will not be dead-lettered", "err", err)
+		return
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		var adv struct {
+			StreamSeq  uint64 `json:"stream_seq"`
+			Deliveries int    `json:"deliveries"`
+		}
+		if err := json.Unmarshal(msg.Data(), &adv); err != nil || adv.StreamSeq == 0 {
+			r.log.Warn("unreadable max-deliveries advisory", "err", err)
+			msg.Term()
+			return
+		}
+		orig, err := r.events.GetMsg(ctx, adv.StreamSeq)
+		if errors.Is(err, jetstream.ErrMsgNotFound) {
+			r.log.Error("event exhausted its deliveries but is no longer in the stream", "stream_seq", adv.StreamSeq)
+			msg.Ack()
+			return
+		}
+		if err != nil {
+			msg.NakWithDelay(time.Second)
+			return
+		}
+		d := Delivery{Subject: orig.Subject, StreamSeq: adv.StreamSeq, Attempt: adv.Deliveries}
+		d.Event, _ = router.FromMsg(orig.Header, orig.Data)
+		reason := fmt.Sprintf("no verdict after %d deliveries (the handler crashed or timed out each time)", adv.Deliveries)
+		if err := r.deadLetter(ctx, orig.Header, orig.Data, d, reason); err != nil {
+			r.log.Error("dead-letter from advisory failed; retrying", "stream_seq", adv.StreamSeq, "err", err)
+			msg.NakWithDelay(time.Second)
+			return
+		}
+		r.log.Warn("dead-lettered from max-deliveries advisory", "stream_seq", adv.StreamSeq, "deliveries", adv.Deliveries)
+		r.opt.Metrics.count(r.opt.Metrics.deadLettered, r.opt.Name, d.Event.Namespace)
+		msg.Ack()
+	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if ctx.Err() == nil {
+			r.log.Warn("advisory consume", "err", err)
+		}
+	}))
+	if err != nil {
+		r.log.Error("advisory consume", "err", err)
+		return
+	}
+	<-ctx.Done()
+	cc.Drain()
+	<-cc.Closed()
+}
+
+// watch refreshes the pending, ack-pending and paused gauges.
+func (r *Runtime) watch(ctx context.Context) {
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for {
+		if info, err := r.cons.Info(ctx); err == nil && r.opt.Metrics != nil {
+			m := r.opt.Metrics
+			m.pending.WithLabelValues(r.opt.Name).Set(float64(info.NumPending))
+			m.ackPending.WithLabelValues(r.opt.Name).Set(float64(info.NumAckPending))
+			p := 0.0
+			if info.Paused {
+				p = 1
+			}
+			m.paused.WithLabelValues(r.opt.Name).Set(p)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n]
+}

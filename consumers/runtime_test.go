@@ -1,0 +1,398 @@
+package consumers_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
+	"github.com/eventmesh/eventmesh/streams/natstest"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+var subjects = router.MustSubjects("enmeshed")
+
+type rig struct {
+	t  *testing.T
+	js jetstream.JetStream
+}
+
+func newRig(t *testing.T) *rig {
+	t.Helper()
+	srv := natstest.Start(t)
+	js := natstest.JetStream(t, natstest.Connect(t, srv.ClientURL()))
+	sc := streams.StreamConfig{Replicas: 1, MaxAge: time.Hour, MaxBytes: 64 << 20, DuplicateWindow: time.Minute}
+	if _, err := streams.EnsureStream(context.Background(), js, streams.EventsStream(subjects, sc), natstest.Logger(t)); err != nil {
+		t.Fatal(err)
+	}
+	return &rig{t: t, js: js}
+}
+
+// fastConfig is a runtime config with a fast retry schedule for tests.
+func fastConfig() consumers.Config {
+	return consumers.Config{Start: "all", AckWait: 2 * time.Second, MaxDeliver: 4, MaxAckPending: 100, Concurrency: 4,
+		Backoff: consumers.Schedule{20 * time.Millisecond}, DrainTimeout: 10 * time.Second}
+}
+
+func (r *rig) publish(ns, id string) {
+	r.t.Helper()
+	e := router.Event{ID: id, Namespace: ns, Source: "test", Time: time.Now(), Origin: router.OriginWebhook, Data: []byte(`{"id":"` + id + `"}`)}
+	if _, err := r.js.PublishMsg(context.Background(), e.Msg(subjects)); err != nil {
+		r.t.Fatal(err)
+	}
+}
+
+// run starts a runtime and returns a stop function that waits for it.
+func (r *rig) run(name string, cfg consumers.Config, h consumers.HandlerFunc) (stop func()) {
+	r.t.Helper()
+	rt, err := consumers.New(r.js, subjects, cfg, consumers.Options{Name: name, Filters: []string{subjects.Events()},
+		DefaultStart: "all", Handler: h, Metrics: consumers.NewMetrics(prometheus.NewRegistry()), Log: natstest.Logger(r.t)})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	natstest.WaitFor(r.t, 10*time.Second, "runtime ready", func() bool { return rt.Ready(ctx) == nil })
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				r.t.Errorf("runtime: %v", err)
+			}
+		})
+	}
+	r.t.Cleanup(stop)
+	return stop
+}
+
+func (r *rig) deadLetters(consumer string) []consumers.DeadLetter {
+	r.t.Helper()
+	dls, err := consumers.ListDeadLetters(context.Background(), r.js, subjects, consumer, time.Time{})
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	return dls
+}
+
+func TestRetryThenSuccess(t *testing.T) {
+	r := newRig(t)
+	var mu sync.Mutex
+	attempts := map[string][]time.Time{}
+	delivered := make(chan string, 10)
+	r.run("retry", fastConfig(), func(ctx context.Context, d consumers.Delivery) error {
+		mu.Lock()
+		attempts[d.Event.ID] = append(attempts[d.Event.ID], time.Now())
+		n := len(attempts[d.Event.ID])
+		mu.Unlock()
+		if n != d.Attempt {
+			t.Errorf("attempt %d reported as %d", n, d.Attempt)
+		}
+		if n < 3 {
+			return errors.New("receiver down")
+		}
+		delivered <- d.Event.ID
+		return nil
+	})
+	r.publish("transport.messageReceived", "e1")
+	select {
+	case id := <-delivered:
+		if id != "e1" {
+			t.Fatal(id)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("not delivered")
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(attempts["e1"]) != 3 {
+		t.Errorf("attempts = %d", len(attempts["e1"]))
+	}
+	// The schedule's delay (20ms ±20%) separates the attempts.
+	for i := 1; i < len(attempts["e1"]); i++ {
+		if gap := attempts["e1"][i].Sub(attempts["e1"][i-1]); gap < 15*time.Millisecond {
+			t.Errorf("attempt %d came %s after the previous one", i+1, gap)
+		}
+	}
+	if dls := r.deadLetters(""); len(dls) != 0 {
+		t.Errorf("dead letters: %v", dls)
+	}
+}
+
+func TestRetryAfterIsRespected(t *testing.T) {
+	r := newRig(t)
+	var times []time.Time
+	var mu sync.Mutex
+	done := make(chan struct{})
+	r.run("later", fastConfig(), func(ctx context.Context, d consumers.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		times = append(times, time.Now())
+		if len(times) == 1 {
+			return consumers.Retry(errors.New("429"), 700*time.Millisecond)
+		}
+		close(done)
+		return nil
+	})
+	r.publish("transport.messageReceived", "e1")
+	<-done
+	if gap := times[1].Sub(times[0]); gap < 700*time.Millisecond {
+		t.Errorf("retried after %s, want ≥ 700ms", gap)
+	}
+}
+
+func TestPermanentErrorDeadLetters(t *testing.T) {
+	r := newRig(t)
+	var calls atomic.Int32
+	r.run("perm", fastConfig(), func(ctx context.Context, d consumers.Delivery) error {
+		calls.Add(1)
+		if d.Event.ID == "poison" {
+			return consumers.Permanent(errors.New("receiver answered 400: bad payload"))
+		}
+		return nil
+	})
+	r.publish("transport.messageReceived", "poison")
+	r.publish("transport.messageReceived", "fine")
+	natstest.WaitFor(t, 10*time.Second, "dead letter", func() bool { return len(r.deadLetters("perm")) == 1 })
+	dl := r.deadLetters("perm")[0]
+	if dl.Event.ID != "poison" || dl.Consumer != "perm" || dl.Attempts != 1 || dl.StreamSeq != 1 ||
+		dl.Subject != "enmeshed.transport.messageReceived" || !strings.Contains(dl.Reason, "400") {
+		t.Errorf("dead letter = %+v", dl)
+	}
+	if calls.Load() != 2 {
+		t.Errorf("handler calls = %d, want 2 (no retry of a permanent failure)", calls.Load())
+	}
+}
+
+func TestLastAttemptDeadLetters(t *testing.T) {
+	r := newRig(t)
+	cfg := fastConfig()
+	cfg.MaxDeliver = 3
+	var calls atomic.Int32
+	r.run("giveup", cfg, func(ctx context.Context, d consumers.Delivery) error {
+		calls.Add(1)
+		return fmt.Errorf("still down")
+	})
+	r.publish("transport.messageReceived", "e1")
+	natstest.WaitFor(t, 10*time.Second, "dead letter", func() bool { return len(r.deadLetters("giveup")) == 1 })
+	dl := r.deadLetters("giveup")[0]
+	if dl.Attempts != 3 || !strings.Contains(dl.Reason, "after 3 attempts") {
+		t.Errorf("dead letter = %+v", dl)
+	}
+	if calls.Load() != 3 {
+		t.Errorf("calls = %d", calls.Load())
+	}
+}
+
+// Events that exhaust MaxDeliver without a verdict (processes crashing on
+// them) are dead-lettered from the captured max-deliveries advisory.
+func TestCrashLoopDeadLetteredFromAdvisory(t *testing.T) {
+	r := newRig(t)
+	cfg := fastConfig()
+	cfg.MaxDeliver, cfg.AckWait = 2, time.Second
+	stop := r.run("crashy", cfg, func(ctx context.Context, d consumers.Delivery) error { return nil })
+	stop() // the durable exists; now "processes" take the event and die without a verdict
+	r.publish("transport.messageReceived", "crasher")
+	ctx := context.Background()
+	cons, err := r.js.Consumer(ctx, streams.Events, "crashy")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 1; i <= 2; i++ {
+		batch, err := cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := 0
+		for range batch.Messages() {
+			n++ // taken and never settled, as by a process that crashed
+		}
+		if n != 1 {
+			t.Fatalf("delivery %d: got %d messages", i, n)
+		}
+	}
+	// After the second AckWait the server gives up on the event; it emits
+	// the advisory when the next process pulls.
+	r.run("crashy", cfg, func(ctx context.Context, d consumers.Delivery) error { return nil })
+	natstest.WaitFor(t, 10*time.Second, "dead letter from advisory", func() bool { return len(r.deadLetters("crashy")) == 1 })
+	dl := r.deadLetters("crashy")[0]
+	if dl.Event.ID != "crasher" || !strings.Contains(dl.Reason, "no verdict after 2 deliveries") {
+		t.Errorf("dead letter = %+v", dl)
+	}
+}
+
+func TestPauseAndResume(t *testing.T) {
+	r := newRig(t)
+	var gone atomic.Bool
+	gone.Store(true)
+	delivered := make(chan string, 10)
+	r.run("pausing", fastConfig(), func(ctx context.Context, d consumers.Delivery) error {
+		if gone.Load() {
+			return consumers.Pause(errors.New("receiver answered 410 Gone"))
+		}
+		delivered <- d.Event.ID
+		return nil
+	})
+	ctx := context.Background()
+	r.publish("transport.messageReceived", "e1")
+	natstest.WaitFor(t, 10*time.Second, "consumer paused on the server", func() bool {
+		c, err := r.js.Consumer(ctx, streams.Events, "pausing")
+		if err != nil {
+			return false
+		}
+		info, err := c.Info(ctx)
+		return err == nil && info.Paused
+	})
+	gone.Store(false)
+	r.publish("transport.messageReceived", "e2")
+	select {
+	case id := <-delivered:
+		t.Fatalf("%s delivered while paused", id)
+	case <-time.After(1500 * time.Millisecond): // the absence of a delivery can only be shown by waiting
+	}
+	if err := consumers.ResumeConsumer(ctx, r.js, "pausing"); err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]bool{}
+	for len(got) < 2 {
+		select {
+		case id := <-delivered:
+			got[id] = true
+		case <-time.After(10 * time.Second):
+			t.Fatalf("after resume got %v", got)
+		}
+	}
+}
+
+func TestTwoProcessesSplitTheWork(t *testing.T) {
+	r := newRig(t)
+	const n = 200
+	var mu sync.Mutex
+	seen := map[string]int{}
+	byProc := [2]int{}
+	for p := 0; p < 2; p++ {
+		r.run("shared", fastConfig(), func(ctx context.Context, d consumers.Delivery) error {
+			mu.Lock()
+			seen[d.Event.ID]++
+			byProc[p]++
+			mu.Unlock()
+			time.Sleep(time.Millisecond) // some work, so both processes get a share
+			return nil
+		})
+	}
+	for i := 0; i < n; i++ {
+		r.publish("transport.messageReceived", fmt.Sprintf("e%d", i))
+	}
+	natstest.WaitFor(t, 20*time.Second, "all events", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == n })
+	mu.Lock()
+	defer mu.Unlock()
+	if byProc[0] == 0 || byProc[1] == 0 {
+		t.Errorf("work not split: %v", byProc)
+	}
+	t.Logf("split %v", byProc)
+}
+
+// SIGTERM-style stop while handlers run: they finish and settle; nothing
+// is redelivered to the next process.
+func TestGracefulDrain(t *testing.T) {
+	r := newRig(t)
+	started := make(chan struct{}, 4)
+	release := make(chan struct{})
+	var handled atomic.Int32
+	stop := r.run("drain", fastConfig(), func(ctx context.Context, d consumers.Delivery) error {
+		started <- struct{}{}
+		<-release
+		handled.Add(1)
+		return nil
+	})
+	for i := 0; i < 4; i++ {
+		r.publish("transport.messageReceived", fmt.Sprintf("e%d", i))
+	}
+	for i := 0; i < 4; i++ {
+		<-started
+	}
+	stopped := make(chan struct{})
+	go func() { stop(); close(stopped) }()
+	close(release)
+	<-stopped
+	if handled.Load() != 4 {
+		t.Fatalf("handled %d", handled.Load())
+	}
+	info, err := mustConsumer(t, r.js, "drain").Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if info.NumAckPending != 0 || info.NumPending != 0 || info.NumRedelivered != 0 {
+		t.Errorf("after drain: ack pending %d, pending %d, redelivered %d", info.NumAckPending, info.NumPending, info.NumRedelivered)
+	}
+}
+
+func TestStartCannotChange(t *testing.T) {
+	r := newRig(t)
+	stop := r.run("fixed", fastConfig(), func(ctx context.Context, d consumers.Delivery) error { return nil })
+	stop()
+	cfg := fastConfig()
+	cfg.Start = "new"
+	rt, _ := consumers.New(r.js, subjects, cfg, consumers.Options{Name: "fixed", Filters: []string{subjects.Events()},
+		Handler: consumers.HandlerFunc(func(context.Context, consumers.Delivery) error { return nil }), Log: natstest.Logger(t)})
+	err := rt.Run(context.Background())
+	if err == nil || !strings.Contains(err.Error(), "start cannot change") {
+		t.Errorf("err = %v", err)
+	}
+}
+
+func TestCircuitBreaker(t *testing.T) {
+	r := newRig(t)
+	cfg := fastConfig()
+	cfg.Concurrency, cfg.BreakerThreshold, cfg.BreakerCooldown, cfg.MaxDeliver = 1, 3, 800*time.Millisecond, 100
+	var mu sync.Mutex
+	var calls []time.Time
+	var healthy atomic.Bool
+	r.run("breaker", cfg, func(ctx context.Context, d consumers.Delivery) error {
+		mu.Lock()
+		calls = append(calls, time.Now())
+		mu.Unlock()
+		if healthy.Load() {
+			return nil
+		}
+		return errors.New("down")
+	})
+	for i := 0; i < 5; i++ {
+		r.publish("transport.messageReceived", fmt.Sprintf("e%d", i))
+	}
+	natstest.WaitFor(t, 10*time.Second, "breaker trips", func() bool { mu.Lock(); defer mu.Unlock(); return len(calls) >= 3 })
+	mu.Lock()
+	third := calls[2]
+	mu.Unlock()
+	// The fourth attempt is the probe, after the cool-down.
+	natstest.WaitFor(t, 10*time.Second, "probe", func() bool { mu.Lock(); defer mu.Unlock(); return len(calls) >= 4 })
+	mu.Lock()
+	gap := calls[3].Sub(third)
+	mu.Unlock()
+	if gap < 700*time.Millisecond {
+		t.Errorf("probe came %s after the third failure, want ≥ the 800ms cool-down", gap)
+	}
+	healthy.Store(true)
+	natstest.WaitFor(t, 20*time.Second, "all delivered after recovery", func() bool {
+		info, err := mustConsumer(t, r.js, "breaker").Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+}
+
+func mustConsumer(t *testing.T, js jetstream.JetStream, name string) jetstream.Consumer {
+	t.Helper()
+	c, err := js.Consumer(context.Background(), streams.Events, name)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
