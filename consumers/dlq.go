@@ -44,6 +44,10 @@ const (
 // API needs a deadline.
 const pauseForever = 100 // years
 
+// resumeDelay is how far ahead ResumeConsumer sets the pause deadline that
+// ends a pause (see there why).
+const resumeDelay = 100 * time.Millisecond
+
 // DeadLetter is one entry of ENMESHED_DLQ: an event a consumer gave up on,
 // with why and when.
 type DeadLetter struct {
@@ -453,22 +457,45 @@ func PauseConsumer(ctx context.Context, js jetstream.JetStream, durable string, 
 	return nil
 }
 
-// ResumeConsumer lifts a pause of the durable consumer on ENMESHED; its
-// unacknowledged events are redelivered. An unknown durable is an error
-// listing the existing ones; resuming a consumer that is not paused is not.
+// ResumeConsumer lifts a pause of the durable consumer on ENMESHED, so its
+// replicas fetch again and its unacknowledged events are redelivered. An
+// unknown durable is an error listing the existing ones; resuming a
+// consumer that is not paused does nothing.
+//
+// nats-server (2.11 to 2.15) wakes a paused pull consumer's waiting pull
+// requests only when a pause deadline passes, not on a resume request:
+// after a plain resume the consumer idles until its clients pull again (up
+// to their pull expiry, 30 s by default; 13 s measured here). So this sets
+// the deadline resumeDelay ahead and waits it out. Should the server's
+// clock lag ours so far that the deadline lies more than a second ahead, it
+// resumes plainly instead.
 func ResumeConsumer(ctx context.Context, js jetstream.JetStream, durable string) error {
 	if err := router.ValidateToken(durable); err != nil {
 		return fmt.Errorf("resume consumer %q: %w", durable, err)
 	}
-	resp, err := js.ResumeConsumer(ctx, streams.Events, durable)
+	c, err := js.Consumer(ctx, streams.Events, durable)
 	if errors.Is(err, jetstream.ErrConsumerNotFound) {
 		err = unknownDurable(ctx, js, durable)
 	}
 	if err != nil {
 		return fmt.Errorf("resume consumer %s: %w", durable, err)
 	}
+	if !c.CachedInfo().Paused {
+		return nil
+	}
+	resp, err := js.PauseConsumer(ctx, streams.Events, durable, time.Now().Add(resumeDelay))
+	if err == nil && resp.Paused && resp.PauseRemaining > time.Second {
+		resp, err = js.ResumeConsumer(ctx, streams.Events, durable)
+	}
+	if err != nil {
+		return fmt.Errorf("resume consumer %s: %w", durable, err)
+	}
 	if resp.Paused {
-		return fmt.Errorf("resume consumer %s: the server reports it still paused until %s", durable, resp.PauseUntil.Format(time.RFC3339))
+		select {
+		case <-time.After(resp.PauseRemaining + 10*time.Millisecond):
+		case <-ctx.Done():
+			return fmt.Errorf("resume consumer %s: it resumes at %s: %w", durable, resp.PauseUntil.Format(time.RFC3339Nano), ctx.Err())
+		}
 	}
 	return nil
 }

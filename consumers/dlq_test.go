@@ -356,11 +356,38 @@ func TestPauseResumeConsumer(t *testing.T) {
 	if err != nil || len(ds) != 2 || ds[0].Name != "archiver" || ds[1].Name != "webhook-1" || !ds[1].Paused || ds[0].Paused {
 		t.Errorf("durables: %v", err)
 	}
+	// A client waiting in Consume gets the event promptly after the resume,
+	// not at its next pull.
+	c, err := js.Consumer(ctx, streams.Events, "webhook-1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make(chan string, 1)
+	cc, err := c.Consume(func(m jetstream.Msg) { got <- m.Subject(); m.Ack() })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer cc.Stop()
+	if _, err := js.Publish(ctx, s.Event("transport.messageReceived"), []byte(`{}`)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case subj := <-got:
+		t.Fatalf("%s delivered while paused", subj)
+	case <-time.After(300 * time.Millisecond): // an absence can only be shown by waiting
+	}
+	start := time.Now()
 	if err := ResumeConsumer(ctx, js, "webhook-1"); err != nil {
 		t.Fatal(err)
 	}
 	if i := info(); i.Paused {
 		t.Errorf("still paused until %v", i.Config.PauseUntil)
+	}
+	select {
+	case <-got:
+		t.Logf("delivered %s after the resume began", time.Since(start).Round(time.Millisecond))
+	case <-time.After(3 * time.Second):
+		t.Fatal("not delivered within 3s of the resume")
 	}
 	if err := ResumeConsumer(ctx, js, "webhook-1"); err != nil {
 		t.Errorf("resume of a running consumer: %v", err)
