@@ -44,7 +44,5 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 }
 
 func (m *Metrics) count(v *prometheus.CounterVec, consumer, namespace string) {
-	if m != nil {
-		v.WithLabelValues(consumer, router.MetricLabel(namespace)).Inc()
-	}
+	v.WithLabelValues(consumer, router.MetricLabel(namespace)).Inc()
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
 )
 
 // Options are what a consumer gives the runtime besides its Config.
@@ -29,7 +30,13 @@ type Options struct {
 	Match func(namespace string) bool
 	// DefaultStart is the start position when Config.Start is empty.
 	DefaultStart string
-	Handler      Handler
+	// OrderKey, when set, turns on per-key order: events with the same
+	// non-empty key are handled one at a time in stream order, retries
+	// included, while other keys proceed in parallel; one process of the
+	// durable is active at a time (a pinned priority group) and the others
+	// stand by to take over.
+	OrderKey func(Delivery) string
+	Handler  Handler
 	Metrics      *Metrics
 	Log          *slog.Logger
 }
@@ -48,7 +55,11 @@ type Runtime struct {
 	ready    atomic.Bool
 	failures atomic.Int64 // consecutive failed attempts, for the breaker
 	trip     chan struct{}
+	stopping <-chan struct{} // closed when Run's context ends
 }
+
+// orderedGroup is the priority group of a durable in per-key order mode.
+const orderedGroup = "ordered"
 
 // New returns a runtime; Run starts it.
 func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Runtime, error) {
@@ -60,6 +71,9 @@ func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Run
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
+	}
+	if o.Metrics == nil {
+		o.Metrics = NewMetrics(prometheus.NewRegistry()) // counted, not exported
 	}
 	return &Runtime{js: js, subjects: s, cfg: cfg, opt: o, log: o.Log.With("consumer", o.Name), now: time.Now,
 		trip: make(chan struct{}, 1)}, nil
@@ -80,6 +94,7 @@ func (r *Runtime) Ready(context.Context) error {
 // and then drains: fetching stops, in-flight handlers finish and settle
 // (within DrainTimeout), events not yet handled are released at once.
 func (r *Runtime) Run(ctx context.Context) error {
+	r.stopping = ctx.Done()
 	if err := r.setup(ctx); err != nil {
 		return err
 	}
@@ -145,6 +160,11 @@ func (r *Runtime) ensureDurable(ctx context.Context) (jetstream.Consumer, error)
 		MaxDeliver:     r.cfg.MaxDeliver,
 		MaxAckPending:  r.cfg.MaxAckPending,
 		ReplayPolicy:   jetstream.ReplayInstantPolicy,
+	}
+	if r.opt.OrderKey != nil {
+		want.PriorityPolicy = jetstream.PriorityPolicyPinned
+		want.PriorityGroups = []string{orderedGroup}
+		want.PinnedTTL = max(2*r.cfg.AckWait, 15*time.Second)
 	}
 	if existing, err := r.events.Consumer(ctx, r.opt.Name); err == nil {
 		have := existing.CachedInfo().Config
@@ -222,6 +242,11 @@ func (r *Runtime) consume(ctx context.Context) error {
 		}
 	}()
 
+	var keyed *keyedQueues
+	if r.opt.OrderKey != nil {
+		keyed = newKeyedQueues(r, hctx, r.cfg.Concurrency)
+		defer keyed.wait()
+	}
 	for ctx.Err() == nil {
 		if r.breakerOpen() {
 			r.setBreaker(true)
@@ -247,21 +272,16 @@ func (r *Runtime) consume(ctx context.Context) error {
 				msg.NakWithDelay(delay)
 				return
 			}
+			if keyed != nil {
+				keyed.dispatch(msg)
+				return
+			}
 			select {
 			case work <- msg:
 			case <-ctx.Done():
 				msg.Nak()
 			}
-		},
-			jetstream.PullMaxMessages(r.cfg.Concurrency),
-			// Short pull requests: after a pause is lifted (by any process)
-			// a new request reaches the server within seconds.
-			jetstream.PullExpiry(5*time.Second),
-			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-				if !errors.Is(err, jetstream.ErrNoHeartbeat) || ctx.Err() == nil {
-					r.log.Warn("consume", "err", err)
-				}
-			}))
+		}, r.consumeOpts(ctx)...)
 		if err != nil {
 			r.log.Error("consume failed; retrying", "err", err)
 			select {
@@ -281,6 +301,24 @@ func (r *Runtime) consume(ctx context.Context) error {
 	return nil
 }
 
+func (r *Runtime) consumeOpts(ctx context.Context) []jetstream.PullConsumeOpt {
+	opts := []jetstream.PullConsumeOpt{
+		jetstream.PullMaxMessages(r.cfg.Concurrency),
+		// Short pull requests: after a pause is lifted (by any process) a
+		// new request reaches the server within seconds.
+		jetstream.PullExpiry(5 * time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if ctx.Err() == nil {
+				r.log.Warn("consume", "err", err)
+			}
+		}),
+	}
+	if r.opt.OrderKey != nil {
+		opts = append(opts, jetstream.PullPriorityGroup(orderedGroup))
+	}
+	return opts
+}
+
 // probe fetches and handles one event while the breaker is open; success
 // closes the breaker.
 func (r *Runtime) probe(ctx, hctx context.Context) {
@@ -298,39 +336,52 @@ func (r *Runtime) probe(ctx, hctx context.Context) {
 }
 
 func (r *Runtime) breakerOpen() bool {
-	return r.cfg.BreakerThreshold > 0 && r.failures.Load() >= int64(r.cfg.BreakerThreshold)
+	// In per-key order mode retries wait in place, so nothing is hammered.
+	return r.opt.OrderKey == nil && r.cfg.BreakerThreshold > 0 && r.failures.Load() >= int64(r.cfg.BreakerThreshold)
 }
 
 func (r *Runtime) setBreaker(open bool) {
-	if r.opt.Metrics != nil {
-		v := 0.0
-		if open {
-			v = 1
-		}
-		r.opt.Metrics.breakerOpen.WithLabelValues(r.opt.Name).Set(v)
+	v := 0.0
+	if open {
+		v = 1
 	}
+	r.opt.Metrics.breakerOpen.WithLabelValues(r.opt.Name).Set(v)
 }
 
 // process handles one message and settles it.
 func (r *Runtime) process(ctx context.Context, msg jetstream.Msg) {
+	d, ok := r.prepare(ctx, msg)
+	if !ok {
+		return
+	}
+	r.settle(ctx, msg, d, r.attempt(ctx, msg, d))
+}
+
+// prepare reads the delivery from msg; false when msg was settled already
+// (not an event of ours, or outside the trigger patterns).
+func (r *Runtime) prepare(ctx context.Context, msg jetstream.Msg) (Delivery, bool) {
 	md, err := msg.Metadata()
 	if err != nil {
 		r.log.Error("message without metadata; terminating", "subject", msg.Subject(), "err", err)
 		msg.Term()
-		return
+		return Delivery{}, false
 	}
 	d := Delivery{Subject: msg.Subject(), StreamSeq: md.Sequence.Stream, Attempt: int(md.NumDelivered)}
 	ev, err := router.FromMsg(msg.Headers(), msg.Data())
 	if err != nil {
 		r.settle(ctx, msg, d, Permanent(err))
-		return
+		return d, false
 	}
 	d.Event = ev
 	if r.opt.Match != nil && !strings.HasPrefix(d.Subject, r.subjects.Prefix()+"-replay.") && !r.opt.Match(ev.Namespace) {
 		msg.Ack() // outside the trigger patterns the server filter could not express
-		return
+		return d, false
 	}
-	// Keep AckWait from firing under a long handler.
+	return d, true
+}
+
+// attempt calls the handler once, keeping AckWait from firing under it.
+func (r *Runtime) attempt(ctx context.Context, msg jetstream.Msg, d Delivery) error {
 	stop := make(chan struct{})
 	go func() {
 		t := time.NewTicker(max(r.cfg.AckWait/3, 100*time.Millisecond))
@@ -345,12 +396,10 @@ func (r *Runtime) process(ctx context.Context, msg jetstream.Msg) {
 		}
 	}()
 	start := time.Now()
-	err = r.opt.Handler.Handle(ctx, d)
+	err := r.opt.Handler.Handle(ctx, d)
 	close(stop)
-	if r.opt.Metrics != nil {
-		r.opt.Metrics.latency.WithLabelValues(r.opt.Name).Observe(time.Since(start).Seconds())
-	}
-	r.settle(ctx, msg, d, err)
+	r.opt.Metrics.latency.WithLabelValues(r.opt.Name).Observe(time.Since(start).Seconds())
+	return err
 }
 
 // settle is the one place that decides a message's fate: nil → ack; a
@@ -373,9 +422,7 @@ func (r *Runtime) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err
 		if perr := PauseConsumer(ctx, r.js, r.opt.Name, err.Error()); perr != nil {
 			log.Error("pause failed", "err", perr)
 		}
-		if r.opt.Metrics != nil {
-			r.opt.Metrics.paused.WithLabelValues(r.opt.Name).Set(1)
-		}
+		r.opt.Metrics.paused.WithLabelValues(r.opt.Name).Set(1)
 		msg.NakWithDelay(time.Second)
 	case IsPermanent(err) || d.Attempt >= r.cfg.MaxDeliver:
 		reason := err.Error()
@@ -500,7 +547,7 @@ func (r *Runtime) watch(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
-		if info, err := r.cons.Info(ctx); err == nil && r.opt.Metrics != nil {
+		if info, err := r.cons.Info(ctx); err == nil {
 			m := r.opt.Metrics
 			m.pending.WithLabelValues(r.opt.Name).Set(float64(info.NumPending))
 			m.ackPending.WithLabelValues(r.opt.Name).Set(float64(info.NumAckPending))

@@ -396,3 +396,99 @@ func mustConsumer(t *testing.T, js jetstream.JetStream, name string) jetstream.C
 	}
 	return c
 }
+
+// Per-key order under retries: events of one key are handled in stream
+// order even when one of them fails twice; other keys go on meanwhile.
+func TestPerKeyOrderUnderRetries(t *testing.T) {
+	r := newRig(t)
+	cfg := fastConfig()
+	cfg.MaxDeliver = 10
+	cfg.Backoff = consumers.Schedule{150 * time.Millisecond}
+	var mu sync.Mutex
+	order := map[string][]int{}
+	var finished []string
+	failures := map[string]int{"A-0": 2}
+	rt, err := consumers.New(r.js, subjects, cfg, consumers.Options{Name: "ordered", Filters: []string{subjects.Events()},
+		DefaultStart: "all", Log: natstest.Logger(t), Metrics: consumers.NewMetrics(prometheus.NewRegistry()),
+		OrderKey: func(d consumers.Delivery) string { return router.OrderKey(d.Event.Data) },
+		Handler: consumers.HandlerFunc(func(ctx context.Context, d consumers.Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if failures[d.Event.ID] > 0 {
+				failures[d.Event.ID]--
+				return errors.New("receiver down")
+			}
+			var key string
+			var n int
+			fmt.Sscanf(strings.Replace(d.Event.ID, "-", " ", 1), "%s %d", &key, &n)
+			order[key] = append(order[key], n)
+			finished = append(finished, d.Event.ID)
+			return nil
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rt.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	const perKey = 5
+	for i := 0; i < perKey; i++ {
+		for _, key := range []string{"A", "B", "C"} {
+			id := fmt.Sprintf("%s-%d", key, i)
+			e := router.Event{ID: id, Namespace: "transport.messageReceived", Source: "t", Time: time.Now(),
+				Data: []byte(`{"id":"` + id + `","isOwn":false,"createdBy":"peer-` + key + `"}`)}
+			if _, err := r.js.PublishMsg(context.Background(), e.Msg(subjects)); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	natstest.WaitFor(t, 20*time.Second, "all events", func() bool { mu.Lock(); defer mu.Unlock(); return len(finished) == 3*perKey })
+	mu.Lock()
+	defer mu.Unlock()
+	for key, seq := range order {
+		for i, n := range seq {
+			if n != i {
+				t.Errorf("key %s handled out of order: %v", key, seq)
+				break
+			}
+		}
+	}
+	// B and C did not wait for A's retries.
+	firstA := -1
+	for i, id := range finished {
+		if id == "A-0" {
+			firstA = i
+		}
+	}
+	if firstA < 2*perKey-2 {
+		t.Errorf("A-0 finished at position %d: other keys were held up (%v)", firstA, finished)
+	}
+}
+
+// In per-key order mode one process of the durable is active; another
+// stands by and gets nothing while the first one runs.
+func TestPerKeyOrderOneActiveProcess(t *testing.T) {
+	r := newRig(t)
+	var counts [2]atomic.Int32
+	for p := 0; p < 2; p++ {
+		rt, err := consumers.New(r.js, subjects, fastConfig(), consumers.Options{Name: "pinned", Filters: []string{subjects.Events()},
+			DefaultStart: "all", Log: natstest.Logger(t), OrderKey: func(d consumers.Delivery) string { return router.OrderKey(d.Event.Data) },
+			Handler: consumers.HandlerFunc(func(ctx context.Context, d consumers.Delivery) error { counts[p].Add(1); return nil })})
+		if err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan struct{})
+		go func() { rt.Run(ctx); close(done) }()
+		t.Cleanup(func() { cancel(); <-done })
+		natstest.WaitFor(t, 10*time.Second, "ready", func() bool { return rt.Ready(ctx) == nil })
+	}
+	for i := 0; i < 40; i++ {
+		r.publish("transport.messageReceived", fmt.Sprintf("e%d", i))
+	}
+	natstest.WaitFor(t, 20*time.Second, "all events", func() bool { return counts[0].Load()+counts[1].Load() == 40 })
+	if counts[0].Load() != 0 && counts[1].Load() != 0 {
+		t.Errorf("both processes handled events: %d and %d", counts[0].Load(), counts[1].Load())
+	}
+}

@@ -19,6 +19,7 @@ import (
 // WebhookConfig is what the webhook consumer reads.
 type WebhookConfig struct {
 	Webhook webhook.Config
+	Order   string           `env:"WEBHOOK_ORDER" envDefault:"none" desc:"none, or per-key: events of one peer are delivered in stream order (retries included) while other peers proceed in parallel; one process of the durable is active, the others stand by"`
 	Runtime consumers.Config `envPrefix:"WEBHOOK_"`
 }
 
@@ -28,7 +29,11 @@ func (c WebhookConfig) Enabled() bool { return c.Webhook.URL != "" }
 
 // Validate checks both parts.
 func (c WebhookConfig) Validate() error {
-	return errors.Join(c.Webhook.Validate(), c.Runtime.Validate("WEBHOOK_"))
+	var err error
+	if c.Order != "none" && c.Order != "per-key" {
+		err = fmt.Errorf("WEBHOOK_ORDER %q: want none or per-key", c.Order)
+	}
+	return errors.Join(c.Webhook.Validate(), c.Runtime.Validate("WEBHOOK_"), err)
 }
 
 // NewWebhook builds the webhook consumer: its durable filters on the
@@ -52,6 +57,9 @@ func NewWebhook(nc *nats.Conn, s router.Subjects, c WebhookConfig, m *consumers.
 		Handler: sender.Handler(), Metrics: m, Log: log}
 	if !exact {
 		o.Match = patterns.Match
+	}
+	if c.Order == "per-key" {
+		o.OrderKey = func(d consumers.Delivery) string { return router.OrderKey(d.Event.Data) }
 	}
 	return consumers.New(js, s, c.Runtime, o)
 }
