@@ -119,21 +119,22 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	defer app.Drain(nc, 10*time.Second)
 
 	reg := app.NewRegistry()
-	prod, err := app.StartProducer(ctx, cfg.Producer, nc, reg, log)
-	if err != nil {
-		return err
-	}
 	var rts []*consumers.Runtime
 	if cfg.Webhook.Enabled() {
 		subjects, _ := cfg.Producer.Prefix.Subjects()
 		rt, err := app.NewWebhook(nc, subjects, cfg.Webhook, consumers.NewMetrics(reg), log)
 		if err != nil {
-			prod.Shutdown()
 			return err
 		}
 		rts = append(rts, rt)
 	}
+	// The consumers wait for the stream, which the producer creates.
 	running := app.StartRuntimes(ctx, log, rts...)
+	prod, err := app.StartProducer(ctx, cfg.Producer, nc, reg, log, running.Ready)
+	if err != nil {
+		running.Stop()
+		return err
+	}
 	select {
 	case <-ctx.Done():
 		log.Info("shutting down")

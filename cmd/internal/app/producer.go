@@ -39,7 +39,9 @@ type Producer struct {
 
 // StartProducer ensures the ENMESHED stream (the producer owns it) and
 // starts the ingest endpoint on c.Ingest.Addr.
-func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *prometheus.Registry, log *slog.Logger) (*Producer, error) {
+// extraReady are further readiness checks for /readyz (eventmesh adds its
+// consumers', so a new webhook durable exists before it reports ready).
+func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *prometheus.Registry, log *slog.Logger, extraReady ...func(context.Context) error) (*Producer, error) {
 	subjects, err := c.Prefix.Subjects()
 	if err != nil {
 		return nil, err
@@ -60,7 +62,18 @@ func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *pr
 	ingest := producer.NewIngest(pub, c.Ingest, maxBody, producer.NewMetrics(reg), log)
 	mux := http.NewServeMux()
 	ingest.Register(mux)
-	Ops(mux, reg, readyCheck(nc, js, streams.Events))
+	streamReady := readyCheck(nc, js, streams.Events)
+	Ops(mux, reg, func(ctx context.Context) error {
+		if err := streamReady(ctx); err != nil {
+			return err
+		}
+		for _, ready := range extraReady {
+			if err := ready(ctx); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		producer.WriteError(w, http.StatusNotFound, producer.CodeNotFound, "no such endpoint: POST /events, /events/{trigger}, /connectors/{connector}/events[/{trigger}]")
 	})

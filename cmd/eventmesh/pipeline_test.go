@@ -1,0 +1,81 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventmesh/eventmesh/consumers/webhook"
+)
+
+const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
+
+// The whole path through the real binary: the Connector's POST to ingest,
+// the stream, the webhook consumer (started because WEBHOOK_URL is set),
+// a signed POST to the receiver with the Connector's body.
+func TestIngestToWebhook(t *testing.T) {
+	got := make(chan *http.Request, 1)
+	bodies := make(chan []byte, 1)
+	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		got <- r
+		bodies <- b
+		w.WriteHeader(http.StatusNoContent)
+	}))
+	defer rc.Close()
+	p := startMesh(t, t.TempDir(), "WEBHOOK_URL="+rc.URL+"/erp/{{trigger}}", "WEBHOOK_SECRET="+testSecret)
+	if code, err := postEvent(http.DefaultClient, p.ingest, sample); err != nil || code != 200 {
+		t.Fatalf("POST: %d %v", code, err)
+	}
+	select {
+	case r := <-got:
+		body := <-bodies
+		if r.URL.Path != "/erp/transport.messageReceived" {
+			t.Errorf("path %s", r.URL.Path)
+		}
+		if string(body) != `{"trigger":"transport.messageReceived","data":`+sampleData+`}` {
+			t.Errorf("body %s", body)
+		}
+		if err := webhook.Verify(testSecret, r.Header, body, time.Minute, time.Now()); err != nil {
+			t.Errorf("signature: %v", err)
+		}
+	case <-time.After(20 * time.Second):
+		t.Fatalf("no delivery\n%s", p.log)
+	}
+	p.stop(t)
+}
+
+func TestWebhookTestCommand(t *testing.T) {
+	var seen *http.Request
+	var body []byte
+	rc := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		seen, body = r, nil
+		body, _ = io.ReadAll(r.Body)
+		w.WriteHeader(http.StatusAccepted)
+		w.Write([]byte(`{"ok":true}`))
+	}))
+	defer rc.Close()
+	var out, errOut bytes.Buffer
+	code := run(context.Background(), []string{"webhook", "test"}, []string{"WEBHOOK_URL=" + rc.URL, "WEBHOOK_SECRET=" + testSecret}, &out, &errOut)
+	if code != 0 || !strings.Contains(out.String(), "status:   202") || !strings.Contains(out.String(), `{"ok":true}`) {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	if err := webhook.Verify(testSecret, seen.Header, body, time.Minute, time.Now()); err != nil {
+		t.Errorf("the test event is not signed: %v", err)
+	}
+	rcBad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadRequest) }))
+	defer rcBad.Close()
+	out.Reset()
+	if code := run(context.Background(), []string{"webhook", "test"}, []string{"WEBHOOK_URL=" + rcBad.URL}, &out, &errOut); code != 1 ||
+		!strings.Contains(out.String(), "dead-lettered") {
+		t.Errorf("400: exit %d\n%s", code, out.String())
+	}
+	if code := run(context.Background(), []string{"webhook", "test"}, nil, &out, &errOut); code != 2 || !strings.Contains(errOut.String(), "WEBHOOK_URL") {
+		t.Errorf("no URL: exit %d %s", code, errOut.String())
+	}
+}
