@@ -133,6 +133,10 @@ func (r *Runtime) processInOrder(ctx context.Context, msg jetstream.Msg) (paused
 		r.log.Warn("attempt failed; retrying in place to keep the key's order", "subject", d.Subject,
 			"stream_seq", d.StreamSeq, "num_delivered", d.Attempt, "event_id", d.Event.ID, "err", err, "retry_in", delay.Round(time.Millisecond))
 		r.opt.Metrics.count(r.opt.Metrics.retried, r.opt.Name, d.Event.Namespace)
+		if r.outcomes != nil {
+			r.outcomes.add(Outcome{Consumer: r.opt.Name, EventID: d.Event.ID, Result: ResultRetried, Attempt: d.Attempt,
+				Error: truncate(err.Error(), 1024), Time: r.now(), Subject: d.Subject, StreamSeq: d.StreamSeq})
+		}
 		if !r.waitInProgress(msg, delay) {
 			msg.Nak() // shutting down: the next process takes over, in order
 			return false

@@ -37,6 +37,16 @@ type Options struct {
 	// stand by to take over.
 	OrderKey func(Delivery) string
 	Handler  Handler
+	// BatchHandler, when set instead of Handler, handles fetched events a
+	// batch at a time (up to BatchSize, waiting at most BatchLinger for a
+	// batch to fill): nil acknowledges them all, an error settles each as
+	// Handler's error would. The archiver writes one transaction per batch.
+	BatchHandler func(ctx context.Context, ds []Delivery) error
+	BatchSize    int
+	BatchLinger  time.Duration
+	// NoOutcomes turns off outcome records (the archiver's own handling is
+	// the archive itself).
+	NoOutcomes bool
 	Metrics      *Metrics
 	Log          *slog.Logger
 }
@@ -56,6 +66,7 @@ type Runtime struct {
 	failures atomic.Int64 // consecutive failed attempts, for the breaker
 	trip     chan struct{}
 	stopping <-chan struct{} // closed when Run's context ends
+	outcomes *outcomeBatcher // nil with NoOutcomes
 }
 
 // orderedGroup is the priority group of a durable in per-key order mode.
@@ -66,7 +77,7 @@ func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Run
 	if err := router.ValidateToken(o.Name); err != nil {
 		return nil, fmt.Errorf("durable name: %w", err)
 	}
-	if o.Handler == nil {
+	if o.Handler == nil && o.BatchHandler == nil {
 		return nil, errors.New("consumer runtime: no handler")
 	}
 	if o.Log == nil {
@@ -102,10 +113,17 @@ func (r *Runtime) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); r.catchAdvisories(ctx) }()
 	go func() { defer wg.Done(); r.watch(ctx) }()
+	// Outcomes outlive the consume loop by one final flush.
+	octx, stopOutcomes := context.WithCancel(context.WithoutCancel(ctx))
+	if r.outcomes != nil {
+		wg.Add(1)
+		go func() { defer wg.Done(); r.outcomes.run(octx) }()
+	}
 	r.ready.Store(true)
 	r.log.Info("consumer running", "filters", r.filters(), "concurrency", r.cfg.Concurrency)
 	err := r.consume(ctx)
 	r.ready.Store(false)
+	stopOutcomes()
 	wg.Wait()
 	r.log.Info("consumer stopped")
 	return err
@@ -131,7 +149,12 @@ func (r *Runtime) setup(ctx context.Context) error {
 		case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)):
 		}
 	}
-	for _, def := range []jetstream.StreamConfig{streams.DLQStream(r.subjects), streams.AdvisoriesStream()} {
+	defs := []jetstream.StreamConfig{streams.DLQStream(r.subjects), streams.AdvisoriesStream()}
+	if !r.opt.NoOutcomes {
+		defs = append(defs, streams.OutcomesStream(r.subjects))
+		r.outcomes = newOutcomeBatcher(r.js, r.subjects.Outcome(r.opt.Name), r.log)
+	}
+	for _, def := range defs {
 		if _, err := streams.EnsureFixedStream(ctx, r.js, def); err != nil {
 			return err
 		}
@@ -219,14 +242,22 @@ func (r *Runtime) consume(ctx context.Context) error {
 	var workers sync.WaitGroup
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
-	for range r.cfg.Concurrency {
+	if r.opt.BatchHandler != nil {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			for msg := range work {
-				r.process(hctx, msg)
-			}
+			r.batches(hctx, work)
 		}()
+	} else {
+		for range r.cfg.Concurrency {
+			workers.Add(1)
+			go func() {
+				defer workers.Done()
+				for msg := range work {
+					r.process(hctx, msg)
+				}
+			}()
+		}
 	}
 	defer func() {
 		// Drain: no more dispatch; in-flight handlers get DrainTimeout.
@@ -302,8 +333,12 @@ func (r *Runtime) consume(ctx context.Context) error {
 }
 
 func (r *Runtime) consumeOpts(ctx context.Context) []jetstream.PullConsumeOpt {
+	prefetch := r.cfg.Concurrency
+	if r.opt.BatchHandler != nil {
+		prefetch = 2 * r.batchSize() // the next batch arrives while one is written
+	}
 	opts := []jetstream.PullConsumeOpt{
-		jetstream.PullMaxMessages(r.cfg.Concurrency),
+		jetstream.PullMaxMessages(prefetch),
 		// Short pull requests: after a pause is lifted (by any process) a
 		// new request reaches the server within seconds.
 		jetstream.PullExpiry(5 * time.Second),
@@ -408,22 +443,38 @@ func (r *Runtime) attempt(ctx context.Context, msg jetstream.Msg, d Delivery) er
 // terminate; anything else → NakWithDelay by the schedule (or the delay
 // the error asks for).
 func (r *Runtime) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err error) {
-	log := r.log.With("subject", d.Subject, "stream_seq", d.StreamSeq, "num_delivered", d.Attempt, "event_id", d.Event.ID)
+	// Built only when something goes wrong: this runs for every event.
+	log := func() *slog.Logger {
+		return r.log.With("subject", d.Subject, "stream_seq", d.StreamSeq, "num_delivered", d.Attempt, "event_id", d.Event.ID)
+	}
 	ns := d.Event.Namespace
+	outcome := func(result string, err error) {
+		if r.outcomes == nil || d.Event.ID == "" {
+			return
+		}
+		o := Outcome{Consumer: r.opt.Name, EventID: d.Event.ID, Result: result, Attempt: d.Attempt, Time: r.now(),
+			Subject: d.Subject, StreamSeq: d.StreamSeq}
+		if err != nil {
+			o.Error = truncate(err.Error(), 1024)
+		}
+		r.outcomes.add(o)
+	}
 	switch {
 	case err == nil:
 		if aerr := msg.Ack(); aerr != nil {
-			log.Warn("ack failed; the event will be redelivered", "err", aerr)
+			log().Warn("ack failed; the event will be redelivered", "err", aerr)
 		}
 		r.failures.Store(0)
 		r.opt.Metrics.count(r.opt.Metrics.delivered, r.opt.Name, ns)
+		outcome(ResultDelivered, nil)
 	case IsPause(err):
-		log.Error("PAUSING consumer on the server: "+err.Error(), "resume", "eventmesh consumer resume "+r.opt.Name)
+		log().Error("PAUSING consumer on the server: "+err.Error(), "resume", "eventmesh consumer resume "+r.opt.Name)
 		if perr := PauseConsumer(ctx, r.js, r.opt.Name, err.Error()); perr != nil {
-			log.Error("pause failed", "err", perr)
+			log().Error("pause failed", "err", perr)
 		}
 		r.opt.Metrics.paused.WithLabelValues(r.opt.Name).Set(1)
 		msg.NakWithDelay(time.Second)
+		outcome(ResultPaused, err)
 	case IsPermanent(err) || d.Attempt >= r.cfg.MaxDeliver:
 		reason := err.Error()
 		if !IsPermanent(err) {
@@ -431,22 +482,24 @@ func (r *Runtime) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err
 		}
 		if derr := r.deadLetter(ctx, msg.Headers(), msg.Data(), d, reason); derr != nil {
 			// Never drop silently: keep the event and try again later.
-			log.Error("dead-letter failed; retrying later", "err", derr)
+			log().Error("dead-letter failed; retrying later", "err", derr)
 			msg.NakWithDelay(r.cfg.Delay(1))
 			return
 		}
-		log.Warn("dead-lettered", "reason", reason)
+		log().Warn("dead-lettered", "reason", reason)
 		msg.TermWithReason(truncate(reason, 256))
 		r.opt.Metrics.count(r.opt.Metrics.deadLettered, r.opt.Name, ns)
+		outcome(ResultDeadLettered, errors.New(reason))
 	default:
 		r.failures.Add(1)
 		delay := RetryAfter(err)
 		if delay <= 0 {
 			delay = r.cfg.Delay(d.Attempt)
 		}
-		log.Warn("attempt failed; retrying", "err", err, "retry_in", delay.Round(time.Millisecond))
+		log().Warn("attempt failed; retrying", "err", err, "retry_in", delay.Round(time.Millisecond))
 		msg.NakWithDelay(delay)
 		r.opt.Metrics.count(r.opt.Metrics.retried, r.opt.Name, ns)
+		outcome(ResultRetried, err)
 		if r.breakerOpen() {
 			select {
 			case r.trip <- struct{}{}:
@@ -527,6 +580,10 @@ func (r *Runtime) catchAdvisories(ctx context.Context) {
 		}
 		r.log.Warn("dead-lettered from max-deliveries advisory", "stream_seq", adv.StreamSeq, "deliveries", adv.Deliveries)
 		r.opt.Metrics.count(r.opt.Metrics.deadLettered, r.opt.Name, d.Event.Namespace)
+		if r.outcomes != nil && d.Event.ID != "" {
+			r.outcomes.add(Outcome{Consumer: r.opt.Name, EventID: d.Event.ID, Result: ResultDeadLettered, Attempt: adv.Deliveries,
+				Error: reason, Time: r.now(), Subject: d.Subject, StreamSeq: d.StreamSeq})
+		}
 		msg.Ack()
 	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if ctx.Err() == nil {

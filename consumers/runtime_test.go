@@ -61,7 +61,14 @@ func (r *rig) run(name string, cfg consumers.Config, h consumers.HandlerFunc) (s
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- rt.Run(ctx) }()
-	natstest.WaitFor(r.t, 10*time.Second, "runtime ready", func() bool { return rt.Ready(ctx) == nil })
+	natstest.WaitFor(r.t, 10*time.Second, "runtime ready", func() bool {
+		select {
+		case err := <-done:
+			r.t.Fatalf("runtime stopped: %v", err)
+		default:
+		}
+		return rt.Ready(ctx) == nil
+	})
 	var once sync.Once
 	stop = func() {
 		once.Do(func() {
@@ -490,5 +497,116 @@ func TestPerKeyOrderOneActiveProcess(t *testing.T) {
 	natstest.WaitFor(t, 20*time.Second, "all events", func() bool { return counts[0].Load()+counts[1].Load() == 40 })
 	if counts[0].Load() != 0 && counts[1].Load() != 0 {
 		t.Errorf("both processes handled events: %d and %d", counts[0].Load(), counts[1].Load())
+	}
+}
+
+// Each settled attempt yields an outcome record, batched into few messages.
+func TestOutcomesPublished(t *testing.T) {
+	r := newRig(t)
+	var calls sync.Map
+	stop := r.run("outc", fastConfig(), func(ctx context.Context, d consumers.Delivery) error {
+		n, _ := calls.LoadOrStore(d.Event.ID, new(atomic.Int32))
+		if n.(*atomic.Int32).Add(1) <= 2 && d.Event.ID == "flaky" {
+			return errors.New("down")
+		}
+		if d.Event.ID == "poison" {
+			return consumers.Permanent(errors.New("400"))
+		}
+		return nil
+	})
+	for i := 0; i < 20; i++ {
+		r.publish("transport.messageReceived", fmt.Sprintf("ok%d", i))
+	}
+	r.publish("transport.messageReceived", "flaky")
+	r.publish("transport.messageReceived", "poison")
+	natstest.WaitFor(t, 10*time.Second, "dead letter", func() bool { return len(r.deadLetters("outc")) == 1 })
+	natstest.WaitFor(t, 10*time.Second, "flaky delivered", func() bool {
+		n, ok := calls.Load("flaky")
+		return ok && n.(*atomic.Int32).Load() == 3
+	})
+	stop() // the final flush happens on stop
+	ctx := context.Background()
+	st, err := r.js.Stream(ctx, streams.Outcomes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info := st.CachedInfo()
+	results := map[string]int{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject != "enmeshed-outcome.outc" {
+			t.Errorf("subject %s", m.Subject)
+		}
+		os, err := consumers.DecodeOutcomes(m.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range os {
+			results[o.EventID+"/"+o.Result]++
+			if o.Consumer != "outc" || o.Attempt < 1 || o.Time.IsZero() {
+				t.Errorf("outcome %+v", o)
+			}
+		}
+	}
+	if results["flaky/retried"] != 2 || results["flaky/delivered"] != 1 || results["poison/dead_lettered"] != 1 || results["ok7/delivered"] != 1 {
+		t.Errorf("outcomes %v", results)
+	}
+	if info.State.Msgs > 5 {
+		t.Errorf("%d outcome messages for 24 outcomes: not batched", info.State.Msgs)
+	}
+}
+
+func TestBatchHandler(t *testing.T) {
+	r := newRig(t)
+	var mu sync.Mutex
+	var sizes []int
+	seen := map[string]int{}
+	failOnce := true
+	rt, err := consumers.New(r.js, subjects, fastConfig(), consumers.Options{Name: "batcher", Filters: []string{subjects.Events()},
+		DefaultStart: "all", Log: natstest.Logger(t), NoOutcomes: true, BatchSize: 50,
+		BatchHandler: func(ctx context.Context, ds []consumers.Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			if failOnce {
+				failOnce = false
+				return errors.New("database busy")
+			}
+			sizes = append(sizes, len(ds))
+			for _, d := range ds {
+				seen[d.Event.ID]++
+			}
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 200; i++ {
+		r.publish("transport.messageReceived", fmt.Sprintf("e%d", i))
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { rt.Run(ctx); close(done) }()
+	natstest.WaitFor(t, 20*time.Second, "all events", func() bool { mu.Lock(); defer mu.Unlock(); return len(seen) == 200 })
+	cancel()
+	<-done
+	mu.Lock()
+	defer mu.Unlock()
+	big := 0
+	for _, n := range sizes {
+		if n > 50 {
+			t.Errorf("batch of %d > BatchSize", n)
+		}
+		if n > 1 {
+			big++
+		}
+	}
+	if big == 0 {
+		t.Errorf("no batching: %v", sizes)
+	}
+	if _, err := r.js.Stream(context.Background(), streams.Outcomes); err == nil {
+		t.Error("NoOutcomes still created ENMESHED_OUTCOMES")
 	}
 }

@@ -132,10 +132,17 @@ func (r *benchReceiver) arm(want int, record bool) *tally {
 	return t
 }
 
-// wait waits for the round to complete.
-func (t *tally) wait(b *testing.B, timeout time.Duration) {
+// wait waits for the round to complete, failing the benchmark after
+// timeout or when the consumer c (nil for the bare client) stops.
+func (t *tally) wait(b *testing.B, timeout time.Duration, c *benchConsumer) {
+	var exited chan struct{}
+	if c != nil {
+		exited = c.exited
+	}
 	select {
 	case <-t.done:
+	case <-exited:
+		b.Fatalf("consumer stopped after %d of %d requests: %v", t.count.Load(), t.want, c.err)
 	case <-time.After(timeout):
 		b.Fatalf("receiver got %d of %d requests within %s", t.count.Load(), t.want, timeout)
 	}
@@ -151,7 +158,10 @@ type benchEnv struct {
 }
 
 func newBenchEnv(b *testing.B) *benchEnv {
-	srv := natstest.Start(b, func(c *embedded.Config) { c.Sync = "2m" })
+	// MaxStore only bounds reservations: the runtime's own streams
+	// (ENMESHED_DLQ, ENMESHED_ADVISORIES, ENMESHED_OUTCOMES) reserve more
+	// than the test default of 1 GiB.
+	srv := natstest.Start(b, func(c *embedded.Config) { c.Sync = "2m"; c.MaxStore = 4 << 30 })
 	// In-process, as cmd/eventmesh connects to its embedded server.
 	nc, err := srv.Connect()
 	if err != nil {
@@ -163,7 +173,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sc := streams.StreamConfig{Replicas: 1, MaxAge: time.Hour, MaxBytes: 512 << 20, DuplicateWindow: 2 * time.Minute}
+	sc := streams.StreamConfig{Replicas: 1, MaxAge: time.Hour, MaxBytes: 256 << 20, DuplicateWindow: 2 * time.Minute}
 	if _, err := streams.EnsureStream(context.Background(), js, streams.EventsStream(benchSubjects, sc), log); err != nil {
 		b.Fatal(err)
 	}
@@ -178,10 +188,19 @@ func newBenchEnv(b *testing.B) *benchEnv {
 		metrics: consumers.NewMetrics(prometheus.NewRegistry()), log: log}
 }
 
+// benchConsumer is a running webhook consumer.
+type benchConsumer struct {
+	*consumers.Runtime
+	exited chan struct{} // closed when Run has returned
+	err    error         // what Run returned, once exited is closed
+	// stop cancels the consumer, waits for Run to return and deletes its
+	// durables.
+	stop func()
+}
+
 // run starts the webhook consumer on the durable name, wired as
-// cmd/webhook wires it, and returns it with a stop function that cancels
-// it, waits for Run to return and deletes its durables.
-func (e *benchEnv) run(b *testing.B, name, start string) (*consumers.Runtime, func()) {
+// cmd/webhook wires it.
+func (e *benchEnv) run(b *testing.B, name, start string) *benchConsumer {
 	cfg := consumers.Config{Start: start, AckWait: 30 * time.Second, MaxDeliver: 10, MaxAckPending: 2 * benchConcurrency,
 		Concurrency: benchConcurrency, Backoff: consumers.Schedule{50 * time.Millisecond}, Jitter: 0.2,
 		BreakerThreshold: 5, BreakerCooldown: time.Second, DrainTimeout: 10 * time.Second}
@@ -203,14 +222,15 @@ func (e *benchEnv) run(b *testing.B, name, start string) (*consumers.Runtime, fu
 		b.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
-	go func() { done <- rt.Run(ctx) }()
+	c := &benchConsumer{Runtime: rt, exited: make(chan struct{})}
+	go func() { c.err = rt.Run(ctx); close(c.exited) }()
 	var once sync.Once
-	stop := func() {
+	c.stop = func() {
 		once.Do(func() {
 			cancel()
-			if err := <-done; err != nil {
-				b.Errorf("runtime %s: %v", name, err)
+			<-c.exited
+			if c.err != nil {
+				b.Errorf("runtime %s: %v", name, c.err)
 			}
 			// Fresh durables every round: do not leave the old ones for
 			// the server to track.
@@ -222,8 +242,8 @@ func (e *benchEnv) run(b *testing.B, name, start string) (*consumers.Runtime, fu
 			}
 		})
 	}
-	b.Cleanup(stop)
-	return rt, stop
+	b.Cleanup(c.stop)
+	return c
 }
 
 // publishAll publishes events with async publishes and waits for every ack.
@@ -328,14 +348,14 @@ func BenchmarkDeliveryRate(b *testing.B) {
 			}
 			return nil
 		}))
-		t.wait(b, 10*time.Second)
+		t.wait(b, 10*time.Second, nil)
 
 		t = e.recv.arm(rateEvents, false)
 		start := time.Now()
-		_, stop := e.run(b, fmt.Sprintf("rate-%d", benchRound.Add(1)), "all")
-		t.wait(b, 5*time.Minute)
+		c := e.run(b, fmt.Sprintf("rate-%d", benchRound.Add(1)), "all")
+		t.wait(b, 5*time.Minute, c)
 		ours = append(ours, rateEvents/time.Since(start).Seconds())
-		stop()
+		c.stop()
 	}
 	b.StopTimer()
 	b.ReportMetric(median(bare), "bare-req/s")
@@ -348,8 +368,8 @@ func BenchmarkDeliveryRate(b *testing.B) {
 // from handing it to the NATS client to its request reaching the receiver.
 func BenchmarkLatency(b *testing.B) {
 	e := newBenchEnv(b)
-	rt, stop := e.run(b, fmt.Sprintf("latency-%d", benchRound.Add(1)), "new")
-	natstest.WaitFor(b, 10*time.Second, "runtime ready", func() bool { return rt.Ready(context.Background()) == nil })
+	c := e.run(b, fmt.Sprintf("latency-%d", benchRound.Add(1)), "new")
+	natstest.WaitFor(b, 10*time.Second, "runtime ready", func() bool { return c.Ready(context.Background()) == nil })
 	n := int(latencyRate * latencyFor.Seconds())
 	interval := time.Second / latencyRate
 
@@ -382,13 +402,13 @@ func BenchmarkLatency(b *testing.B) {
 		}
 		tick.Stop()
 		waitAcks(b, futs)
-		t.wait(b, time.Minute)
+		t.wait(b, time.Minute, c)
 		for i, id := range ids {
 			lat = append(lat, t.at[id].Sub(sent[i]))
 		}
 	}
 	b.StopTimer()
-	stop()
+	c.stop()
 	slices.Sort(lat)
 	ms := func(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
 	b.ReportMetric(ms(quantile(lat, 0.50)), "p50-ms")

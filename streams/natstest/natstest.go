@@ -24,7 +24,7 @@ func Config(t testing.TB) embedded.Config {
 		Listen:     "127.0.0.1:0",
 		Sync:       "always",
 		DataDir:    t.TempDir(),
-		MaxStore:   1 << 30,
+		MaxStore:   4 << 30, // a reservation limit: room for every stream of the mesh
 		MaxMemory:  64 << 20,
 		MaxPayload: 1 << 20,
 	}

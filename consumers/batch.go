@@ -1,0 +1,69 @@
+package consumers
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+func (r *Runtime) batchSize() int {
+	if r.opt.BatchSize > 0 {
+		return r.opt.BatchSize
+	}
+	return 256
+}
+
+// batches collects messages from work into batches and hands each to the
+// batch handler; it returns when work is closed, handing back (Nak) what
+// it had collected but not handled only if the handlers' context ended.
+func (r *Runtime) batches(ctx context.Context, work <-chan jetstream.Msg) {
+	size, linger := r.batchSize(), r.opt.BatchLinger
+	if linger <= 0 {
+		linger = 20 * time.Millisecond
+	}
+	batch := make([]jetstream.Msg, 0, size)
+	for {
+		msg, ok := <-work
+		if !ok {
+			return
+		}
+		batch = append(batch[:0], msg)
+		timer := time.NewTimer(linger)
+	fill:
+		for len(batch) < size {
+			select {
+			case m, ok := <-work:
+				if !ok {
+					break fill
+				}
+				batch = append(batch, m)
+			case <-timer.C:
+				break fill
+			}
+		}
+		timer.Stop()
+		r.processBatch(ctx, batch)
+	}
+}
+
+// processBatch handles one batch and settles every message in it.
+func (r *Runtime) processBatch(ctx context.Context, msgs []jetstream.Msg) {
+	ds := make([]Delivery, 0, len(msgs))
+	kept := msgs[:0:0]
+	for _, msg := range msgs {
+		if d, ok := r.prepare(ctx, msg); ok {
+			ds = append(ds, d)
+			kept = append(kept, msg)
+		}
+	}
+	if len(ds) == 0 {
+		return
+	}
+	start := time.Now()
+	err := r.opt.BatchHandler(ctx, ds)
+	r.opt.Metrics.latency.WithLabelValues(r.opt.Name).Observe(time.Since(start).Seconds())
+	for i, msg := range kept {
+		r.settle(ctx, msg, ds[i], err)
+	}
+}
