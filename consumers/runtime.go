@@ -47,8 +47,8 @@ type Options struct {
 	// NoOutcomes turns off outcome records (the archiver's own handling is
 	// the archive itself).
 	NoOutcomes bool
-	Metrics      *Metrics
-	Log          *slog.Logger
+	Metrics    *Metrics
+	Log        *slog.Logger
 }
 
 // Runtime runs one durable pull consumer on ENMESHED.

@@ -25,12 +25,16 @@ type config struct {
 	NATS     streams.ConnConfig
 	Producer app.ProducerConfig
 	Webhook  app.WebhookConfig
+	Archive  app.ArchiveConfig
 }
 
 func (c config) Validate() error {
 	err := errors.Join(c.Log.Validate(), c.Producer.Validate())
 	if c.Webhook.Enabled() {
 		err = errors.Join(err, c.Webhook.Validate())
+	}
+	if c.Archive.Archive.Enabled {
+		err = errors.Join(err, c.Archive.Validate())
 	}
 	if c.Embedded.Embedded {
 		err = errors.Join(err, c.Embedded.Validate())
@@ -51,6 +55,8 @@ Commands:
                          dead letters in ENMESHED_DLQ (eventmesh dlq --help)
   consumer ls|pause|resume
                          durable consumers on ENMESHED
+  archive query|replay|erase
+                         the archive (eventmesh archive --help)
   webhook test           send one signed sample event to WEBHOOK_URL and show the answer
   version                print the version
 
@@ -69,6 +75,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		switch args[0] {
 		case "dlq", "consumer":
 			return runAdmin(ctx, args, environ, stdout, stderr)
+		case "archive":
+			return runArchive(ctx, args, environ, stdout, stderr)
 		case "webhook":
 			return runWebhookTest(ctx, args[1:], environ, stdout, stderr)
 		case "version", "--version", "-version":
@@ -119,14 +127,23 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	defer app.Drain(nc, 10*time.Second)
 
 	reg := app.NewRegistry()
-	var rts []*consumers.Runtime
+	subjects, _ := cfg.Producer.Prefix.Subjects()
+	metrics := consumers.NewMetrics(reg)
+	var rts []app.Runner
 	if cfg.Webhook.Enabled() {
-		subjects, _ := cfg.Producer.Prefix.Subjects()
-		rt, err := app.NewWebhook(nc, subjects, cfg.Webhook, consumers.NewMetrics(reg), log)
+		rt, err := app.NewWebhook(nc, subjects, cfg.Webhook, metrics, log)
 		if err != nil {
 			return err
 		}
 		rts = append(rts, rt)
+	}
+	if cfg.Archive.Archive.Enabled {
+		arch, err := app.NewArchive(ctx, nc, subjects, cfg.Archive, cfg.Embedded.DataDir, metrics, reg, log)
+		if err != nil {
+			return err
+		}
+		defer arch.Close()
+		rts = append(rts, arch.Archiver)
 	}
 	// The consumers wait for the stream, which the producer creates.
 	running := app.StartRuntimes(ctx, log, rts...)

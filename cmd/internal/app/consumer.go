@@ -7,8 +7,11 @@ import (
 	"log/slog"
 	"net/http"
 	"sync"
+	"time"
 
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/archiver"
+	"github.com/eventmesh/eventmesh/consumers/archiver/store"
 	"github.com/eventmesh/eventmesh/consumers/webhook"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
@@ -64,17 +67,25 @@ func NewWebhook(nc *nats.Conn, s router.Subjects, c WebhookConfig, m *consumers.
 	return consumers.New(js, s, c.Runtime, o)
 }
 
-// Runtimes runs consumer runtimes until their context ends, then waits for
-// them to drain.
+// Runner is a consumer the binaries run: a consumer runtime, or the
+// archiver around one.
+type Runner interface {
+	Name() string
+	Run(ctx context.Context) error
+	Ready(ctx context.Context) error
+}
+
+// Runtimes runs consumers until their context ends, then waits for them
+// to drain.
 type Runtimes struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	errs   chan error
-	list   []*consumers.Runtime
+	list   []Runner
 }
 
-// StartRuntimes runs each runtime in the background.
-func StartRuntimes(ctx context.Context, log *slog.Logger, rts ...*consumers.Runtime) *Runtimes {
+// StartRuntimes runs each consumer in the background.
+func StartRuntimes(ctx context.Context, log *slog.Logger, rts ...Runner) *Runtimes {
 	ctx, cancel := context.WithCancel(ctx)
 	r := &Runtimes{cancel: cancel, errs: make(chan error, len(rts)), list: rts}
 	for _, rt := range rts {
@@ -115,4 +126,57 @@ func ConsumerHTTP(addr string, reg *prometheus.Registry, ready func(context.Cont
 	mux := http.NewServeMux()
 	Ops(mux, reg, ready)
 	return Listen("HTTP_ADDR", addr, mux, log)
+}
+
+// ArchiveConfig is what the archiver reads.
+type ArchiveConfig struct {
+	Archive archiver.Config
+	Runtime consumers.Config `envPrefix:"ARCHIVE_"`
+}
+
+// Validate checks both parts.
+func (c ArchiveConfig) Validate() error {
+	return errors.Join(c.Archive.Validate(), c.Runtime.Validate("ARCHIVE_"))
+}
+
+// Archive is a running archiver's parts that need closing.
+type Archive struct {
+	Archiver *archiver.Archiver
+	Store    store.Store
+	HTTP     *HTTPServer // nil when ARCHIVE_ADDR is empty
+}
+
+// NewArchive opens the store (ARCHIVE_DSN, else dataDir/archive.db) and
+// builds the archiver and its read-only HTTP API on ARCHIVE_ADDR.
+func NewArchive(ctx context.Context, nc *nats.Conn, s router.Subjects, c ArchiveConfig, dataDir string, m *consumers.Metrics, reg *prometheus.Registry, log *slog.Logger) (*Archive, error) {
+	st, err := store.Open(ctx, c.Archive.DSN, dataDir)
+	if err != nil {
+		return nil, fmt.Errorf("archive store (ARCHIVE_DSN): %w", err)
+	}
+	js, err := streams.NewJetStream(nc, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	a, err := archiver.New(js, s, c.Archive, c.Runtime, st, m, reg, log)
+	if err != nil {
+		st.Close()
+		return nil, err
+	}
+	out := &Archive{Archiver: a, Store: st}
+	if c.Archive.Addr != "" {
+		if out.HTTP, err = Listen("ARCHIVE_ADDR", c.Archive.Addr, archiver.Handler(st, c.Archive.APIKey), log); err != nil {
+			st.Close()
+			return nil, err
+		}
+	}
+	return out, nil
+}
+
+// Close stops the HTTP API and closes the store (after the archiver stopped).
+func (a *Archive) Close() {
+	if a.HTTP != nil {
+		a.HTTP.Shutdown(5 * time.Second)
+	}
+	a.Store.Close()
 }

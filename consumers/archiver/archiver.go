@@ -1,0 +1,294 @@
+// Package archiver is the archive consumer: every event of the mesh
+// written to a store (SQLite or PostgreSQL) in batches, one transaction per
+// fetched batch and acknowledged after commit, idempotent on ce-id; the
+// consumers' outcome records stored beside the events; events nobody
+// subscribed to flagged; retention pruned in the background; and a
+// read-only HTTP API.
+package archiver
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/archiver/store"
+	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Name is the archiver's durable name.
+const Name = "archiver"
+
+// Config is the archiver's configuration.
+type Config struct {
+	Enabled   bool          `env:"ARCHIVE_ENABLED" envDefault:"true" desc:"eventmesh runs the archiver (false: not)"`
+	DSN       string        `env:"ARCHIVE_DSN" secret:"true" desc:"archive store: postgres://… (PostgreSQL) or a SQLite file path; default DATA_DIR/archive.db"`
+	Addr      string        `env:"ARCHIVE_ADDR" envDefault:"127.0.0.1:8081" desc:"address of the read-only archive HTTP API (empty: off)"`
+	APIKey    string        `env:"ARCHIVE_API_KEY" secret:"true" desc:"API key for the archive HTTP API (header X-API-KEY); required when ARCHIVE_ADDR is not loopback"`
+	MaxAge    time.Duration `env:"ARCHIVE_MAX_AGE" envDefault:"2160h" desc:"archived events older than this are pruned (0: keep forever)"`
+	MaxEvents int64         `env:"ARCHIVE_MAX_EVENTS" envDefault:"0" desc:"keep at most this many events, pruning the oldest (0: no limit)"`
+	BatchSize int           `env:"ARCHIVE_BATCH_SIZE" envDefault:"256" desc:"events written per transaction"`
+}
+
+// Validate checks the settings; errors name the variable.
+func (c Config) Validate() error {
+	if c.Addr != "" {
+		host, _, err := net.SplitHostPort(c.Addr)
+		if err != nil {
+			return fmt.Errorf("ARCHIVE_ADDR %q: %w", c.Addr, err)
+		}
+		if c.APIKey == "" && !loopback(host) {
+			return fmt.Errorf("ARCHIVE_ADDR %s is reachable from other hosts but ARCHIVE_API_KEY is not set: the archive holds personal data", c.Addr)
+		}
+	}
+	switch {
+	case c.MaxAge < 0:
+		return fmt.Errorf("ARCHIVE_MAX_AGE %s is negative", c.MaxAge)
+	case c.MaxEvents < 0:
+		return fmt.Errorf("ARCHIVE_MAX_EVENTS %d is negative", c.MaxEvents)
+	case c.BatchSize < 1 || c.BatchSize > 10000:
+		return fmt.Errorf("ARCHIVE_BATCH_SIZE %d: want 1 to 10000", c.BatchSize)
+	}
+	return nil
+}
+
+func loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
+}
+
+// Archiver is the running archive consumer.
+type Archiver struct {
+	js       jetstream.JetStream
+	subjects router.Subjects
+	store    store.Store
+	cfg      Config
+	rt       *consumers.Runtime
+	log      *slog.Logger
+	subs     *subscriptions
+	unsub    prometheus.Counter
+	archived prometheus.Counter
+}
+
+// New returns the archiver writing to st; m are the runtime metrics shared
+// by the process's consumers, reg takes the archiver's own.
+func New(js jetstream.JetStream, s router.Subjects, c Config, rc consumers.Config, st store.Store, m *consumers.Metrics, reg prometheus.Registerer, log *slog.Logger) (*Archiver, error) {
+	a := &Archiver{js: js, subjects: s, store: st, cfg: c, log: log.With("consumer", Name),
+		subs: &subscriptions{js: js, subjects: s},
+		unsub: prometheus.NewCounter(prometheus.CounterOpts{Name: "eventmesh_archive_unsubscribed_total",
+			Help: "Archived events that no consumer besides the archiver matched."}),
+		archived: prometheus.NewCounter(prometheus.CounterOpts{Name: "eventmesh_archive_events_total",
+			Help: "Events written to the archive (redeliveries included)."}),
+	}
+	reg.MustRegister(a.unsub, a.archived)
+	rt, err := consumers.New(js, s, rc, consumers.Options{
+		Name: Name, Filters: []string{s.Events()}, DefaultStart: "all", NoOutcomes: true,
+		BatchHandler: a.writeBatch, BatchSize: c.BatchSize, BatchLinger: 20 * time.Millisecond,
+		Metrics: m, Log: log,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.rt = rt
+	return a, nil
+}
+
+// Runtime returns the archiver's consumer runtime (to run and probe).
+func (a *Archiver) Runtime() *consumers.Runtime { return a.rt }
+
+// Run runs the event consumer, the outcome reader and retention until ctx
+// ends.
+func (a *Archiver) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() { defer wg.Done(); a.readOutcomes(ctx) }()
+	go func() { defer wg.Done(); a.retain(ctx) }()
+	err := a.rt.Run(ctx)
+	wg.Wait()
+	return err
+}
+
+// writeBatch stores one fetched batch in one transaction; the runtime
+// acknowledges the batch only after it returns nil.
+func (a *Archiver) writeBatch(ctx context.Context, ds []consumers.Delivery) error {
+	events := make([]store.Event, len(ds))
+	unsub := 0
+	for i, d := range ds {
+		e := d.Event
+		events[i] = store.Event{ID: e.ID, Subject: d.Subject, Type: e.Namespace, Source: e.Source, Time: e.Time,
+			StreamSeq: d.StreamSeq, Origin: string(e.Origin), Headers: e.Header(), Data: e.Data,
+			Unsubscribed: !a.subs.subscribed(ctx, d.Subject)}
+		if events[i].Unsubscribed {
+			unsub++
+		}
+	}
+	if err := a.store.InsertEvents(ctx, events); err != nil {
+		return fmt.Errorf("archive %d events: %w", len(events), err)
+	}
+	a.archived.Add(float64(len(events)))
+	a.unsub.Add(float64(unsub))
+	return nil
+}
+
+// readOutcomes stores the consumers' outcome records from
+// ENMESHED_OUTCOMES (durable archiver-outcomes); they may arrive before
+// their event. Outcomes themselves get no outcomes.
+func (a *Archiver) readOutcomes(ctx context.Context) {
+	var cons jetstream.Consumer
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		if _, err := streams.EnsureFixedStream(ctx, a.js, streams.OutcomesStream(a.subjects)); err != nil {
+			a.log.Warn("outcomes stream", "err", err)
+		} else if cons, err = a.js.CreateOrUpdateConsumer(ctx, streams.Outcomes, jetstream.ConsumerConfig{
+			Durable: Name + "-outcomes", Description: "eventmesh: the archiver's outcome reader",
+			AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverAllPolicy,
+		}); err == nil {
+			break
+		} else {
+			a.log.Warn("outcome consumer", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(min(time.Duration(attempt)*time.Second, 10*time.Second)):
+		}
+	}
+	if cons == nil {
+		return
+	}
+	cc, err := cons.Consume(func(msg jetstream.Msg) {
+		os, err := consumers.DecodeOutcomes(msg.Data())
+		if err != nil {
+			a.log.Error("unreadable outcome message; dropping it", "subject", msg.Subject(), "err", err)
+			msg.Term()
+			return
+		}
+		out := make([]store.Outcome, len(os))
+		for i, o := range os {
+			out[i] = store.Outcome{Consumer: o.Consumer, EventID: o.EventID, Result: o.Result, Attempt: o.Attempt, Error: o.Error, Time: o.Time}
+		}
+		if err := a.store.InsertOutcomes(context.WithoutCancel(ctx), out); err != nil {
+			a.log.Warn("storing outcomes failed; retrying", "err", err)
+			msg.NakWithDelay(time.Second)
+			return
+		}
+		msg.Ack()
+	}, jetstream.PullMaxMessages(16), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+		if ctx.Err() == nil {
+			a.log.Warn("outcome consume", "err", err)
+		}
+	}))
+	if err != nil {
+		a.log.Error("outcome consume", "err", err)
+		return
+	}
+	<-ctx.Done()
+	cc.Drain()
+	<-cc.Closed()
+}
+
+// retain prunes the archive by ARCHIVE_MAX_AGE and ARCHIVE_MAX_EVENTS
+// every minute.
+func (a *Archiver) retain(ctx context.Context) {
+	if a.cfg.MaxAge == 0 && a.cfg.MaxEvents == 0 {
+		return
+	}
+	t := time.NewTicker(time.Minute)
+	defer t.Stop()
+	for {
+		before := time.Time{}
+		if a.cfg.MaxAge > 0 {
+			before = time.Now().Add(-a.cfg.MaxAge)
+		}
+		if n, err := a.store.Prune(ctx, before, a.cfg.MaxEvents); err != nil && ctx.Err() == nil {
+			a.log.Warn("archive retention", "err", err)
+		} else if n > 0 {
+			a.log.Info("archive pruned", "events", n)
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// subscriptions knows which subjects the other consumers on ENMESHED
+// filter on, refreshed every few seconds, to flag events nobody
+// subscribed to. Paused consumers count as subscribed.
+type subscriptions struct {
+	js       jetstream.JetStream
+	subjects router.Subjects
+	mu       sync.Mutex
+	filters  []string
+	loaded   time.Time
+}
+
+func (s *subscriptions) subscribed(ctx context.Context, subject string) bool {
+	if strings.HasPrefix(subject, s.subjects.Prefix()+"-replay.") {
+		return true // a replay is aimed at a consumer
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if time.Since(s.loaded) > 5*time.Second {
+		if f, err := s.load(ctx); err == nil {
+			s.filters, s.loaded = f, time.Now()
+		}
+	}
+	for _, f := range s.filters {
+		if subjectMatches(f, subject) {
+			return true
+		}
+	}
+	return false
+}
+
+func (s *subscriptions) load(ctx context.Context) ([]string, error) {
+	infos, err := consumers.Durables(ctx, s.js)
+	if err != nil {
+		return nil, err
+	}
+	var filters []string
+	for _, info := range infos {
+		if info.Name == Name || info.Config.Durable == "" {
+			continue
+		}
+		if info.Config.FilterSubject != "" {
+			filters = append(filters, info.Config.FilterSubject)
+		}
+		filters = append(filters, info.Config.FilterSubjects...)
+		if info.Config.FilterSubject == "" && len(info.Config.FilterSubjects) == 0 {
+			filters = append(filters, ">")
+		}
+	}
+	return filters, nil
+}
+
+// subjectMatches reports whether subject matches the NATS filter.
+func subjectMatches(filter, subject string) bool {
+	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
+	for i, tok := range f {
+		if tok == ">" {
+			return len(s) > i
+		}
+		if i >= len(s) || (tok != "*" && tok != s[i]) {
+			return false
+		}
+	}
+	return len(f) == len(s)
+}
+
+// Name returns the durable name.
+func (a *Archiver) Name() string { return Name }
+
+// Ready is nil once the archiver consumes.
+func (a *Archiver) Ready(ctx context.Context) error { return a.rt.Ready(ctx) }

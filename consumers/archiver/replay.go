@@ -1,0 +1,51 @@
+package archiver
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/eventmesh/eventmesh/consumers/archiver/store"
+	"github.com/eventmesh/eventmesh/router"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// Replay publishes archived events again: their ce-id kept (receivers
+// deduplicate), a fresh Nats-Msg-Id (the stream's duplicate window would
+// otherwise swallow a second replay), eventmesh-origin replay; on
+// <prefix>-replay.<consumer>.<namespace> when consumer is set, so only that
+// consumer gets them, else on their own subjects. It returns how many the
+// stream acknowledged.
+func Replay(ctx context.Context, js jetstream.JetStream, s router.Subjects, events []store.Event, consumer string, now func() time.Time) (int, error) {
+	futs := make([]jetstream.PubAckFuture, 0, len(events))
+	for _, e := range events {
+		ev := router.Event{ID: e.ID, Namespace: e.Type, Source: e.Source, Time: e.Time, Origin: router.OriginReplay, Data: e.Data}
+		if h := nats.Header(e.Headers); h != nil {
+			ev.CorrelationID, ev.Traceparent = h.Get(router.HeaderCorrelationID), h.Get(router.HeaderTraceparent)
+		}
+		subject := s.Event(ev.Namespace)
+		if consumer != "" {
+			subject = s.Replay(consumer, ev.Namespace)
+		}
+		m := &nats.Msg{Subject: subject, Data: ev.Data, Header: ev.Header()}
+		m.Header.Set(router.HeaderMsgID, router.ReplayMsgID(ev.ID, now()))
+		f, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute))
+		if err != nil {
+			return 0, err
+		}
+		futs = append(futs, f)
+	}
+	n := 0
+	for _, f := range futs {
+		select {
+		case <-f.Ok():
+			n++
+		case err := <-f.Err():
+			return n, fmt.Errorf("replay %s: %w", f.Msg().Header.Get(router.HeaderID), err)
+		case <-ctx.Done():
+			return n, ctx.Err()
+		}
+	}
+	return n, nil
+}
