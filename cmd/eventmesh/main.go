@@ -26,6 +26,7 @@ type config struct {
 	Producer app.ProducerConfig
 	Webhook  app.WebhookConfig
 	Archive  app.ArchiveConfig
+	Accept   app.AutoAcceptConfig
 }
 
 func (c config) Validate() error {
@@ -35,6 +36,9 @@ func (c config) Validate() error {
 	}
 	if c.Archive.Archive.Enabled {
 		err = errors.Join(err, c.Archive.Validate())
+	}
+	if c.Accept.AutoAccept.Enabled {
+		err = errors.Join(err, c.Accept.Validate(c.Producer.Connector))
 	}
 	if c.Embedded.Embedded {
 		err = errors.Join(err, c.Embedded.Validate())
@@ -132,6 +136,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	var rts []app.Runner
 	if cfg.Webhook.Enabled() {
 		rt, err := app.NewWebhook(nc, subjects, cfg.Webhook, metrics, log)
+		if err != nil {
+			return err
+		}
+		rts = append(rts, rt)
+	}
+	if cfg.Accept.AutoAccept.Enabled {
+		rt, err := app.NewAutoAccept(nc, subjects, cfg.Accept, cfg.Producer.Connector, metrics, reg, log)
 		if err != nil {
 			return err
 		}

@@ -68,6 +68,7 @@ type Handler struct {
 
 	mu      sync.Mutex
 	address string // the Connector's own address, from IdentityInfo
+	busy    map[string]chan struct{} // relationships being decided in this process
 
 	accepted prometheus.Counter
 	skipped  *prometheus.CounterVec
@@ -75,7 +76,7 @@ type Handler struct {
 
 // NewHandler returns the handler; its metrics go to reg.
 func NewHandler(api API, c Config, reg prometheus.Registerer, log *slog.Logger) *Handler {
-	h := &Handler{api: api, templates: list(c.Templates), peers: list(c.Peers), dryRun: c.DryRun, log: log.With("consumer", Name),
+	h := &Handler{api: api, busy: map[string]chan struct{}{}, templates: list(c.Templates), peers: list(c.Peers), dryRun: c.DryRun, log: log.With("consumer", Name),
 		accepted: prometheus.NewCounter(prometheus.CounterOpts{Name: "eventmesh_autoaccept_accepted_total",
 			Help: "Relationships accepted through the Connector's API."}),
 		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eventmesh_autoaccept_skipped_total",
@@ -150,6 +151,12 @@ func (h *Handler) Handle(ctx context.Context, d consumers.Delivery) error {
 		log.Info("not accepting: peer not in AUTOACCEPT_PEERS")
 		return h.skip("peer_not_allowed")
 	}
+	// One decision per relationship at a time in this process: two copies
+	// of the event (webhook and poller) must not both see Pending.
+	if err := h.lock(ctx, r.ID); err != nil {
+		return consumers.Retry(err, 0)
+	}
+	defer h.unlock(r.ID)
 	// Read first: a redelivered event, or one whose relationship moved on,
 	// must not lead to a second Accept.
 	cur, err := h.api.Relationship(ctx, r.ID)
@@ -215,4 +222,29 @@ func (h *Handler) ownAddress(ctx context.Context) (string, error) {
 	}
 	h.address = info.Address
 	return h.address, nil
+}
+
+func (h *Handler) lock(ctx context.Context, id string) error {
+	for {
+		h.mu.Lock()
+		wait, held := h.busy[id]
+		if !held {
+			h.busy[id] = make(chan struct{})
+			h.mu.Unlock()
+			return nil
+		}
+		h.mu.Unlock()
+		select {
+		case <-wait:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+}
+
+func (h *Handler) unlock(id string) {
+	h.mu.Lock()
+	close(h.busy[id])
+	delete(h.busy, id)
+	h.mu.Unlock()
 }

@@ -9,9 +9,11 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eventmesh/eventmesh/connector"
 	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/archiver"
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
+	"github.com/eventmesh/eventmesh/consumers/autoaccept"
 	"github.com/eventmesh/eventmesh/consumers/webhook"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
@@ -179,4 +181,36 @@ func (a *Archive) Close() {
 		a.HTTP.Shutdown(5 * time.Second)
 	}
 	a.Store.Close()
+}
+
+// AutoAcceptConfig is what the auto-accept consumer reads.
+type AutoAcceptConfig struct {
+	AutoAccept autoaccept.Config
+	Runtime    consumers.Config `envPrefix:"AUTOACCEPT_"`
+}
+
+// Validate checks both parts and that the Connector is configured.
+func (c AutoAcceptConfig) Validate(conn connector.Config) error {
+	err := errors.Join(c.AutoAccept.Validate(), c.Runtime.Validate("AUTOACCEPT_"))
+	if !conn.Enabled() {
+		err = errors.Join(err, errors.New("AUTOACCEPT_ENABLED=true needs CONNECTOR_URL and CONNECTOR_API_KEY"))
+	}
+	return err
+}
+
+// NewAutoAccept builds the auto-accept consumer: a durable on
+// transport.relationshipChanged (start all) accepting through the
+// Connector's API.
+func NewAutoAccept(nc *nats.Conn, s router.Subjects, c AutoAcceptConfig, conn connector.Config, m *consumers.Metrics, reg prometheus.Registerer, log *slog.Logger) (*consumers.Runtime, error) {
+	client, err := connector.New(conn, log)
+	if err != nil {
+		return nil, err
+	}
+	js, err := streams.NewJetStream(nc, log)
+	if err != nil {
+		return nil, err
+	}
+	h := autoaccept.NewHandler(client, c.AutoAccept, reg, log)
+	return consumers.New(js, s, c.Runtime, consumers.Options{Name: autoaccept.Name,
+		Filters: []string{s.Event(autoaccept.Namespace)}, DefaultStart: "all", Handler: h, Metrics: m, Log: log})
 }

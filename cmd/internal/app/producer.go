@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -9,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eventmesh/eventmesh/connector"
 	"github.com/eventmesh/eventmesh/producer"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go"
@@ -18,15 +20,21 @@ import (
 
 // ProducerConfig is what the producer reads (cmd/producer, cmd/eventmesh).
 type ProducerConfig struct {
-	Prefix  streams.PrefixConfig
-	Stream  streams.StreamConfig
-	Publish producer.PublisherConfig
-	Ingest  producer.IngestConfig
+	Prefix    streams.PrefixConfig
+	Stream    streams.StreamConfig
+	Publish   producer.PublisherConfig
+	Ingest    producer.IngestConfig
+	Connector connector.Config
+	Sync      producer.SyncConfig
 }
 
 // Validate checks every part.
 func (c ProducerConfig) Validate() error {
-	return errors.Join(c.Prefix.Validate(), c.Stream.Validate(), c.Publish.Validate(), c.Ingest.Validate())
+	err := errors.Join(c.Prefix.Validate(), c.Stream.Validate(), c.Publish.Validate(), c.Ingest.Validate(), c.Connector.Validate())
+	if c.Connector.Enabled() {
+		err = errors.Join(err, c.Sync.Validate(c.Stream.DuplicateWindow))
+	}
+	return err
 }
 
 // Producer is the running producer: the ENMESHED stream ensured, the
@@ -34,7 +42,10 @@ func (c ProducerConfig) Validate() error {
 type Producer struct {
 	HTTP   *HTTPServer
 	Stream jetstream.Stream
+	Poller *producer.Poller // nil without CONNECTOR_URL
 	log    *slog.Logger
+	stop   context.CancelFunc
+	done   chan struct{}
 }
 
 // StartProducer ensures the ENMESHED stream (the producer owns it) and
@@ -62,6 +73,26 @@ func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *pr
 	ingest := producer.NewIngest(pub, c.Ingest, maxBody, producer.NewMetrics(reg), log)
 	mux := http.NewServeMux()
 	ingest.Register(mux)
+	p := &Producer{Stream: st, log: log, done: make(chan struct{})}
+	pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
+	p.stop = stop
+	if c.Connector.Enabled() {
+		client, err := connector.New(c.Connector, log)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		p.Poller = producer.NewPoller(client, pub, js, c.Ingest.ConnectorID, c.Sync, reg, log)
+		go func() { defer close(p.done); p.Poller.Run(pctx) }()
+		// The poller's health is its own: never in /readyz, which gates the
+		// ingest endpoint that must keep taking the Connector's webhooks.
+		mux.HandleFunc("GET /sync/status", func(w http.ResponseWriter, r *http.Request) {
+			w.Header().Set("Content-Type", "application/json")
+			json.NewEncoder(w).Encode(p.Poller.Status())
+		})
+	} else {
+		close(p.done)
+	}
 	streamReady := readyCheck(nc, js, streams.Events)
 	Ops(mux, reg, func(ctx context.Context) error {
 		if err := streamReady(ctx); err != nil {
@@ -79,14 +110,19 @@ func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *pr
 	})
 	srv, err := Listen("INGEST_ADDR", c.Ingest.Addr, mux, log)
 	if err != nil {
+		stop()
 		return nil, err
 	}
+	p.HTTP = srv
 	log.Info("ingest ready", "url", "http://"+srv.Addr()+"/events", "max_body", maxBody, "auth", c.Ingest.APIKey != "")
-	return &Producer{HTTP: srv, Stream: st, log: log}, nil
+	return p, nil
 }
 
-// Shutdown stops ingest after the requests in flight have been answered.
+// Shutdown stops the poller and then ingest, after the requests in flight
+// have been answered.
 func (p *Producer) Shutdown() {
+	p.stop()
+	<-p.done
 	if err := p.HTTP.Shutdown(30 * time.Second); err != nil {
 		p.log.Warn("ingest shutdown", "err", err)
 	}
