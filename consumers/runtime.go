@@ -142,7 +142,11 @@ func (r *Runtime) setup(ctx context.Context) error {
 			r.events = st
 			break
 		}
-		r.log.Warn("waiting for stream "+streams.Events+" (the producer creates it)", "attempt", attempt, "err", err)
+		level := slog.LevelDebug // the producer may be starting right now
+		if attempt > 4 {
+			level = slog.LevelWarn
+		}
+		r.log.Log(ctx, level, "waiting for stream "+streams.Events+" (the producer creates it)", "attempt", attempt, "err", err)
 		select {
 		case <-ctx.Done():
 			return ctx.Err()

@@ -62,6 +62,7 @@ Commands:
   archive query|replay|erase
                          the archive (eventmesh archive --help)
   webhook test           send one signed sample event to WEBHOOK_URL and show the answer
+  demo [--duration 30s]  the whole mesh against a simulated Connector: watch events flow
   version                print the version
 
 Admin commands never start a server: they connect to NATS_URL, else to NATS_LISTEN.`
@@ -81,6 +82,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return runAdmin(ctx, args, environ, stdout, stderr)
 		case "archive":
 			return runArchive(ctx, args, environ, stdout, stderr)
+		case "demo":
+			return runDemo(ctx, args[1:], environ, stdout, stderr)
 		case "webhook":
 			return runWebhookTest(ctx, args[1:], environ, stdout, stderr)
 		case "version", "--version", "-version":

@@ -79,3 +79,23 @@ func TestWebhookTestCommand(t *testing.T) {
 		t.Errorf("no URL: exit %d %s", code, errOut.String())
 	}
 }
+
+// `eventmesh demo` shows events flowing within seconds: messages,
+// relationships (accepted by auto-accept), requests, all signed.
+func TestDemo(t *testing.T) {
+	var out, errOut syncBuffer
+	code := run(context.Background(), []string{"demo", "--duration", "6s", "--every", "200ms"}, nil, &out, &errOut)
+	if code != 0 {
+		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
+	}
+	got := out.String()
+	for _, want := range []string{"simulated Connector (test double)  http://127.0.0.1:", "webhook receiver got transport.messageReceived",
+		"transport.relationshipChanged", "status=Active (signature ok)"} {
+		if !strings.Contains(got, want) {
+			t.Errorf("demo output lacks %q:\n%s", want, got)
+		}
+	}
+	if strings.Contains(got, "BAD SIGNATURE") {
+		t.Error("a demo webhook failed verification")
+	}
+}

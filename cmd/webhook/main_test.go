@@ -105,6 +105,7 @@ type proc struct {
 	cmd  *exec.Cmd
 	done chan error
 	log  *bytes.Buffer
+	http string
 }
 
 func freeAddr(t *testing.T) string {
@@ -118,16 +119,24 @@ func freeAddr(t *testing.T) string {
 
 func start(t *testing.T, natsURL, url, name string) *proc {
 	t.Helper()
-	p := &proc{cmd: exec.Command(binary), done: make(chan error, 1), log: &bytes.Buffer{}}
+	p := &proc{cmd: exec.Command(binary), done: make(chan error, 1), log: &bytes.Buffer{}, http: freeAddr(t)}
 	p.cmd.Env = []string{"NATS_URL=" + natsURL, "WEBHOOK_URL=" + url, "WEBHOOK_SECRET=" + secret, "WEBHOOK_START=all",
 		"WEBHOOK_HEADERS=X-Process: " + name, "WEBHOOK_ACK_WAIT=2s", "WEBHOOK_CONCURRENCY=8", "WEBHOOK_BACKOFF=100ms",
-		"HTTP_ADDR=" + freeAddr(t)}
+		"HTTP_ADDR=" + p.http}
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { p.done <- p.cmd.Wait() }()
 	t.Cleanup(func() { p.cmd.Process.Kill() })
+	natstest.WaitFor(t, 30*time.Second, name+" ready", func() bool {
+		resp, err := http.Get("http://" + p.http + "/readyz")
+		if err != nil {
+			return false
+		}
+		resp.Body.Close()
+		return resp.StatusCode == 200
+	})
 	return p
 }
 

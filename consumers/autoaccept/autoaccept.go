@@ -67,7 +67,7 @@ type Handler struct {
 	log       *slog.Logger
 
 	mu      sync.Mutex
-	address string // the Connector's own address, from IdentityInfo
+	address string                   // the Connector's own address, from IdentityInfo
 	busy    map[string]chan struct{} // relationships being decided in this process
 
 	accepted prometheus.Counter
