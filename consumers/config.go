@@ -22,6 +22,7 @@ type Config struct {
 	BreakerThreshold int           `env:"BREAKER_THRESHOLD" envDefault:"5" desc:"consecutive failed attempts after which this process stops fetching for BREAKER_COOLDOWN (0: never)"`
 	BreakerCooldown  time.Duration `env:"BREAKER_COOLDOWN" envDefault:"30s" desc:"how long an open circuit breaker waits before probing with one event"`
 	DrainTimeout     time.Duration `env:"DRAIN_TIMEOUT" envDefault:"30s" desc:"on shutdown, how long in-flight handlers may take to finish"`
+	Replicas         int           `env:"REPLICAS" envDefault:"0" desc:"replicas of the durable's state (0: as the stream; 3 in a 3-node cluster)"`
 }
 
 // Validate checks the settings; prefix is the variables' prefix (e.g.
@@ -43,6 +44,8 @@ func (c Config) Validate(prefix string) error {
 		return fmt.Errorf("%sBACKOFF is empty", prefix)
 	case c.Jitter < 0 || c.Jitter >= 1:
 		return fmt.Errorf("%sBACKOFF_JITTER %g: want 0 to below 1", prefix, c.Jitter)
+	case c.Replicas < 0 || c.Replicas > 5:
+		return fmt.Errorf("%sREPLICAS %d: want 0 to 5", prefix, c.Replicas)
 	case c.BreakerThreshold < 0:
 		return fmt.Errorf("%sBREAKER_THRESHOLD %d is negative", prefix, c.BreakerThreshold)
 	case c.BreakerThreshold > 0 && c.BreakerCooldown <= 0:

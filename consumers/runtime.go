@@ -187,6 +187,7 @@ func (r *Runtime) ensureDurable(ctx context.Context) (jetstream.Consumer, error)
 		MaxDeliver:     r.cfg.MaxDeliver,
 		MaxAckPending:  r.cfg.MaxAckPending,
 		ReplayPolicy:   jetstream.ReplayInstantPolicy,
+		Replicas:       r.cfg.Replicas,
 	}
 	if r.opt.OrderKey != nil {
 		want.PriorityPolicy = jetstream.PriorityPolicyPinned

@@ -45,6 +45,20 @@ import (
 //     batches of 256, no NATS.
 //
 // The reported rates are medians; which side goes first alternates.
+//
+// On the 2-core development machine (PostgreSQL 15 on loopback; medians
+// of 3 rounds, four runs in all):
+//
+//	            archiver-events/s   bare-events/s   ratio
+//	sqlite          24,700–30,300   28,400–39,900   0.71–0.87
+//	postgres        18,600–29,200   23,400–39,900   0.73–0.79
+//
+// Batches are full (253 events on average; the last one is partial) and
+// setup (stream checks, durable creation, first fetch) takes 10–14 ms of
+// a round. A CPU profile puts the archiver's own work (prepare, FromMsg,
+// Event.Header, the subscribed check, acks) at about 3% of its CPU; the
+// rest of the gap is the NATS server and client sharing the two cores
+// with the store's writer, which runs batches one after another.
 func BenchmarkArchiver(b *testing.B) {
 	b.Run("sqlite", func(b *testing.B) {
 		dir := b.TempDir()
