@@ -29,9 +29,17 @@ func TestIngestToWebhook(t *testing.T) {
 	}))
 	defer rc.Close()
 	p := startMesh(t, t.TempDir(), "WEBHOOK_URL="+rc.URL+"/erp/{{trigger}}", "WEBHOOK_SECRET="+testSecret)
-	if code, err := postEvent(http.DefaultClient, p.ingest, sample); err != nil || code != 200 {
-		t.Fatalf("POST: %d %v", code, err)
+	// One trace spans Connector → mesh → receiver: traceparent travels.
+	const traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+	req, _ := http.NewRequest(http.MethodPost, "http://"+p.ingest+"/events", strings.NewReader(sample))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("traceparent", traceparent)
+	req.Header.Set("X-Correlation-Id", "corr-7")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil || resp.StatusCode != 200 {
+		t.Fatalf("POST: %v %v", resp, err)
 	}
+	resp.Body.Close()
 	select {
 	case r := <-got:
 		body := <-bodies
@@ -43,6 +51,9 @@ func TestIngestToWebhook(t *testing.T) {
 		}
 		if err := webhook.Verify(testSecret, r.Header, body, time.Minute, time.Now()); err != nil {
 			t.Errorf("signature: %v", err)
+		}
+		if r.Header.Get("traceparent") != traceparent || r.Header.Get("x-correlation-id") != "corr-7" {
+			t.Errorf("trace headers at the receiver: %q %q", r.Header.Get("traceparent"), r.Header.Get("x-correlation-id"))
 		}
 	case <-time.After(20 * time.Second):
 		t.Fatalf("no delivery\n%s", p.log)

@@ -35,6 +35,8 @@ type Config struct {
 	MaxAge    time.Duration `env:"ARCHIVE_MAX_AGE" envDefault:"2160h" desc:"archived events older than this are pruned (0: keep forever)"`
 	MaxEvents int64         `env:"ARCHIVE_MAX_EVENTS" envDefault:"0" desc:"keep at most this many events, pruning the oldest (0: no limit)"`
 	BatchSize int           `env:"ARCHIVE_BATCH_SIZE" envDefault:"256" desc:"events written per transaction"`
+	TLSCert   string        `env:"ARCHIVE_TLS_CERT" desc:"certificate (PEM) to serve the archive API over HTTPS; re-read when it changes"`
+	TLSKey    string        `env:"ARCHIVE_TLS_KEY" desc:"its private key (PEM)"`
 }
 
 // Validate checks the settings; errors name the variable.

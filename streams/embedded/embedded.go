@@ -29,6 +29,10 @@ type Config struct {
 	MaxStore   streams.ByteSize `env:"NATS_MAX_STORE" envDefault:"4GiB" desc:"JetStream file store limit of the embedded server (all streams together)"`
 	MaxMemory  streams.ByteSize `env:"NATS_MAX_MEMORY" envDefault:"256MiB" desc:"JetStream memory store limit of the embedded server"`
 	MaxPayload streams.ByteSize `env:"NATS_MAX_PAYLOAD" envDefault:"1MiB" desc:"largest message (headers and body) the embedded server accepts; INGEST_MAX_BODY is derived from it"`
+	// StoreKey turns on JetStream's encryption at rest: the store files
+	// hold no event in plaintext. Losing the key loses the store.
+	StoreKey    string `env:"NATS_STORE_KEY" secret:"true" desc:"encrypt the embedded server's store at rest with this key (at least 32 characters; keep it safe: without it the store cannot be read)"`
+	StoreCipher string `env:"NATS_STORE_CIPHER" envDefault:"chacha" desc:"cipher of the encrypted store: chacha (ChaCha20-Poly1305) or aes (AES-GCM)"`
 }
 
 // Validate checks the settings; errors name the variable.
@@ -38,6 +42,12 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := c.hostPort(); err != nil {
 		return err
+	}
+	if c.StoreCipher != "chacha" && c.StoreCipher != "aes" {
+		return fmt.Errorf("NATS_STORE_CIPHER %q: want chacha or aes", c.StoreCipher)
+	}
+	if c.StoreKey != "" && len(c.StoreKey) < 32 {
+		return errors.New("NATS_STORE_KEY is too short: use at least 32 random characters (e.g. openssl rand -base64 32)")
 	}
 	switch {
 	case c.DataDir == "":
@@ -119,6 +129,13 @@ func Start(c Config, log *slog.Logger) (*Server, error) {
 		// As the server's own config parser does for sync_interval: always.
 		opts.SyncInterval = 2 * time.Minute
 	}
+	if c.StoreKey != "" {
+		opts.JetStreamKey = c.StoreKey
+		opts.JetStreamCipher = server.ChaCha
+		if c.StoreCipher == "aes" {
+			opts.JetStreamCipher = server.AES
+		}
+	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS server: %w", err)
@@ -135,7 +152,7 @@ func Start(c Config, log *slog.Logger) (*Server, error) {
 	}
 	s := &Server{ns: ns, log: log}
 	log.Info("embedded NATS server ready", "url", s.ClientURL(), "store", opts.StoreDir,
-		"sync", c.Sync, "max_store", c.MaxStore.String(), "max_payload", c.MaxPayload.String())
+		"sync", c.Sync, "encrypted", c.StoreKey != "", "max_store", c.MaxStore.String(), "max_payload", c.MaxPayload.String())
 	return s, nil
 }
 

@@ -1,8 +1,12 @@
 package embedded_test
 
 import (
+	"bytes"
 	"context"
+	"io/fs"
 	"net"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
@@ -73,5 +77,58 @@ func TestRestartKeepsStore(t *testing.T) {
 	m, err := st.GetMsg(ctx, 1)
 	if err != nil || string(m.Data) != "kept" {
 		t.Fatalf("after restart: %v %q", err, m.Data)
+	}
+}
+
+// With NATS_STORE_KEY the store files hold no event in plaintext; the
+// same server without a key does (so the check can fail), and a restart
+// with the key reads the event back.
+func TestEncryptionAtRest(t *testing.T) {
+	const secret = "PLAINTEXT-MARKER-jane.doe@example.org"
+	for _, tc := range []struct {
+		name      string
+		key       string
+		plaintext bool
+	}{
+		{"encrypted", "0123456789abcdef0123456789abcdef-test-key", false},
+		{"unencrypted", "", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := natstest.Config(t)
+			c.StoreKey = tc.key
+			srv := natstest.StartWith(t, c)
+			nc := natstest.Connect(t, srv.ClientURL())
+			js := natstest.JetStream(t, nc)
+			ctx := context.Background()
+			if _, err := js.CreateStream(ctx, jetstreamConfig()); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := js.Publish(ctx, "t.x", []byte(`{"email":"`+secret+`"}`)); err != nil {
+				t.Fatal(err)
+			}
+			nc.Close()
+			srv.Shutdown()
+			found := false
+			filepath.WalkDir(c.DataDir, func(path string, d fs.DirEntry, err error) error {
+				if err == nil && !d.IsDir() {
+					if b, err := os.ReadFile(path); err == nil && bytes.Contains(b, []byte(secret)) {
+						found = true
+					}
+				}
+				return nil
+			})
+			if found != tc.plaintext {
+				t.Fatalf("plaintext in the store files: %v, want %v", found, tc.plaintext)
+			}
+			srv = natstest.StartWith(t, c)
+			st, err := natstest.JetStream(t, natstest.Connect(t, srv.ClientURL())).Stream(ctx, "T")
+			if err != nil {
+				t.Fatal(err)
+			}
+			m, err := st.GetMsg(ctx, 1)
+			if err != nil || !bytes.Contains(m.Data, []byte(secret)) {
+				t.Fatalf("after restart: %v %q", err, m.Data)
+			}
+		})
 	}
 }

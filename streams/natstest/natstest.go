@@ -20,13 +20,14 @@ import (
 // temporary store, fsync on every write (the product's default).
 func Config(t testing.TB) embedded.Config {
 	return embedded.Config{
-		Embedded:   true,
-		Listen:     "127.0.0.1:0",
-		Sync:       "always",
-		DataDir:    t.TempDir(),
-		MaxStore:   4 << 30, // a reservation limit: room for every stream of the mesh
-		MaxMemory:  64 << 20,
-		MaxPayload: 1 << 20,
+		Embedded:    true,
+		Listen:      "127.0.0.1:0",
+		Sync:        "always",
+		DataDir:     t.TempDir(),
+		MaxStore:    4 << 30, // a reservation limit: room for every stream of the mesh
+		MaxMemory:   64 << 20,
+		MaxPayload:  1 << 20,
+		StoreCipher: "chacha",
 	}
 }
 

@@ -138,7 +138,8 @@ type ArchiveConfig struct {
 
 // Validate checks both parts.
 func (c ArchiveConfig) Validate() error {
-	return errors.Join(c.Archive.Validate(), c.Runtime.Validate("ARCHIVE_"))
+	return errors.Join(c.Archive.Validate(), c.Runtime.Validate("ARCHIVE_"),
+		TLSFiles{c.Archive.TLSCert, c.Archive.TLSKey}.Validate("ARCHIVE_TLS"))
 }
 
 // Archive is a running archiver's parts that need closing.
@@ -167,7 +168,12 @@ func NewArchive(ctx context.Context, nc *nats.Conn, s router.Subjects, c Archive
 	}
 	out := &Archive{Archiver: a, Store: st}
 	if c.Archive.Addr != "" {
-		if out.HTTP, err = Listen("ARCHIVE_ADDR", c.Archive.Addr, archiver.Handler(st, c.Archive.APIKey), log); err != nil {
+		tlsConfig, err := TLSFiles{c.Archive.TLSCert, c.Archive.TLSKey}.Config("ARCHIVE_TLS")
+		if err != nil {
+			st.Close()
+			return nil, err
+		}
+		if out.HTTP, err = Listen("ARCHIVE_ADDR", c.Archive.Addr, archiver.Handler(st, c.Archive.APIKey), log, tlsConfig); err != nil {
 			st.Close()
 			return nil, err
 		}

@@ -108,13 +108,22 @@ func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *pr
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		producer.WriteError(w, http.StatusNotFound, producer.CodeNotFound, "no such endpoint: POST /events, /events/{trigger}, /connectors/{connector}/events[/{trigger}]")
 	})
-	srv, err := Listen("INGEST_ADDR", c.Ingest.Addr, mux, log)
+	tlsConfig, err := TLSFiles{c.Ingest.TLSCert, c.Ingest.TLSKey}.Config("INGEST_TLS")
+	if err != nil {
+		stop()
+		return nil, err
+	}
+	srv, err := Listen("INGEST_ADDR", c.Ingest.Addr, mux, log, tlsConfig)
 	if err != nil {
 		stop()
 		return nil, err
 	}
 	p.HTTP = srv
-	log.Info("ingest ready", "url", "http://"+srv.Addr()+"/events", "max_body", maxBody, "auth", c.Ingest.APIKey != "")
+	scheme := "http://"
+	if tlsConfig != nil {
+		scheme = "https://"
+	}
+	log.Info("ingest ready", "url", scheme+srv.Addr()+"/events", "max_body", maxBody, "auth", c.Ingest.APIKey != "")
 	return p, nil
 }
 

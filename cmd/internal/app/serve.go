@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -61,11 +62,17 @@ type HTTPServer struct {
 }
 
 // Listen binds addr at once, so a taken port is an error at start that
-// names the variable (varName), then serves h in the background.
-func Listen(varName, addr string, h http.Handler, log *slog.Logger) (*HTTPServer, error) {
+// names the variable (varName), then serves h in the background; with a
+// TLS config (TLSFiles.Config), over TLS.
+func Listen(varName, addr string, h http.Handler, log *slog.Logger, tlsConfig ...*tls.Config) (*HTTPServer, error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
 		return nil, fmt.Errorf("%s %s: %w", varName, addr, err)
+	}
+	scheme := "http"
+	if len(tlsConfig) > 0 && tlsConfig[0] != nil {
+		ln = tls.NewListener(ln, tlsConfig[0])
+		scheme = "https"
 	}
 	s := &HTTPServer{
 		srv: &http.Server{
@@ -80,7 +87,7 @@ func Listen(varName, addr string, h http.Handler, log *slog.Logger) (*HTTPServer
 		log:  log,
 	}
 	go func() { s.done <- s.srv.Serve(ln) }()
-	log.Info("listening", "addr", ln.Addr().String(), "var", varName)
+	log.Info("listening", "addr", ln.Addr().String(), "scheme", scheme, "var", varName)
 	return s, nil
 }
 

@@ -1,0 +1,371 @@
+package producer_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventmesh/eventmesh/producer"
+	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
+	"github.com/eventmesh/eventmesh/streams/natstest"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+const (
+	testKey  = "k3y-for-tests"
+	nextKey  = "n3xt-k3y-during-rotation"
+	msgData  = `{"id":"MSGq8WnJ3kT0aZp4RcVx","isOwn":false,"content":{"@type":"Mail","subject":"Invoice","body":"See attachment"},"createdAt":"2026-03-01T10:15:00.120Z"}`
+	msgEvent = `{"trigger":"transport.messageReceived","data":` + msgData + `}`
+)
+
+type env struct {
+	url    string
+	js     jetstream.JetStream
+	nc     *nats.Conn
+	stream jetstream.Stream
+}
+
+func setup(t *testing.T, change ...func(*producer.IngestConfig)) *env {
+	t.Helper()
+	srv := natstest.Start(t)
+	nc := natstest.Connect(t, srv.ClientURL())
+	log := natstest.Logger(t)
+	js, err := streams.NewJetStream(nc, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := router.MustSubjects("enmeshed")
+	sc := streams.StreamConfig{Replicas: 1, MaxAge: time.Hour, MaxBytes: 64 << 20, DuplicateWindow: 10 * time.Minute}
+	st, err := streams.EnsureStream(context.Background(), js, streams.EventsStream(s, sc), log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ic := producer.IngestConfig{Addr: "127.0.0.1:0", APIKey: testKey + " " + nextKey, APIKeyHeader: "X-API-KEY", MaxBody: 4096, ConnectorID: "enmeshed-connector"}
+	for _, c := range change {
+		c(&ic)
+	}
+	maxBody, err := ic.BodyLimit(nc.MaxPayload())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := producer.NewPublisher(js, s, producer.PublisherConfig{Timeout: 500 * time.Millisecond, Attempts: 2}, log)
+	mux := http.NewServeMux()
+	producer.NewIngest(pub, ic, maxBody, producer.NewMetrics(prometheus.NewRegistry()), log).Register(mux)
+	hs := httptest.NewServer(mux)
+	t.Cleanup(hs.Close)
+	return &env{url: hs.URL, js: js, nc: nc, stream: st}
+}
+
+func post(t *testing.T, url, body string, headers ...string) (int, []byte) {
+	t.Helper()
+	req, _ := http.NewRequest(http.MethodPost, url, strings.NewReader(body))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("X-API-KEY", testKey)
+	for i := 0; i+1 < len(headers); i += 2 {
+		if headers[i+1] == "" {
+			req.Header.Del(headers[i])
+		} else {
+			req.Header.Set(headers[i], headers[i+1])
+		}
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func (e *env) count(t *testing.T) uint64 {
+	t.Helper()
+	info, err := e.stream.Info(context.Background())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info.State.Msgs
+}
+
+func TestIngestPublishesEvent(t *testing.T) {
+	e := setup(t)
+	code, body := post(t, e.url+"/events", msgEvent, "X-Correlation-Id", "corr-42",
+		"traceparent", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+	if code != 200 {
+		t.Fatalf("status %d: %s", code, body)
+	}
+	var reply struct {
+		ID        string `json:"id"`
+		Status    string `json:"status"`
+		StreamSeq uint64 `json:"stream_seq"`
+	}
+	if err := json.Unmarshal(body, &reply); err != nil || reply.Status != "published" || reply.StreamSeq != 1 {
+		t.Fatalf("reply %s (%v)", body, err)
+	}
+	m, err := e.stream.GetMsg(context.Background(), 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.Subject != "enmeshed.transport.messageReceived" || string(m.Data) != msgData {
+		t.Errorf("message %s %s", m.Subject, m.Data)
+	}
+	wantID, _ := router.EventID("enmeshed-connector", "transport.messageReceived", []byte(msgData))
+	for k, v := range map[string]string{"ce-id": wantID, "Nats-Msg-Id": wantID, "ce-type": "transport.messageReceived",
+		"ce-source": "enmeshed-connector", "ce-specversion": "1.0", "ce-datacontenttype": "application/json",
+		"eventmesh-origin": "webhook", "x-correlation-id": "corr-42", "traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"} {
+		if got := m.Header[k]; len(got) != 1 || got[0] != v {
+			t.Errorf("header %s = %v, want %s", k, got, v)
+		}
+	}
+	if ts, err := time.Parse(time.RFC3339Nano, m.Header.Get("ce-time")); err != nil || time.Since(ts) > time.Minute {
+		t.Errorf("ce-time %q", m.Header.Get("ce-time"))
+	}
+	if reply.ID != wantID {
+		t.Errorf("reply id %s, want %s", reply.ID, wantID)
+	}
+	// The same event again, with the next key of a rotation: a duplicate,
+	// still one message.
+	code, body = post(t, e.url+"/events/transport.messageReceived", msgEvent, "X-API-KEY", nextKey)
+	if code != 200 || !strings.Contains(string(body), `"duplicate"`) {
+		t.Errorf("second POST: %d %s", code, body)
+	}
+	if n := e.count(t); n != 1 {
+		t.Errorf("stream holds %d messages, want 1", n)
+	}
+}
+
+func TestIngestRoutes(t *testing.T) {
+	e := setup(t)
+	ctx := context.Background()
+	// The Connector's {{trigger}} URL form, a trigger only in the URL, a
+	// connector of its own, and an event without data.
+	cases := []struct {
+		path, body, subject, source, data string
+	}{
+		{"/events/consumption.attributeCreated", `{"trigger":"consumption.attributeCreated","data":{"id":"ATT1"}}`, "enmeshed.consumption.attributeCreated", "enmeshed-connector", `{"id":"ATT1"}`},
+		{"/events/consumption.attributeDeleted", `{"data":{"id":"ATT1"}}`, "enmeshed.consumption.attributeDeleted", "enmeshed-connector", `{"id":"ATT1"}`},
+		{"/connectors/acme-prod/events", `{"trigger":"transport.messageSent","data":{"id":"MSG2"}}`, "enmeshed.transport.messageSent", "acme-prod", `{"id":"MSG2"}`},
+		{"/connectors/acme-prod/events/runtime.modulesStarted", `{"trigger":"runtime.modulesStarted"}`, "enmeshed.runtime.modulesStarted", "acme-prod", ``},
+	}
+	for i, c := range cases {
+		code, body := post(t, e.url+c.path, c.body)
+		if code != 200 {
+			t.Fatalf("%s: %d %s", c.path, code, body)
+		}
+		m, err := e.stream.GetMsg(ctx, uint64(i+1))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if m.Subject != c.subject || m.Header.Get("ce-source") != c.source || string(m.Data) != c.data {
+			t.Errorf("%s: %s source=%s data=%q", c.path, m.Subject, m.Header.Get("ce-source"), m.Data)
+		}
+	}
+}
+
+func TestIngestBulk(t *testing.T) {
+	e := setup(t)
+	body := `[` + msgEvent + `,{"trigger":"transport.messageSent","data":{"id":"MSG9"}},{"trigger":"a b"},` + msgEvent + `]`
+	code, b := post(t, e.url+"/events", body)
+	if code != http.StatusMultiStatus {
+		t.Fatalf("status %d: %s", code, b)
+	}
+	var reply struct {
+		Results []struct {
+			ID, Status string
+			Error      *struct{ Code, Message string }
+		}
+	}
+	if err := json.Unmarshal(b, &reply); err != nil {
+		t.Fatal(err)
+	}
+	var statuses []string
+	for _, r := range reply.Results {
+		statuses = append(statuses, r.Status)
+	}
+	// The two copies of one event race: one is published, one a duplicate.
+	got := strings.Join(statuses, ",")
+	if got != "published,published,error,duplicate" && got != "duplicate,published,error,published" {
+		t.Errorf("statuses = %s", got)
+	}
+	if reply.Results[2].Error == nil || reply.Results[2].Error.Code != producer.CodeInvalidTrigger {
+		t.Errorf("bad item: %+v", reply.Results[2])
+	}
+	if n := e.count(t); n != 2 {
+		t.Errorf("stream holds %d, want 2", n)
+	}
+	code, b = post(t, e.url+"/events", `[{"trigger":"transport.messageSent","data":{"id":"MSG10"}}]`)
+	if code != 200 {
+		t.Errorf("all stored: %d %s", code, b)
+	}
+}
+
+// Every bad input gets its status and error body, and nothing is published.
+func TestIngestBadInput(t *testing.T) {
+	e := setup(t)
+	long := strings.Repeat("x", 300)
+	tests := []struct {
+		name, path, body string
+		headers          []string
+		status           int
+		code             string
+	}{
+		{"malformed JSON", "/events", `{"trigger":"transport.messageReceived","data":`, nil, 400, producer.CodeInvalidJSON},
+		{"not an object", "/events", `"transport.messageReceived"`, nil, 400, producer.CodeInvalidJSON},
+		{"trailing data", "/events", msgEvent + `{}`, nil, 400, producer.CodeInvalidJSON},
+		{"empty body", "/events", ``, nil, 400, producer.CodeInvalidJSON},
+		{"missing trigger", "/events", `{"data":{"id":"x"}}`, nil, 400, producer.CodeInvalidTrigger},
+		{"trigger not a string", "/events", `{"trigger":5}`, nil, 400, producer.CodeInvalidTrigger},
+		{"wildcard trigger", "/events", `{"trigger":"transport.>"}`, nil, 400, producer.CodeInvalidTrigger},
+		{"star trigger", "/events", `{"trigger":"transport.*"}`, nil, 400, producer.CodeInvalidTrigger},
+		{"space in trigger", "/events", `{"trigger":"a b"}`, nil, 400, producer.CodeInvalidTrigger},
+		{"empty token", "/events", `{"trigger":"transport..x"}`, nil, 400, producer.CodeInvalidTrigger},
+		{"300 characters", "/events", `{"trigger":"` + long + `"}`, nil, 400, producer.CodeInvalidTrigger},
+		{"empty trigger", "/events", `{"trigger":""}`, nil, 400, producer.CodeInvalidTrigger},
+		{"bad URL trigger", "/events/transport..x", msgEvent, nil, 400, producer.CodeInvalidTrigger},
+		{"URL trigger differs", "/events/transport.messageSent", msgEvent, nil, 400, producer.CodeTriggerMismatch},
+		{"unknown field", "/events", `{"trigger":"transport.messageReceived","payload":{"id":"x"}}`, nil, 400, producer.CodeInvalidBody},
+		{"bad connector", "/connectors/a.b/events", msgEvent, nil, 400, producer.CodeInvalidConnector},
+		{"empty bulk", "/events", `[]`, nil, 400, producer.CodeInvalidBody},
+		{"bulk not JSON", "/events", `[{"trigger":"x"},`, nil, 400, producer.CodeInvalidJSON},
+		{"wrong key", "/events", msgEvent, []string{"X-API-KEY", "wrong"}, 401, producer.CodeUnauthorized},
+		{"two keys in one", "/events", msgEvent, []string{"X-API-KEY", testKey + " " + nextKey}, 401, producer.CodeUnauthorized},
+		{"missing key", "/events", msgEvent, []string{"X-API-KEY", ""}, 401, producer.CodeUnauthorized},
+		{"too large", "/events", `{"trigger":"transport.messageReceived","data":{"x":"` + strings.Repeat("a", 5000) + `"}}`, nil, 413, producer.CodeTooLarge},
+		{"form content type", "/events", msgEvent, []string{"Content-Type", "application/x-www-form-urlencoded"}, 415, producer.CodeMediaType},
+		{"no content type", "/events", msgEvent, []string{"Content-Type", ""}, 415, producer.CodeMediaType},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			code, body := post(t, e.url+tt.path, tt.body, tt.headers...)
+			var reply struct {
+				Error struct{ Code, Message string } `json:"error"`
+			}
+			if err := json.Unmarshal(body, &reply); err != nil {
+				t.Fatalf("body %q is not the error envelope: %v", body, err)
+			}
+			if code != tt.status || reply.Error.Code != tt.code || reply.Error.Message == "" {
+				t.Errorf("got %d %s, want %d %s", code, body, tt.status, tt.code)
+			}
+		})
+	}
+	req, _ := http.NewRequest(http.MethodGet, e.url+"/events", nil)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 405 {
+		t.Errorf("GET /events: %d", resp.StatusCode)
+	}
+	if n := e.count(t); n != 0 {
+		t.Errorf("bad input published %d messages", n)
+	}
+}
+
+// The server's limit and the body limit agree: the largest accepted body
+// is published, not refused at publish.
+func TestIngestLargestBodyIsPublished(t *testing.T) {
+	e := setup(t, func(c *producer.IngestConfig) { c.MaxBody = 0 })
+	limit := int(e.nc.MaxPayload()) - producer.HeaderReserve
+	prefix := `{"trigger":"consumption.attributeCreated","data":{"x":"`
+	body := prefix + strings.Repeat("a", limit-len(prefix)-3) + `"}}`
+	if len(body) != limit {
+		t.Fatalf("body %d, limit %d", len(body), limit)
+	}
+	long := strings.Repeat("c", 256)
+	code, b := post(t, e.url+"/connectors/"+long[:200]+"/events", body, "X-Correlation-Id", long)
+	if code != 200 {
+		t.Fatalf("largest body: %d %s", code, b)
+	}
+	code, _ = post(t, e.url+"/events", body[:len(body)-2]+`a"}}`)
+	if code != 413 {
+		t.Errorf("one byte over: %d", code)
+	}
+	if _, err := (producer.IngestConfig{MaxBody: 2 << 20}).BodyLimit(e.nc.MaxPayload()); err == nil || !strings.Contains(err.Error(), "INGEST_MAX_BODY") {
+		t.Errorf("a limit above max payload: %v", err)
+	}
+}
+
+func TestIngestUnavailable(t *testing.T) {
+	t.Run("stream full", func(t *testing.T) {
+		e := setup(t)
+		ctx := context.Background()
+		cfg := e.stream.CachedInfo().Config
+		cfg.MaxMsgs = 1
+		if _, err := e.js.UpdateStream(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		if code, b := post(t, e.url+"/events", msgEvent); code != 200 {
+			t.Fatalf("first: %d %s", code, b)
+		}
+		code, b := post(t, e.url+"/events", `{"trigger":"transport.messageReceived","data":{"id":"MSGnew"}}`)
+		if code != 503 || !strings.Contains(string(b), producer.CodeUnavailable) {
+			t.Errorf("full stream: %d %s", code, b)
+		}
+		// Nothing already stored was dropped.
+		if m, err := e.stream.GetMsg(ctx, 1); err != nil || string(m.Data) != msgData || e.count(t) != 1 {
+			t.Errorf("stored event lost: %v", err)
+		}
+	})
+	t.Run("no stream", func(t *testing.T) {
+		e := setup(t)
+		if err := e.js.DeleteStream(context.Background(), streams.Events); err != nil {
+			t.Fatal(err)
+		}
+		code, b := post(t, e.url+"/events", msgEvent)
+		if code != 503 {
+			t.Errorf("no stream: %d %s", code, b)
+		}
+	})
+}
+
+func TestIngestConfigValidate(t *testing.T) {
+	ok := producer.IngestConfig{Addr: "127.0.0.1:8080", APIKeyHeader: "X-API-KEY", ConnectorID: "enmeshed-connector"}
+	if err := ok.Validate(); err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		change func(*producer.IngestConfig)
+		want   string
+	}{
+		"public without key": {func(c *producer.IngestConfig) { c.Addr = ":8080" }, "INGEST_API_KEY"},
+		"public IP":          {func(c *producer.IngestConfig) { c.Addr = "0.0.0.0:8080" }, "INGEST_API_KEY"},
+		"bad addr":           {func(c *producer.IngestConfig) { c.Addr = "8080" }, "INGEST_ADDR"},
+		"bad source":         {func(c *producer.IngestConfig) { c.ConnectorID = "a b" }, "CONNECTOR_ID"},
+		"bad header":         {func(c *producer.IngestConfig) { c.APIKeyHeader = "X: Y" }, "INGEST_API_KEY_HEADER"},
+	} {
+		c := ok
+		tc.change(&c)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Errorf("%s: %v", name, err)
+		}
+	}
+	c := ok
+	c.Addr, c.APIKey = ":8080", "secret"
+	if err := c.Validate(); err != nil {
+		t.Errorf("public with key: %v", err)
+	}
+}
+
+func TestValidTraceparent(t *testing.T) {
+	for s, want := range map[string]bool{
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01":     true,
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01":     false,
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01":     false,
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01":     false,
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz": false,
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-xyz": true,
+		"garbage": false,
+	} {
+		if producer.ValidTraceparent(s) != want {
+			t.Errorf("%s: want %v", s, want)
+		}
+	}
+}

@@ -1,0 +1,267 @@
+package producer
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/eventmesh/eventmesh/connector"
+	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// SyncConfig configures the Connector sync poller.
+type SyncConfig struct {
+	Interval time.Duration `env:"SYNC_INTERVAL" envDefault:"30s" desc:"how often the poller syncs the Connector and lists messages, relationships and incoming requests (must be well inside STREAM_DUPLICATE_WINDOW)"`
+	Backfill bool          `env:"SYNC_BACKFILL" envDefault:"false" desc:"on the first run, publish what the Connector already holds (default: record it without publishing history)"`
+}
+
+// Validate checks the interval against the stream's duplicate window: a
+// poller event and its webhook twin deduplicate only inside the window.
+func (c SyncConfig) Validate(duplicateWindow time.Duration) error {
+	if c.Interval < time.Second {
+		return fmt.Errorf("SYNC_INTERVAL %s: want at least 1s", c.Interval)
+	}
+	if c.Interval*4 > duplicateWindow {
+		return fmt.Errorf("SYNC_INTERVAL %s is not well inside STREAM_DUPLICATE_WINDOW %s (want at most a quarter of it): "+
+			"an event seen by webhook and by the poller would be published twice", c.Interval, duplicateWindow)
+	}
+	return nil
+}
+
+// SyncAPI is the part of the Connector client the poller needs.
+type SyncAPI interface {
+	Sync(ctx context.Context) error
+	Messages(ctx context.Context, filters ...connector.Filter) ([]connector.Message, error)
+	Relationships(ctx context.Context, filters ...connector.Filter) ([]connector.Relationship, error)
+	IncomingRequests(ctx context.Context, filters ...connector.Filter) ([]connector.Request, error)
+}
+
+// Poller syncs the Connector's REST API as the backstop for lost webhooks:
+// it publishes what is new since its last round, with the same ce-id the
+// webhook path derives, so the stream deduplicates the two paths.
+type Poller struct {
+	api      SyncAPI
+	pub      *Publisher
+	js       jetstream.JetStream
+	source   string
+	cfg      SyncConfig
+	log      *slog.Logger
+	kv       jetstream.KeyValue
+	now      func() time.Time
+	rounds   *prometheus.CounterVec
+	events   *prometheus.CounterVec
+	lastOK   prometheus.Gauge
+	mu       sync.Mutex
+	status   SyncStatus
+	roundsCh chan struct{} // signalled after every round (tests)
+}
+
+// SyncStatus is what /sync/status reports.
+type SyncStatus struct {
+	LastSuccess         time.Time `json:"last_success"`
+	LastError           string    `json:"last_error,omitempty"`
+	LastErrorAt         time.Time `json:"last_error_at"`
+	ConsecutiveFailures int       `json:"consecutive_failures"`
+	Published           int64     `json:"published"`
+	Rounds              int64     `json:"rounds"`
+}
+
+// NewPoller returns a poller publishing with pub as source (CONNECTOR_ID).
+func NewPoller(api SyncAPI, pub *Publisher, js jetstream.JetStream, source string, c SyncConfig, reg prometheus.Registerer, log *slog.Logger) *Poller {
+	p := &Poller{api: api, pub: pub, js: js, source: source, cfg: c, log: log.With("component", "sync"), now: time.Now,
+		rounds: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eventmesh_sync_rounds_total",
+			Help: "Sync poller rounds by result (ok, error)."}, []string{"result"}),
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eventmesh_sync_events_total",
+			Help: "Events the sync poller published, by namespace (the stream drops those the webhook path already brought)."}, []string{"namespace"}),
+		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: "eventmesh_sync_last_success_timestamp_seconds",
+			Help: "Unix time of the last successful sync round."}),
+		roundsCh: make(chan struct{}, 1),
+	}
+	reg.MustRegister(p.rounds, p.events, p.lastOK)
+	return p
+}
+
+// Status returns the poller's status.
+func (p *Poller) Status() SyncStatus {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.status
+}
+
+// Rounds is signalled after each round.
+func (p *Poller) Rounds() <-chan struct{} { return p.roundsCh }
+
+// Run polls until ctx ends. Errors are logged, counted and shown in
+// Status, and the next round comes after a growing back-off; nothing is
+// skipped, since a round that failed leaves the state untouched.
+func (p *Poller) Run(ctx context.Context) {
+	var err error
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		p.kv, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+			Bucket: streams.SyncBucket, Description: "eventmesh: the sync poller's state (seen messages, relationship and request states)",
+			Storage: jetstream.FileStorage, History: 1,
+		})
+		if err == nil {
+			break
+		}
+		p.log.Warn("sync state bucket not available; retrying", "bucket", streams.SyncBucket, "err", err)
+		if !sleep(ctx, min(time.Duration(attempt)*time.Second, 30*time.Second)) {
+			return
+		}
+	}
+	failures := 0
+	for ctx.Err() == nil {
+		n, err := p.round(ctx)
+		p.mu.Lock()
+		p.status.Rounds++
+		if err != nil && ctx.Err() == nil {
+			failures++
+			p.status.LastError, p.status.LastErrorAt, p.status.ConsecutiveFailures = err.Error(), p.now(), failures
+			p.mu.Unlock()
+			p.rounds.WithLabelValues("error").Inc()
+			p.log.Warn("sync round failed; backing off", "err", err, "consecutive_failures", failures)
+		} else if err == nil {
+			failures = 0
+			p.status.LastSuccess, p.status.ConsecutiveFailures = p.now(), 0
+			p.status.Published += int64(n)
+			p.mu.Unlock()
+			p.rounds.WithLabelValues("ok").Inc()
+			p.lastOK.Set(float64(p.now().Unix()))
+			if n > 0 {
+				p.log.Info("sync round published events", "n", n)
+			}
+		} else {
+			p.mu.Unlock()
+		}
+		select {
+		case p.roundsCh <- struct{}{}:
+		default:
+		}
+		wait := p.cfg.Interval
+		if failures > 0 {
+			wait = min(p.cfg.Interval<<min(failures-1, 6), 5*time.Minute)
+		}
+		if !sleep(ctx, wait) {
+			return
+		}
+	}
+}
+
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}
+
+const initializedKey = "initialized"
+
+// round syncs, lists and publishes what changed. A key of the state is
+// written only after its event was acknowledged, so a crash republishes
+// (the stream drops the copy inside the duplicate window) rather than
+// skips.
+func (p *Poller) round(ctx context.Context) (int, error) {
+	if err := p.api.Sync(ctx); err != nil {
+		return 0, fmt.Errorf("sync: %w", err)
+	}
+	_, err := p.kv.Get(ctx, initializedKey)
+	first := errors.Is(err, jetstream.ErrKeyNotFound)
+	if err != nil && !first {
+		return 0, fmt.Errorf("read %s: %w", streams.SyncBucket, err)
+	}
+	publish := !first || p.cfg.Backfill
+	published := 0
+	emit := func(namespace, key, state string, raw json.RawMessage) error {
+		e, err := p.kv.Get(ctx, key)
+		switch {
+		case err == nil && string(e.Value()) == state:
+			return nil
+		case err != nil && !errors.Is(err, jetstream.ErrKeyNotFound):
+			return fmt.Errorf("read %s: %w", key, err)
+		}
+		if publish {
+			id, err := router.EventID(p.source, namespace, raw)
+			if err != nil {
+				return fmt.Errorf("%s %s: %w", namespace, key, err)
+			}
+			ev := router.Event{ID: id, Namespace: namespace, Source: p.source, Time: p.now(), Origin: router.OriginSync, Data: raw}
+			res, err := p.pub.Publish(ctx, ev)
+			if err != nil {
+				return err
+			}
+			if !res.Duplicate {
+				published++
+				p.events.WithLabelValues(namespace).Inc()
+			}
+		}
+		if _, err := p.kv.Put(ctx, key, []byte(state)); err != nil {
+			return fmt.Errorf("write %s: %w", key, err)
+		}
+		return nil
+	}
+	// Messages: every received message not seen before, whatever its
+	// createdAt (the sender's time: a late one must not be missed).
+	msgs, err := p.api.Messages(ctx)
+	if err != nil {
+		return published, fmt.Errorf("list messages: %w", err)
+	}
+	for _, m := range msgs {
+		if m.IsOwn {
+			continue
+		}
+		if err := emit("transport.messageReceived", "msg."+kvKey(m.ID), "seen", m.Raw); err != nil {
+			return published, err
+		}
+	}
+	rels, err := p.api.Relationships(ctx)
+	if err != nil {
+		return published, fmt.Errorf("list relationships: %w", err)
+	}
+	for _, r := range rels {
+		state := fmt.Sprintf("%d:%s", r.AuditLen(), r.Status)
+		if err := emit("transport.relationshipChanged", "rel."+kvKey(r.ID), state, r.Raw); err != nil {
+			return published, err
+		}
+	}
+	reqs, err := p.api.IncomingRequests(ctx)
+	if err != nil {
+		return published, fmt.Errorf("list incoming requests: %w", err)
+	}
+	for _, r := range reqs {
+		if err := emit("consumption.incomingRequestReceived", "req."+kvKey(r.ID), "seen", r.Raw); err != nil {
+			return published, err
+		}
+	}
+	if first {
+		if _, err := p.kv.Put(ctx, initializedKey, []byte(p.now().UTC().Format(time.RFC3339))); err != nil {
+			return published, err
+		}
+		if !publish {
+			p.log.Info("first sync: recorded the Connector's current state without publishing history (SYNC_BACKFILL=true publishes it)",
+				"messages", len(msgs), "relationships", len(rels), "requests", len(reqs))
+		}
+	}
+	return published, nil
+}
+
+// kvKey keeps a Connector id a valid key token.
+func kvKey(id string) string {
+	return strings.Map(func(r rune) rune {
+		if r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '_' || r == '-' {
+			return r
+		}
+		return '_'
+	}, id)
+}

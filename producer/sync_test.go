@@ -1,0 +1,188 @@
+package producer_test
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/eventmesh/eventmesh/connector"
+	"github.com/eventmesh/eventmesh/producer"
+	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
+	"github.com/eventmesh/eventmesh/streams/natstest"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+type syncRig struct {
+	*env
+	double *connector.Double
+	pub    *producer.Publisher
+	ingest *httptest.Server
+}
+
+func newSyncRig(t *testing.T) *syncRig {
+	e := setup(t)
+	d, err := connector.NewDouble("k", natstest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	pub := producer.NewPublisher(e.js, router.MustSubjects("enmeshed"), producer.PublisherConfig{Timeout: time.Second, Attempts: 2}, natstest.Logger(t))
+	return &syncRig{env: e, double: d, pub: pub}
+}
+
+// runPoller runs a poller until it completed rounds rounds, then stops it.
+func (r *syncRig) runPoller(t *testing.T, rounds int, backfill bool) *producer.Poller {
+	t.Helper()
+	client, err := connector.New(r.double.ClientConfig(), natstest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := producer.NewPoller(client, r.pub, r.js, router.DefaultSource, producer.SyncConfig{Interval: 50 * time.Millisecond, Backfill: backfill},
+		prometheus.NewRegistry(), natstest.Logger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	for i := 0; i < rounds; i++ {
+		select {
+		case <-p.Rounds():
+		case <-time.After(20 * time.Second):
+			t.Fatalf("round %d did not finish", i+1)
+		}
+	}
+	cancel()
+	<-done
+	return p
+}
+
+// byType counts the stream's messages by ce-type and returns the origins
+// of each ce-id.
+func (r *syncRig) byType(t *testing.T) (map[string]int, map[string][]string) {
+	ctx := context.Background()
+	st, err := r.js.Stream(ctx, streams.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	info, _ := st.Info(ctx)
+	types, ids := map[string]int{}, map[string][]string{}
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		m, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		types[m.Header.Get(router.HeaderType)]++
+		id := m.Header.Get(router.HeaderID)
+		ids[id] = append(ids[id], m.Header.Get(router.HeaderOrigin))
+	}
+	return types, ids
+}
+
+func TestPollerFirstRunRecordsWithoutHistory(t *testing.T) {
+	r := newSyncRig(t)
+	r.double.AddIncomingMessage(connector.NewAddress(), "old news", time.Time{})
+	r.runPoller(t, 1, false)
+	if types, _ := r.byType(t); len(types) != 0 {
+		t.Errorf("the first run published history: %v", types)
+	}
+}
+
+func TestPollerBackfill(t *testing.T) {
+	r := newSyncRig(t)
+	r.double.AddIncomingMessage(connector.NewAddress(), "old news", time.Time{})
+	r.runPoller(t, 1, true)
+	if types, _ := r.byType(t); types["transport.messageReceived"] != 1 {
+		t.Errorf("backfill published %v", types)
+	}
+}
+
+// Events created while the producer was down are published when it
+// starts, each once, also when the same events arrive by webhook; a
+// message with an old createdAt, received late, is published; a restart
+// resumes from the bucket without re-publishing.
+func TestPollerCatchesUpAndDeduplicatesWithWebhooks(t *testing.T) {
+	r := newSyncRig(t)
+	r.runPoller(t, 1, false) // the bucket knows the (empty) Connector
+
+	// Phase A: the producer is down; the Connector's webhooks are lost.
+	peer := connector.NewAddress()
+	late := r.double.AddIncomingMessage(peer, "sent a year ago, received now", time.Now().AddDate(-1, 0, 0))
+	rel := r.double.AddIncomingRelationship(connector.NewAddress(), "")
+	r.double.AddIncomingRequest(peer)
+	r.double.SyncNow() // the Connector learns of them; its webhooks go nowhere
+	r.runPoller(t, 2, false)
+	types, ids := r.byType(t)
+	// AddIncomingRequest arrives in a message of its own: two messages.
+	if types["transport.messageReceived"] != 2 || types["transport.relationshipChanged"] != 1 || types["consumption.incomingRequestReceived"] != 1 {
+		t.Fatalf("after catching up: %v", types)
+	}
+	lateID, _ := router.EventID(router.DefaultSource, "transport.messageReceived", late.Raw)
+	if o := ids[lateID]; len(o) != 1 || o[0] != "sync" {
+		t.Errorf("the late message: %v", o)
+	}
+
+	// Phase B: webhooks work again; the poller sees the same events.
+	mux := http.NewServeMux()
+	producer.NewIngest(r.pub, producer.IngestConfig{APIKeyHeader: "X-API-KEY", ConnectorID: router.DefaultSource}, 1<<20, nil, natstest.Logger(t)).Register(mux)
+	r.ingest = httptest.NewServer(mux)
+	defer r.ingest.Close()
+	r.double.SetWebhook(r.ingest.URL+"/events/{{trigger}}", nil)
+	client, _ := connector.New(r.double.ClientConfig(), natstest.Logger(t))
+	if _, err := client.AcceptRelationship(context.Background(), rel.ID); err != nil { // fires relationshipChanged by webhook
+		t.Fatal(err)
+	}
+	m2 := r.double.AddIncomingMessage(connector.NewAddress(), "both paths", time.Time{})
+	r.runPoller(t, 2, false) // its Sync fires the webhooks too
+	r.double.FlushWebhooks()
+	types, ids = r.byType(t)
+	if types["transport.messageReceived"] != 3 || types["transport.relationshipChanged"] != 2 {
+		t.Errorf("after both paths: %v", types)
+	}
+	for id, origins := range ids {
+		if len(origins) != 1 {
+			t.Errorf("event %s stored %d times (%v)", id, len(origins), origins)
+		}
+	}
+	m2ID, _ := router.EventID(router.DefaultSource, "transport.messageReceived", m2.Raw)
+	if len(ids[m2ID]) != 1 {
+		t.Errorf("message by both paths: %v", ids[m2ID])
+	}
+
+	// A restart resumes from the bucket: nothing new, nothing republished.
+	before, _ := r.byType(t)
+	r.runPoller(t, 2, false)
+	after, _ := r.byType(t)
+	for k, v := range after {
+		if before[k] != v {
+			t.Errorf("restart republished %s: %d → %d", k, before[k], v)
+		}
+	}
+}
+
+// The Connector down: rounds fail, status says so, nothing crashes, and
+// the changes are published once it is back.
+func TestPollerConnectorDown(t *testing.T) {
+	r := newSyncRig(t)
+	r.runPoller(t, 1, false)
+	r.double.AddIncomingMessage(connector.NewAddress(), "while down", time.Time{})
+	r.double.SetDown(true)
+	p := r.runPoller(t, 2, false)
+	if st := p.Status(); st.ConsecutiveFailures == 0 || st.LastError == "" {
+		t.Errorf("status while down: %+v", st)
+	}
+	r.double.SetDown(false)
+	r.runPoller(t, 1, false)
+	if types, _ := r.byType(t); types["transport.messageReceived"] != 1 {
+		t.Errorf("after the Connector came back: %v", types)
+	}
+}
+
+func TestSyncIntervalInsideDuplicateWindow(t *testing.T) {
+	if err := (producer.SyncConfig{Interval: 5 * time.Minute}).Validate(10 * time.Minute); err == nil {
+		t.Error("5m interval with a 10m window accepted")
+	}
+	if err := (producer.SyncConfig{Interval: 30 * time.Second}).Validate(10 * time.Minute); err != nil {
+		t.Error(err)
+	}
+}
