@@ -59,6 +59,7 @@ Commands:
                          dead letters in ENMESHED_DLQ (eventmesh dlq --help)
   consumer ls|pause|resume
                          durable consumers on ENMESHED
+  status [--json]        health of every durable consumer on ENMESHED (exit 0 ok, 1 attention, 2 unknown)
   archive query|replay|erase
                          the archive (eventmesh archive --help)
   webhook test           send one signed sample event to WEBHOOK_URL and show the answer
@@ -84,6 +85,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return runArchive(ctx, args, environ, stdout, stderr)
 		case "demo":
 			return runDemo(ctx, args[1:], environ, stdout, stderr)
+		case "status":
+			return runStatus(ctx, args[1:], environ, stdout, stderr)
 		case "webhook":
 			return runWebhookTest(ctx, args[1:], environ, stdout, stderr)
 		case "version", "--version", "-version":

@@ -1,0 +1,373 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
+	"github.com/eventmesh/eventmesh/streams/natstest"
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// statusRig is a server with ENMESHED (max age maxAge) and the environment
+// that points `eventmesh status` at it.
+type statusRig struct {
+	ctx     context.Context
+	js      jetstream.JetStream
+	s       router.Subjects
+	environ []string
+}
+
+func newStatusRig(t *testing.T, maxAge time.Duration) *statusRig {
+	t.Helper()
+	srv := natstest.Start(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	t.Cleanup(cancel)
+	r := &statusRig{
+		ctx:     ctx,
+		js:      natstest.JetStream(t, natstest.Connect(t, srv.ClientURL())),
+		s:       router.MustSubjects(router.DefaultPrefix),
+		environ: []string{"NATS_URL=" + srv.ClientURL()},
+	}
+	// Created directly: STREAM_MAX_AGE's 1m minimum does not apply here.
+	sc := streams.StreamConfig{Replicas: 1, MaxAge: maxAge, MaxBytes: 64 << 20, DuplicateWindow: time.Second}
+	if _, err := streams.EnsureStream(ctx, r.js, streams.EventsStream(r.s, sc), natstest.Logger(t)); err != nil {
+		t.Fatal(err)
+	}
+	return r
+}
+
+// durable creates a plain durable pull consumer on ENMESHED, filtered like
+// the runtime's (events and its replays).
+func (r *statusRig) durable(t *testing.T, name string, ackWait time.Duration) jetstream.Consumer {
+	t.Helper()
+	c, err := r.js.CreateOrUpdateConsumer(r.ctx, streams.Events, jetstream.ConsumerConfig{
+		Durable: name, AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait,
+		FilterSubjects: []string{r.s.Event("transport.>"), r.s.Replays(name)},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return c
+}
+
+func (r *statusRig) publish(t *testing.T, namespace string, i int) uint64 {
+	t.Helper()
+	e := router.Event{ID: fmt.Sprintf("%032x", i), Namespace: namespace, Source: router.DefaultSource, Time: time.Now(),
+		Origin: router.OriginWebhook, Data: []byte(fmt.Sprintf(`{"id":"MSG%d"}`, i))}
+	ack, err := r.js.PublishMsg(r.ctx, e.Msg(r.s))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ack.Sequence
+}
+
+// status runs `eventmesh status args...` in-process.
+func (r *statusRig) status(t *testing.T, args ...string) (int, string, string) {
+	t.Helper()
+	return statusRun(r.ctx, r.environ, args...)
+}
+
+func statusRun(ctx context.Context, environ []string, args ...string) (int, string, string) {
+	var stdout, stderr bytes.Buffer
+	code := runStatus(ctx, args, environ, &stdout, &stderr)
+	return code, stdout.String(), stderr.String()
+}
+
+// statusJSON runs `eventmesh status --json` with a short interval, checks
+// that the document carries every documented field, and returns it with
+// the exit code.
+func (r *statusRig) statusJSON(t *testing.T) (int, statusReport) {
+	t.Helper()
+	code, out, errOut := r.status(t, "--json", "--interval", "200ms")
+	var raw struct {
+		Stream    map[string]any   `json:"stream"`
+		Consumers []map[string]any `json:"consumers"`
+		Healthy   *bool            `json:"healthy"`
+	}
+	if err := json.Unmarshal([]byte(out), &raw); err != nil || raw.Healthy == nil || raw.Stream == nil {
+		t.Fatalf("status --json: exit %d, %v\n%s%s", code, err, out, errOut)
+	}
+	for _, k := range []string{"name", "messages", "bytes", "max_bytes", "max_age_seconds", "first_time", "last_time"} {
+		if _, ok := raw.Stream[k]; !ok {
+			t.Errorf("stream lacks %q: %v", k, raw.Stream)
+		}
+	}
+	for _, c := range raw.Consumers {
+		for _, k := range []string{"name", "state", "problems", "pending", "ack_pending", "redelivered", "dead_lettered",
+			"paused_until", "last_active", "oldest_pending_age_seconds", "oldest_pending_seq", "ack_wait_seconds", "note"} {
+			if _, ok := c[k]; !ok {
+				t.Errorf("consumer lacks %q: %v", k, c)
+			}
+		}
+	}
+	var rep statusReport
+	if err := json.Unmarshal([]byte(out), &rep); err != nil {
+		t.Fatal(err)
+	}
+	if rep.Healthy != (code == 0) {
+		t.Errorf("healthy %v but exit %d", rep.Healthy, code)
+	}
+	return code, rep
+}
+
+func onlyConsumer(t *testing.T, rep statusReport, name string) consumerStatus {
+	t.Helper()
+	if len(rep.Consumers) != 1 || rep.Consumers[0].Name != name {
+		t.Fatalf("consumers %+v, want only %s", rep.Consumers, name)
+	}
+	return rep.Consumers[0]
+}
+
+func TestStatusHealthyThenPaused(t *testing.T) {
+	r := newStatusRig(t, time.Hour)
+	// A real consumer runtime that handles everything.
+	cfg := consumers.Config{Start: "all", AckWait: 2 * time.Second, MaxDeliver: 3, MaxAckPending: 100, Concurrency: 2,
+		Backoff: consumers.Schedule{20 * time.Millisecond}, DrainTimeout: 5 * time.Second}
+	rt, err := consumers.New(r.js, r.s, cfg, consumers.Options{Name: "archiver", Filters: []string{r.s.Events()}, DefaultStart: "all",
+		Handler: consumers.HandlerFunc(func(context.Context, consumers.Delivery) error { return nil }),
+		Metrics: consumers.NewMetrics(prometheus.NewRegistry()),
+		Log:     natstest.Logger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runtime: %v", err)
+		}
+	})
+	natstest.WaitFor(t, 10*time.Second, "runtime ready", func() bool { return rt.Ready(ctx) == nil })
+	for i := range 3 {
+		r.publish(t, "transport.messageReceived", i)
+	}
+	natstest.WaitFor(t, 10*time.Second, "archiver caught up", func() bool {
+		c, err := r.js.Consumer(r.ctx, streams.Events, "archiver")
+		return err == nil && c.CachedInfo().NumPending == 0 && c.CachedInfo().NumAckPending == 0 && c.CachedInfo().AckFloor.Stream == 3
+	})
+	// Two dead letters of the archiver's, one of another consumer's: counted
+	// per consumer, and no reason for alarm.
+	for i, who := range []string{"archiver", "webhook-1", "archiver"} {
+		e := router.Event{ID: fmt.Sprintf("%032x", 0xd0+i), Namespace: "transport.messageReceived", Source: router.DefaultSource, Time: time.Now()}
+		m := consumers.DeadLetterMsg(r.s, who, e, "receiver answered 400", 3, r.s.Event(e.Namespace), uint64(10+i), time.Now())
+		if _, err := r.js.PublishMsg(r.ctx, m); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	start := time.Now()
+	code, rep := r.statusJSON(t)
+	if code != 0 || !rep.Healthy {
+		t.Fatalf("caught up: exit %d, %+v", code, rep)
+	}
+	if d := time.Since(start); d > 2*time.Second {
+		t.Errorf("status took %s: nothing can be stalled, so no second look is needed", d)
+	}
+	if rep.Stream.Name != streams.Events || rep.Stream.Messages != 3 || rep.Stream.MaxAge != 3600 || rep.Stream.MaxBytes != 64<<20 ||
+		rep.Stream.FirstTime == nil || rep.Stream.LastTime == nil || rep.Stream.LastSeq != 3 {
+		t.Errorf("stream %+v", rep.Stream)
+	}
+	c := onlyConsumer(t, rep, "archiver")
+	if c.State != stateOK || len(c.Problems) != 0 || c.Pending != 0 || c.AckPending != 0 || c.DeadLettered != 2 ||
+		c.PausedUntil != nil || c.LastActive == nil || c.OldestPendingAge != nil || c.OldestPendingSeq != 0 || c.AckWait != 2 || c.Note != "" {
+		t.Errorf("caught-up consumer %+v", c)
+	}
+
+	code, out, errOut := r.status(t)
+	lines := strings.Split(strings.TrimSpace(out), "\n")
+	if code != 0 || len(lines) < 5 {
+		t.Fatalf("status: exit %d\n%s%s", code, out, errOut)
+	}
+	if !strings.HasPrefix(lines[0], "stream ENMESHED: 3 events, ") || !strings.Contains(lines[0], " of 64.0 MiB") || !strings.Contains(lines[0], "max age 1h") {
+		t.Errorf("stream line %q", lines[0])
+	}
+	if got := strings.Join(strings.Fields(lines[2]), " "); got != "CONSUMER STATE PENDING ACK-PENDING REDELIVERED DEAD OLDEST-PENDING LAST-ACTIVE NOTE" {
+		t.Errorf("header %q", lines[2])
+	}
+	if f := strings.Fields(lines[3]); len(f) < 8 || strings.Join(f[:7], " ") != "archiver ok 0 0 0 2 -" || !strings.HasSuffix(lines[3], " ago") {
+		t.Errorf("row %q", lines[3])
+	}
+	if lines[len(lines)-1] != "healthy: 1 of 1 consumers ok" {
+		t.Errorf("verdict %q", lines[len(lines)-1])
+	}
+
+	// Paused on the server: exit 1 until resumed.
+	if err := consumers.PauseConsumer(r.ctx, r.js, "archiver", "test"); err != nil {
+		t.Fatal(err)
+	}
+	code, rep = r.statusJSON(t)
+	c = onlyConsumer(t, rep, "archiver")
+	if code != 1 || rep.Healthy || c.State != statePaused || c.PausedUntil == nil || c.PausedUntil.Before(time.Now().AddDate(90, 0, 0)) ||
+		!strings.Contains(c.Note, "paused until resumed") {
+		t.Errorf("paused: exit %d, consumer %+v", code, c)
+	}
+	code, out, _ = r.status(t)
+	t.Logf("eventmesh status:\n%s", out)
+	if code != 1 || !strings.Contains(out, "archiver  paused") || !strings.Contains(out, "eventmesh consumer resume archiver") ||
+		!strings.Contains(out, "needs attention: archiver (paused)") {
+		t.Errorf("paused table: exit %d\n%s", code, out)
+	}
+	// A pause with an end shows it.
+	until := time.Now().Add(time.Hour).Truncate(time.Second)
+	if _, err := r.js.PauseConsumer(r.ctx, streams.Events, "archiver", until); err != nil {
+		t.Fatal(err)
+	}
+	code, rep = r.statusJSON(t)
+	if c := onlyConsumer(t, rep, "archiver"); code != 1 || c.PausedUntil == nil || !c.PausedUntil.Equal(until) ||
+		!strings.Contains(c.Note, "paused until "+until.UTC().Format(time.RFC3339)) {
+		t.Errorf("paused for an hour: exit %d, %+v", code, c)
+	}
+	if err := consumers.ResumeConsumer(r.ctx, r.js, "archiver"); err != nil {
+		t.Fatal(err)
+	}
+	if code, rep := r.statusJSON(t); code != 0 || onlyConsumer(t, rep, "archiver").State != stateOK {
+		t.Errorf("resumed: exit %d %+v", code, rep)
+	}
+}
+
+func TestStatusStalled(t *testing.T) {
+	t.Parallel()
+	r := newStatusRig(t, time.Hour)
+	const ackWait = time.Second
+	c := r.durable(t, "stuck", ackWait)
+	r.publish(t, "transport.messageReceived", 1)
+	r.publish(t, "transport.messageReceived", 2)
+	batch, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range batch.Messages() { // fetched, never acknowledged
+	}
+	fetched := time.Now()
+
+	// Busy, not stalled: it was active a moment ago.
+	code, rep := r.statusJSON(t)
+	if s := onlyConsumer(t, rep, "stuck"); code != 0 || s.State != stateOK || s.Pending != 1 || s.AckPending != 1 || s.OldestPendingSeq != 1 {
+		t.Fatalf("just fetched: exit %d, %+v", code, s)
+	}
+
+	// Nobody fetches or acknowledges for more than 3 ack waits.
+	time.Sleep(time.Until(fetched.Add(stallAckWaits*ackWait + 200*time.Millisecond)))
+	code, rep = r.statusJSON(t)
+	s := onlyConsumer(t, rep, "stuck")
+	if code != 1 || rep.Healthy || s.State != stateStalled || s.AckFloorMoved || s.Pending != 1 || s.AckPending != 1 ||
+		s.OldestPendingAge == nil || *s.OldestPendingAge < 3 || !strings.Contains(s.Note, "no progress for") ||
+		!strings.Contains(s.Note, "no client is fetching") {
+		t.Errorf("stalled: exit %d, %+v", code, s)
+	}
+	code, out, _ := r.status(t, "--interval", "100ms")
+	t.Logf("eventmesh status:\n%s", out)
+	if code != 1 || !strings.Contains(out, "stuck     stalled") || !strings.Contains(out, "needs attention: stuck (stalled)") {
+		t.Errorf("stalled table: exit %d\n%s", code, out)
+	}
+}
+
+func TestStatusAtRisk(t *testing.T) {
+	t.Parallel()
+	const maxAge = 6 * time.Second
+	r := newStatusRig(t, maxAge)
+	c := r.durable(t, "behind", 30*time.Second)
+	r.publish(t, "transport.messageReceived", 1)           // seq 1: acknowledged below
+	r.publish(t, "consumption.incomingRequestReceived", 2) // seq 2: not for this consumer
+	published := time.Now()
+	r.publish(t, "transport.messageSent", 3) // seq 3: its oldest pending event
+	batch, err := c.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for m := range batch.Messages() {
+		if err := m.DoubleAck(r.ctx); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	code, rep := r.statusJSON(t)
+	if s := onlyConsumer(t, rep, "behind"); code != 0 || s.State != stateOK || s.OldestPendingSeq != 3 || s.Pending != 1 {
+		t.Fatalf("young backlog: exit %d, %+v", code, s)
+	}
+
+	// Past half the max age, before the event expires.
+	time.Sleep(time.Until(published.Add(maxAge/2 + 300*time.Millisecond)))
+	code, rep = r.statusJSON(t)
+	s := onlyConsumer(t, rep, "behind")
+	if code != 1 || rep.Healthy || s.State != stateAtRisk || s.OldestPendingSeq != 3 || s.OldestPendingAge == nil ||
+		*s.OldestPendingAge < maxAge.Seconds()/2 || *s.OldestPendingAge >= maxAge.Seconds() || !strings.Contains(s.Note, "expires in") {
+		t.Errorf("at risk: exit %d, %+v", code, s)
+	}
+	if time.Since(published) >= maxAge {
+		t.Fatal("too slow: the event expired meanwhile")
+	}
+}
+
+func TestStatusCannotTell(t *testing.T) {
+	// No server: a closed port.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	code, out, errOut := statusRun(ctx, []string{"NATS_URL=nats://" + addr}, "--json")
+	if code != 2 || out != "" || !strings.Contains(errOut, "is eventmesh running?") {
+		t.Errorf("no server: exit %d\nstdout %q\nstderr %q", code, out, errOut)
+	}
+
+	// A server without ENMESHED.
+	srv := natstest.Start(t)
+	code, out, errOut = statusRun(context.Background(), []string{"NATS_URL=" + srv.ClientURL()})
+	if code != 2 || out != "" || !strings.Contains(errOut, "stream ENMESHED does not exist") {
+		t.Errorf("no stream: exit %d\nstdout %q\nstderr %q", code, out, errOut)
+	}
+
+	for _, args := range [][]string{{"extra"}, {"--interval", "-1s"}, {"--bogus"}} {
+		if code, _, errOut := statusRun(context.Background(), []string{"NATS_URL=" + srv.ClientURL()}, args...); code != 2 || errOut == "" {
+			t.Errorf("%v: exit %d, stderr %q; want a usage error", args, code, errOut)
+		}
+	}
+	if code, out, _ := statusRun(context.Background(), nil, "--help"); code != 0 || !strings.Contains(out, "at_risk") || !strings.Contains(out, "NATS_URL") {
+		t.Errorf("--help: exit %d\n%s", code, out)
+	}
+}
+
+func TestStatusNoConsumers(t *testing.T) {
+	r := newStatusRig(t, time.Hour)
+	code, rep := r.statusJSON(t)
+	if code != 0 || !rep.Healthy || rep.Consumers == nil || len(rep.Consumers) != 0 || rep.Stream.FirstTime != nil {
+		t.Errorf("no consumers: exit %d %+v", code, rep)
+	}
+	if code, out, _ := r.status(t); code != 0 || !strings.Contains(out, "no durable consumers on ENMESHED") {
+		t.Errorf("no consumers table: exit %d\n%s", code, out)
+	}
+}
+
+func TestStatusShortDuration(t *testing.T) {
+	for d, want := range map[time.Duration]string{
+		0:                         "0s",
+		1500 * time.Millisecond:   "1.5s",
+		90 * time.Second:          "1m30s",
+		time.Hour:                 "1h",
+		time.Hour + 2*time.Second: "1h2s",
+		50 * time.Hour:            "2d2h",
+		7 * 24 * time.Hour:        "7d",
+		-3 * time.Second:          "-3s",
+	} {
+		if got := shortDuration(d); got != want {
+			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)
+		}
+	}
+}
