@@ -159,6 +159,9 @@ func (r *Runtime) setup(ctx context.Context) error {
 		r.outcomes = newOutcomeBatcher(r.js, r.subjects.Outcome(r.opt.Name), r.log)
 	}
 	for _, def := range defs {
+		// In a cluster the side streams need the durable's replicas too,
+		// or losing one node loses dead letters and outcomes.
+		def.Replicas = max(1, r.cfg.Replicas)
 		if _, err := streams.EnsureFixedStream(ctx, r.js, def); err != nil {
 			return err
 		}

@@ -93,6 +93,9 @@ func (p *Publisher) PublishMsg(ctx context.Context, m *nats.Msg) (Result, error)
 		}
 		p.log.Warn("publish attempt failed; retrying with the same id", "subject", m.Subject,
 			"event_id", m.Header.Get(router.HeaderMsgID), "attempt", attempt, "err", err)
+		if !sleep(ctx, time.Duration(attempt)*50*time.Millisecond) {
+			break
+		}
 	}
 	return Result{}, fmt.Errorf("%w: publish %s: %w", ErrUnavailable, m.Subject, last)
 }
@@ -122,7 +125,13 @@ func (p *Publisher) attempt(ctx context.Context, m *nats.Msg) (*jetstream.PubAck
 func retryable(err error) bool {
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
-		return false
+		// 10158: a new stream leader is still storing the first copy of
+		// this id; the retry will answer "duplicate", not fail.
+		return apiErr.ErrorCode == errDuplicateInProcess
 	}
 	return true
 }
+
+// errDuplicateInProcess is JetStream's "duplicate message id is in process".
+const errDuplicateInProcess jetstream.ErrorCode = 10158
+

@@ -197,6 +197,17 @@ func (c *Cluster) StreamLeader(stream string) *server.Server {
 	return nil
 }
 
+// ConsumerLeader returns the live node leading the durable consumer of
+// stream (of the default account), or nil while there is none.
+func (c *Cluster) ConsumerLeader(stream, consumer string) *server.Server {
+	for _, s := range c.Alive() {
+		if s.JetStreamIsConsumerLeader(server.DEFAULT_GLOBAL_ACCOUNT, stream, consumer) {
+			return s
+		}
+	}
+	return nil
+}
+
 // Kill shuts node s down and waits until it has stopped. (nats-server's
 // Shutdown steps its raft leaders down first: this is a clean stop of one
 // node, not a power cut.)
