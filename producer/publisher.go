@@ -134,4 +134,3 @@ func retryable(err error) bool {
 
 // errDuplicateInProcess is JetStream's "duplicate message id is in process".
 const errDuplicateInProcess jetstream.ErrorCode = 10158
-
