@@ -11,6 +11,7 @@ import (
 	"log/slog"
 	"os"
 	"reflect"
+	"strconv"
 	"strings"
 	"text/tabwriter"
 
@@ -94,7 +95,7 @@ func Load[T any](environ []string) (T, error) {
 	}
 	cfg, err := env.ParseAsWithOptions[T](env.Options{Environment: envs})
 	if err != nil {
-		return cfg, explain(err, vars)
+		return cfg, explain(err, vars, envs)
 	}
 	if val, ok := any(&cfg).(Validator); ok {
 		if err := val.Validate(); err != nil {
@@ -106,7 +107,7 @@ func Load[T any](environ []string) (T, error) {
 
 // explain rewrites env's errors so each names its variable rather than a Go
 // field.
-func explain(err error, vars []Var) error {
+func explain(err error, vars []Var, envs map[string]string) error {
 	var agg env.AggregateError
 	if !errors.As(err, &agg) {
 		return err
@@ -120,12 +121,29 @@ func explain(err error, vars []Var) error {
 		)
 		switch {
 		case errors.As(e, &pe):
-			name := pe.Name
+			// pe.Name is the Go field, which several variables may share
+			// (WEBHOOK_MAX_DELIVER, ARCHIVE_MAX_DELIVER, …): name the ones set.
+			var names []string
 			for _, v := range vars {
-				if v.field == pe.Name {
-					name = v.Name
-					break
+				if _, set := envs[v.Name]; set && v.field == pe.Name {
+					names = append(names, v.Name)
 				}
+			}
+			if len(names) > 1 {
+				// Several set: the error quotes the bad value.
+				var bad []string
+				for _, n := range names {
+					if strings.Contains(pe.Err.Error(), strconv.Quote(envs[n])) {
+						bad = append(bad, n)
+					}
+				}
+				if len(bad) > 0 {
+					names = bad
+				}
+			}
+			name := pe.Name
+			if len(names) > 0 {
+				name = strings.Join(names, " or ")
 			}
 			msgs = append(msgs, fmt.Sprintf("%s: invalid value: %v", name, pe.Err))
 		case errors.As(e, &nse):

@@ -1,0 +1,174 @@
+package deploy_test
+
+import (
+	"bytes"
+	"errors"
+	"os/exec"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+// Every binary's --help lists its variables, each with a default (or "-",
+// or "(required)") and a description, once.
+func TestHelpListsEveryVariable(t *testing.T) {
+	// What each binary must read at the least: the deployment files and the
+	// README rely on these.
+	want := map[string][]string{
+		"eventmesh":  {"NATS_EMBEDDED", "NATS_LISTEN", "NATS_SYNC", "DATA_DIR", "NATS_URL", "STREAM_REPLICAS", "INGEST_ADDR", "INGEST_API_KEY", "WEBHOOK_URL", "ARCHIVE_DSN", "AUTOACCEPT_ENABLED"},
+		"producer":   {"NATS_URL", "SUBJECT_PREFIX", "STREAM_REPLICAS", "STREAM_MAX_AGE", "INGEST_ADDR", "INGEST_API_KEY", "CONNECTOR_URL", "CONNECTOR_API_KEY"},
+		"webhook":    {"NATS_URL", "SUBJECT_PREFIX", "HTTP_ADDR", "WEBHOOK_URL", "WEBHOOK_SECRET", "WEBHOOK_MAX_DELIVER", "WEBHOOK_REPLICAS"},
+		"autoaccept": {"NATS_URL", "SUBJECT_PREFIX", "HTTP_ADDR", "AUTOACCEPT_ENABLED", "CONNECTOR_URL", "CONNECTOR_API_KEY", "AUTOACCEPT_REPLICAS"},
+		"archiver":   {"NATS_URL", "SUBJECT_PREFIX", "HTTP_ADDR", "DATA_DIR", "ARCHIVE_DSN", "ARCHIVE_ADDR", "ARCHIVE_API_KEY", "ARCHIVE_REPLICAS"},
+	}
+	name := regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
+	for _, b := range binaries {
+		t.Run(b, func(t *testing.T) {
+			h := helpOf(t, b)
+			seen := map[string]bool{}
+			for _, v := range h.vars {
+				if !name.MatchString(v.name) {
+					t.Errorf("--help lists %q: not a variable name", v.name)
+				}
+				if seen[v.name] {
+					t.Errorf("--help lists %s twice", v.name)
+				}
+				seen[v.name] = true
+				if strings.TrimSpace(strings.TrimSuffix(v.desc, "[secret]")) == "" {
+					t.Errorf("--help gives %s no description", v.name)
+				}
+			}
+			for _, w := range want[b] {
+				if !h.has(w) {
+					t.Errorf("--help does not list %s", w)
+				}
+			}
+		})
+	}
+}
+
+// The README's configuration tables cannot drift from the binaries: every
+// variable a binary lists is named in the README (in backticks), and every
+// variable a README table row names is read by some binary.
+func TestREADMEDocumentsEveryVariable(t *testing.T) {
+	readme := readFile(t, "README.md")
+	known := map[string]bool{}
+	for _, b := range binaries {
+		for _, v := range helpOf(t, b).vars {
+			known[v.name] = true
+			if !strings.Contains(readme, "`"+v.name+"`") {
+				t.Errorf("%s --help lists %s, README.md does not name `%s`", b, v.name, v.name)
+			}
+		}
+	}
+	// A table row of variables: | `NAME` (secret), `OTHER` | default | meaning |
+	row := regexp.MustCompile("^\\| *`[A-Z][A-Z0-9_]+`")
+	varName := regexp.MustCompile("`([A-Z][A-Z0-9_]+)`")
+	rows := 0
+	for _, line := range strings.Split(readme, "\n") {
+		if !row.MatchString(line) {
+			continue
+		}
+		rows++
+		first := strings.SplitN(strings.TrimPrefix(line, "|"), "|", 2)[0]
+		for _, m := range varName.FindAllStringSubmatch(first, -1) {
+			if !known[m[1]] {
+				t.Errorf("README.md documents `%s`, which no binary reads (--help of none lists it):\n%s", m[1], line)
+			}
+		}
+	}
+	if rows < 10 {
+		t.Errorf("README.md has %d variable table rows; the configuration tables were not found", rows)
+	}
+}
+
+// --version prints the binary's name and the version set at build time
+// through the symbol the Dockerfile sets.
+func TestVersion(t *testing.T) {
+	for _, b := range binaries {
+		t.Run(b, func(t *testing.T) {
+			stdout, stderr, code := runBinary(t, b, nil, "--version")
+			if code != 0 {
+				t.Fatalf("--version exited %d: %s", code, stderr)
+			}
+			if got, want := strings.TrimSpace(stdout), b+" "+testVersion; got != want {
+				t.Errorf("--version printed %q, want %q", got, want)
+			}
+		})
+	}
+}
+
+// A bad value stops the binary at start: exit status 2 and the variable
+// named on stderr.
+func TestBadValueExits2NamingTheVariable(t *testing.T) {
+	cases := []struct {
+		bin  string
+		env  []string
+		name string
+	}{
+		{"webhook", []string{"WEBHOOK_URL=https://receiver.example/hook", "WEBHOOK_MAX_DELIVER=lots"}, "WEBHOOK_MAX_DELIVER"},
+		{"producer", []string{"STREAM_MAX_AGE=soon"}, "STREAM_MAX_AGE"},
+		{"eventmesh", []string{"STREAM_MAX_AGE=soon"}, "STREAM_MAX_AGE"},
+		{"autoaccept", []string{"AUTOACCEPT_ENABLED=true", "CONNECTOR_URL=http://127.0.0.1:1", "CONNECTOR_API_KEY=k", "AUTOACCEPT_CONCURRENCY=many"}, "AUTOACCEPT_CONCURRENCY"},
+		{"archiver", []string{"ARCHIVE_BATCH_SIZE=big"}, "ARCHIVE_BATCH_SIZE"},
+		{"archiver", []string{"ARCHIVE_MAX_AGE=forever"}, "ARCHIVE_MAX_AGE"},
+		// eventmesh reads the consumer runtime settings three times, with
+		// three prefixes: the error names the one that is wrong.
+		{"eventmesh", []string{"ARCHIVE_MAX_DELIVER=lots"}, "ARCHIVE_MAX_DELIVER"},
+		{"eventmesh", []string{"AUTOACCEPT_ACK_WAIT=long"}, "AUTOACCEPT_ACK_WAIT"},
+		{"webhook", []string{"WEBHOOK_URL=https://receiver.example/hook", "LOG_FORMAT=yaml"}, "LOG_FORMAT"},
+		// Required settings missing name themselves too.
+		{"webhook", nil, "WEBHOOK_URL"},
+		{"autoaccept", []string{"AUTOACCEPT_ENABLED=true"}, "CONNECTOR_URL"},
+		{"autoaccept", nil, "AUTOACCEPT_ENABLED"},
+	}
+	for _, c := range cases {
+		t.Run(c.bin+"/"+c.name, func(t *testing.T) {
+			// NATS_URL points at a closed loopback port: a binary that got
+			// past its configuration only retries, it reaches nothing.
+			env := append([]string{"NATS_URL=nats://127.0.0.1:1"}, c.env...)
+			_, stderr, code := runBinary(t, c.bin, env)
+			if code != 2 {
+				t.Errorf("exit status %d, want 2; stderr:\n%s", code, stderr)
+			}
+			if !strings.Contains(stderr, c.name) {
+				t.Errorf("stderr does not name %s:\n%s", c.name, stderr)
+			}
+		})
+	}
+}
+
+// runBinary runs a built binary with exactly env as its environment and
+// returns its output and exit status. A binary still running after 20s is
+// killed and fails the test.
+func runBinary(t *testing.T, bin string, env []string, args ...string) (stdout, stderr string, code int) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	cmd := exec.Command(binPath(bin), args...)
+	cmd.Env = append([]string{}, env...)
+	cmd.Dir = t.TempDir()
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(20 * time.Second):
+		cmd.Process.Kill()
+		<-done
+		t.Fatalf("%s %v did not exit within 20s; stderr:\n%s", bin, args, errb.String())
+	}
+	var ee *exec.ExitError
+	switch {
+	case err == nil:
+	case errors.As(err, &ee):
+		code = ee.ExitCode()
+	default:
+		t.Fatal(err)
+	}
+	return out.String(), errb.String(), code
+}
