@@ -64,6 +64,8 @@ Commands:
                          the archive (eventmesh archive --help)
   webhook test           send one signed sample event to WEBHOOK_URL and show the answer
   demo [--duration 30s]  the whole mesh against a simulated Connector: watch events flow
+  permissions BINARY [--durable D]
+                         the least NATS permissions of producer, webhook, autoaccept or archiver
   version                print the version
 
 Admin commands never start a server: they connect to NATS_URL, else to NATS_LISTEN.`
@@ -87,6 +89,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return runDemo(ctx, args[1:], environ, stdout, stderr)
 		case "status":
 			return runStatus(ctx, args[1:], environ, stdout, stderr)
+		case "permissions":
+			return runPermissions(ctx, args[1:], stdout, stderr)
 		case "webhook":
 			return runWebhookTest(ctx, args[1:], environ, stdout, stderr)
 		case "version", "--version", "-version":
@@ -103,6 +107,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return 2
 	}
 	log := cfg.Log.Logger(stderr)
+	stopTracing, _ := app.StartTracing(ctx, "eventmesh", log) // logs a failure; events flow without spans
+	defer stopTracing(context.Background())
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("eventmesh stopped", "err", err)
 		return 1

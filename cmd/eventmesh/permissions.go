@@ -1,0 +1,45 @@
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/router"
+)
+
+// runPermissions is `eventmesh permissions BINARY [--durable D] [--prefix P]`:
+// the least NATS permissions the binary needs, as a nats-server
+// permissions block (the lists a test runs every binary under).
+func runPermissions(_ context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("eventmesh permissions", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	durable := fs.String("durable", "", "the webhook's durable name (WEBHOOK_DURABLE or the derived webhook-xxxxxxxx)")
+	prefix := fs.String("prefix", router.DefaultPrefix, "SUBJECT_PREFIX")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "Usage: eventmesh permissions producer|webhook|autoaccept|archiver [--durable D] [--prefix P]")
+		fs.PrintDefaults()
+	}
+	if len(args) == 0 {
+		fs.Usage()
+		return 2
+	}
+	binary := args[0]
+	if err := fs.Parse(args[1:]); err != nil {
+		return 2
+	}
+	s, err := router.NewSubjects(*prefix)
+	if err != nil {
+		fmt.Fprintln(stderr, "eventmesh permissions:", err)
+		return 2
+	}
+	p, err := app.PermissionsFor(binary, s, *durable)
+	if err != nil {
+		fmt.Fprintln(stderr, "eventmesh permissions:", err)
+		return 2
+	}
+	fmt.Fprint(stdout, p.ServerConfig())
+	return 0
+}
