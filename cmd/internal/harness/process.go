@@ -1,0 +1,300 @@
+package harness
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+)
+
+// Process is one run of a binary of the mesh, restartable with the same
+// environment. Its stdout and stderr go to one buffer that outlives
+// restarts (each start marked with a line "--- start N ---").
+type Process struct {
+	// Name labels the process in errors and its output.
+	Name string
+	// Path is the executable.
+	Path string
+	// Env is the environment, "NAME=value" entries; PATH is added.
+	Env []string
+	// ReadyAddr is the host:port serving GET /readyz (INGEST_ADDR of the
+	// producer, HTTP_ADDR of a consumer binary); Start waits until it
+	// answers 200. Empty: Start does not wait.
+	ReadyAddr string
+	// ReadyTimeout bounds that wait; zero means 30s.
+	ReadyTimeout time.Duration
+
+	out *Output
+
+	mu      sync.Mutex
+	cmd     *exec.Cmd
+	exited  chan struct{} // closed when the current run has exited
+	waitErr error
+	starts  int
+	kills   int
+}
+
+// NewProcess returns a process of the executable path with env (not yet
+// started) whose readiness is GET http://readyAddr/readyz.
+func NewProcess(name, path, readyAddr string, env ...string) *Process {
+	return &Process{Name: name, Path: path, ReadyAddr: readyAddr, Env: env, out: NewOutput(4 << 20)}
+}
+
+// Start starts the process and waits until it is ready (see ReadyAddr).
+// A process that exits before it is ready is an error quoting its output.
+func (p *Process) Start() error {
+	p.mu.Lock()
+	if p.cmd != nil && !p.exitedLocked() {
+		p.mu.Unlock()
+		return fmt.Errorf("%s: already running (pid %d)", p.Name, p.cmd.Process.Pid)
+	}
+	p.starts++
+	fmt.Fprintf(p.out, "--- start %d ---\n", p.starts)
+	cmd := exec.Command(p.Path)
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH")}, p.Env...)
+	cmd.Stdout, cmd.Stderr = p.out, p.out
+	if err := cmd.Start(); err != nil {
+		p.mu.Unlock()
+		return fmt.Errorf("%s: start: %w", p.Name, err)
+	}
+	exited := make(chan struct{})
+	p.cmd, p.exited, p.waitErr = cmd, exited, nil
+	p.mu.Unlock()
+	go func() {
+		err := cmd.Wait()
+		p.mu.Lock()
+		if p.cmd == cmd {
+			p.waitErr = err
+		}
+		p.mu.Unlock()
+		close(exited)
+	}()
+	if p.ReadyAddr == "" {
+		return nil
+	}
+	return p.WaitReady(p.ReadyTimeout)
+}
+
+func (p *Process) exitedLocked() bool {
+	select {
+	case <-p.exited:
+		return true
+	default:
+		return false
+	}
+}
+
+// WaitReady polls GET /readyz until it answers 200, the process exits, or
+// timeout (zero: 30s) passes.
+func (p *Process) WaitReady(timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	p.mu.Lock()
+	exited := p.exited
+	p.mu.Unlock()
+	if exited == nil {
+		return fmt.Errorf("%s: not started", p.Name)
+	}
+	client := &http.Client{Timeout: time.Second}
+	defer client.CloseIdleConnections()
+	deadline := time.Now().Add(timeout)
+	for {
+		select {
+		case <-exited:
+			return fmt.Errorf("%s exited before it was ready: %v\n%s", p.Name, p.ExitErr(), p.out.Tail(4096))
+		default:
+		}
+		resp, err := client.Get("http://" + p.ReadyAddr + "/readyz")
+		if err == nil {
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s not ready within %s (GET /readyz on %s)\n%s", p.Name, timeout, p.ReadyAddr, p.out.Tail(4096))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Kill sends SIGKILL (no drain, no final acks: work in flight is left to
+// the server's redelivery) and waits until the process has exited. Killing
+// a process that is not running does nothing.
+func (p *Process) Kill() error {
+	p.mu.Lock()
+	if p.cmd == nil || p.exitedLocked() {
+		p.mu.Unlock()
+		return nil
+	}
+	cmd, exited := p.cmd, p.exited
+	p.kills++
+	p.mu.Unlock()
+	if err := cmd.Process.Signal(syscall.SIGKILL); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("%s: SIGKILL: %w", p.Name, err)
+	}
+	select {
+	case <-exited:
+		return nil
+	case <-time.After(10 * time.Second):
+		return fmt.Errorf("%s: still running 10s after SIGKILL", p.Name)
+	}
+}
+
+// Stop sends SIGTERM and waits up to timeout (zero: 30s) for the process
+// to exit; an exit status other than 0 is an error. After the timeout it
+// kills the process and says so.
+func (p *Process) Stop(timeout time.Duration) error {
+	if timeout <= 0 {
+		timeout = 30 * time.Second
+	}
+	p.mu.Lock()
+	if p.cmd == nil || p.exitedLocked() {
+		p.mu.Unlock()
+		return nil
+	}
+	cmd, exited := p.cmd, p.exited
+	p.mu.Unlock()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil && !errors.Is(err, os.ErrProcessDone) {
+		return fmt.Errorf("%s: SIGTERM: %w", p.Name, err)
+	}
+	select {
+	case <-exited:
+	case <-time.After(timeout):
+		p.Kill()
+		return fmt.Errorf("%s did not stop within %s of SIGTERM; killed\n%s", p.Name, timeout, p.out.Tail(4096))
+	}
+	if err := p.ExitErr(); err != nil {
+		return fmt.Errorf("%s on SIGTERM: %w\n%s", p.Name, err, p.out.Tail(4096))
+	}
+	return nil
+}
+
+// Restart stops the process if it runs (SIGTERM), then starts it again
+// with the same environment and waits until it is ready.
+func (p *Process) Restart() error {
+	if err := p.Stop(0); err != nil {
+		return err
+	}
+	return p.Start()
+}
+
+// Running reports whether the process was started and has not exited.
+func (p *Process) Running() bool {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.cmd != nil && !p.exitedLocked()
+}
+
+// ExitErr is the error of the last run's exit (nil for status 0 or while
+// running).
+func (p *Process) ExitErr() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.waitErr
+}
+
+// Starts is how many times the process was started; Kills how many times
+// it was killed.
+func (p *Process) Starts() int { p.mu.Lock(); defer p.mu.Unlock(); return p.starts }
+
+// Kills is how many times Kill sent SIGKILL.
+func (p *Process) Kills() int { p.mu.Lock(); defer p.mu.Unlock(); return p.kills }
+
+// Output returns what the process wrote (over all runs; the oldest part is
+// dropped beyond 4 MiB).
+func (p *Process) Output() string { return p.out.String() }
+
+// Tail returns about the last n bytes of the output, from a line start.
+func (p *Process) Tail(n int) string { return p.out.Tail(n) }
+
+// Count returns how many times s occurs in the kept output (a log
+// message, say).
+func (p *Process) Count(s string) int { return strings.Count(p.out.String(), s) }
+
+// Close kills the process if it still runs. For cleanup.
+func (p *Process) Close() { p.Kill() }
+
+// Output is a goroutine-safe buffer that keeps at most its limit of the
+// latest bytes written.
+type Output struct {
+	mu    sync.Mutex
+	b     []byte
+	limit int
+	cut   bool
+}
+
+// NewOutput returns a buffer keeping the last limit bytes.
+func NewOutput(limit int) *Output { return &Output{limit: limit} }
+
+func (o *Output) Write(p []byte) (int, error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	o.b = append(o.b, p...)
+	if len(o.b) > o.limit {
+		drop := len(o.b) - o.limit/2
+		if i := bytes.IndexByte(o.b[drop:], '\n'); i >= 0 {
+			drop += i + 1
+		}
+		o.b = append(o.b[:0], o.b[drop:]...)
+		o.cut = true
+	}
+	return len(p), nil
+}
+
+// String returns the kept output.
+func (o *Output) String() string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.cut {
+		return "[… earlier output dropped …]\n" + string(o.b)
+	}
+	return string(o.b)
+}
+
+// Tail returns about the last n bytes, from a line start.
+func (o *Output) Tail(n int) string {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if len(o.b) <= n {
+		return string(o.b)
+	}
+	b := o.b[len(o.b)-n:]
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		b = b[i+1:]
+	}
+	return "[…]\n" + string(b)
+}
+
+// FreeAddr returns a loopback host:port that was free a moment ago, for
+// INGEST_ADDR, HTTP_ADDR and friends.
+func FreeAddr() (string, error) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return "", err
+	}
+	defer ln.Close()
+	return ln.Addr().String(), nil
+}
+
+// WaitFor polls cond every 20ms until it holds or ctx ends (then it
+// returns an error naming what).
+func WaitFor(ctx context.Context, what string, cond func() bool) error {
+	for !cond() {
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for %s: %w", what, context.Cause(ctx))
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	return nil
+}
