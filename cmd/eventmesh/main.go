@@ -64,6 +64,8 @@ Commands:
                          the archive (eventmesh archive --help)
   webhook test           send one signed sample event to WEBHOOK_URL and show the answer
   demo [--duration 30s]  the whole mesh against a simulated Connector: watch events flow
+  sql-source init [--dialect postgres|sqlite] [--apply [--example]]
+                         DDL of the SQL event-table source (and an example trigger)
   permissions BINARY [--durable D]
                          the least NATS permissions of producer, webhook, autoaccept or archiver
   version                print the version
@@ -89,6 +91,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return runDemo(ctx, args[1:], environ, stdout, stderr)
 		case "status":
 			return runStatus(ctx, args[1:], environ, stdout, stderr)
+		case "sql-source":
+			return runSQLSource(ctx, args, environ, stdout, stderr)
 		case "permissions":
 			return runPermissions(ctx, args[1:], stdout, stderr)
 		case "webhook":

@@ -12,6 +12,7 @@ import (
 
 	"github.com/eventmesh/eventmesh/connector"
 	"github.com/eventmesh/eventmesh/producer"
+	"github.com/eventmesh/eventmesh/producer/sqlsource"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -26,6 +27,7 @@ type ProducerConfig struct {
 	Ingest    producer.IngestConfig
 	Connector connector.Config
 	Sync      producer.SyncConfig
+	SQL       sqlsource.Config
 }
 
 // Validate checks every part.
@@ -34,18 +36,22 @@ func (c ProducerConfig) Validate() error {
 	if c.Connector.Enabled() {
 		err = errors.Join(err, c.Sync.Validate(c.Stream.DuplicateWindow))
 	}
+	if c.SQL.Enabled() {
+		err = errors.Join(err, c.SQL.Validate(c.Stream.DuplicateWindow))
+	}
 	return err
 }
 
 // Producer is the running producer: the ENMESHED stream ensured, the
 // ingest endpoint serving.
 type Producer struct {
-	HTTP   *HTTPServer
-	Stream jetstream.Stream
-	Poller *producer.Poller // nil without CONNECTOR_URL
-	log    *slog.Logger
-	stop   context.CancelFunc
-	done   chan struct{}
+	HTTP    *HTTPServer
+	Stream  jetstream.Stream
+	Poller  *producer.Poller // nil without CONNECTOR_URL
+	log     *slog.Logger
+	stop    context.CancelFunc
+	done    chan struct{}
+	sqlDone chan struct{} // nil without SQL_SOURCE_DSN
 }
 
 // StartProducer ensures the ENMESHED stream (the producer owns it) and
@@ -93,6 +99,15 @@ func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *pr
 	} else {
 		close(p.done)
 	}
+	if c.SQL.Enabled() {
+		src, err := sqlsource.New(c.SQL, pub, reg, log)
+		if err != nil {
+			stop()
+			return nil, err
+		}
+		p.sqlDone = make(chan struct{})
+		go func() { defer close(p.sqlDone); defer src.Close(); src.Run(pctx) }()
+	}
 	streamReady := readyCheck(nc, js, streams.Events)
 	Ops(mux, reg, func(ctx context.Context) error {
 		if err := streamReady(ctx); err != nil {
@@ -132,6 +147,9 @@ func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *pr
 func (p *Producer) Shutdown() {
 	p.stop()
 	<-p.done
+	if p.sqlDone != nil {
+		<-p.sqlDone
+	}
 	if err := p.HTTP.Shutdown(30 * time.Second); err != nil {
 		p.log.Warn("ingest shutdown", "err", err)
 	}
