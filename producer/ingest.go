@@ -17,6 +17,12 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 )
@@ -171,8 +177,53 @@ type item struct {
 }
 
 func (in *Ingest) serve(w http.ResponseWriter, r *http.Request) {
+	r, span := startIngestSpan(r)
 	status := in.handle(w, r)
+	span.SetAttributes(attribute.Int("http.response.status_code", status))
+	if status >= 500 {
+		span.SetStatus(codes.Error, http.StatusText(status))
+	}
+	span.End()
 	in.metrics.request(status)
+}
+
+// tracerName names this package's spans. The tracer is looked up per span,
+// not kept: a tracer taken before otel.SetTracerProvider stays bound to the
+// first provider ever set.
+const tracerName = "github.com/eventmesh/eventmesh/producer"
+
+// startIngestSpan starts the server span of a request, a child of its
+// traceparent. Without a tracer provider (a binary built without -tags
+// otel, or no OTEL_EXPORTER_OTLP_ENDPOINT) the span is a no-op that only
+// carries the incoming trace context.
+func startIngestSpan(r *http.Request) (*http.Request, trace.Span) {
+	ctx := r.Context()
+	if tp := r.Header.Get("Traceparent"); tp != "" && ValidTraceparent(tp) {
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.HeaderCarrier(r.Header))
+	}
+	name := "ingest"
+	if t := r.PathValue("trigger"); t != "" && router.ValidateTrigger(t) == nil {
+		name += " " + t
+	}
+	ctx, span := otel.Tracer(tracerName).Start(ctx, name, trace.WithSpanKind(trace.SpanKindServer))
+	if sc := span.SpanContext(); !sc.IsValid() || sc.IsRemote() {
+		return r, span // no span of ours: keep the request as it is
+	}
+	return r.WithContext(ctx), span
+}
+
+// spanTraceparent returns the traceparent the request's events carry: the
+// ingest span's, so the events' spans are its children, or tp unchanged
+// when no span was started (a no-op span holds the remote parent's context:
+// the incoming traceparent then travels byte for byte).
+func spanTraceparent(ctx context.Context, tp string) string {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() || sc.IsRemote() {
+		return tp
+	}
+	c := propagation.MapCarrier{}
+	propagation.TraceContext{}.Inject(ctx, c)
+	return c.Get("traceparent")
 }
 
 func (in *Ingest) handle(w http.ResponseWriter, r *http.Request) int {
@@ -219,12 +270,17 @@ func (in *Ingest) handle(w http.ResponseWriter, r *http.Request) int {
 	}
 	meta := requestMeta{source: source, urlTrigger: urlTrigger, time: in.now()}
 	meta.correlationID, meta.traceparent = in.traceHeaders(r)
+	meta.traceparent = spanTraceparent(r.Context(), meta.traceparent)
 	if len(body) > 0 && body[0] == '[' {
 		return in.bulk(w, r.Context(), body, meta)
 	}
 	e, aerr := parseItem(body, meta)
 	if aerr != nil {
 		return writeError(w, aerr)
+	}
+	if span := trace.SpanFromContext(r.Context()); span.IsRecording() {
+		span.SetName("ingest " + e.Namespace)
+		span.SetAttributes(attribute.String("cloudevents.event_id", e.ID))
 	}
 	res, err := in.pub.Publish(r.Context(), e)
 	in.metrics.event(e.Namespace, res, err)

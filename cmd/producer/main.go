@@ -44,6 +44,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return 2
 	}
 	log := cfg.Log.Logger(stderr)
+	stopTracing, _ := app.StartTracing(ctx, "eventmesh-producer", log) // logs a failure; events flow without spans
+	defer stopTracing(context.Background())
 	ctx, stop := app.SignalContext(ctx)
 	defer stop()
 	nc, err := streams.Connect(ctx, cfg.NATS, "eventmesh-producer", log)

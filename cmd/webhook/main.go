@@ -52,6 +52,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return 2
 	}
 	log := cfg.Log.Logger(stderr)
+	stopTracing, _ := app.StartTracing(ctx, "eventmesh-webhook", log) // logs a failure; events flow without spans
+	defer stopTracing(context.Background())
 	if err := serve(ctx, cfg, log); err != nil {
 		log.Error("webhook stopped", "err", err)
 		return 1

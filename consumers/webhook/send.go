@@ -16,6 +16,11 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 	"golang.org/x/oauth2"
 	"golang.org/x/oauth2/clientcredentials"
 	"golang.org/x/time/rate"
@@ -264,9 +269,13 @@ func (s *Sender) Send(ctx context.Context, e router.Event) (Result, error) {
 		h.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
 	}
 
+	span := startDeliverSpan(ctx, e, h)
+	defer span.End()
 	resp, err := s.client.Do(req)
 	if err != nil {
-		return Result{Latency: time.Since(now)}, consumers.Retry(s.transportError(ctx, err), 0)
+		err = consumers.Retry(s.transportError(ctx, err), 0)
+		span.SetStatus(codes.Error, err.Error())
+		return Result{Latency: time.Since(now)}, err
 	}
 	// A read error is ignored: the status decides, and for a 2xx the
 	// receiver has taken the event whatever happens to the rest.
@@ -277,7 +286,33 @@ func (s *Sender) Send(ctx context.Context, e router.Event) (Result, error) {
 		Latency: time.Since(now),
 		Body:    s.excerpt(raw, token),
 	}
+	span.SetAttributes(attribute.Int("http.response.status_code", res.Status))
+	if res.Status >= 400 {
+		span.SetStatus(codes.Error, http.StatusText(res.Status)) // not the body, which may echo anything
+	}
 	return res, s.classify(resp, &res, tokenGen)
+}
+
+// tracerName names this package's spans. The tracer is looked up per span,
+// not kept: a tracer taken before otel.SetTracerProvider stays bound to the
+// first provider ever set.
+const tracerName = "github.com/eventmesh/eventmesh/consumers/webhook"
+
+// startDeliverSpan starts the client span of one attempt, a child of the
+// event's traceparent, and puts its context in h's traceparent. Without a
+// tracer provider (a binary built without -tags otel, or no
+// OTEL_EXPORTER_OTLP_ENDPOINT) the span is a no-op and h keeps the event's
+// traceparent byte for byte.
+func startDeliverSpan(ctx context.Context, e router.Event, h http.Header) trace.Span {
+	if e.Traceparent != "" {
+		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{router.HeaderTraceparent: e.Traceparent})
+	}
+	ctx, span := otel.Tracer(tracerName).Start(ctx, "deliver "+e.Namespace, trace.WithSpanKind(trace.SpanKindClient),
+		trace.WithAttributes(attribute.String("http.request.method", http.MethodPost), attribute.String("cloudevents.event_id", e.ID)))
+	if sc := span.SpanContext(); sc.IsValid() && !sc.IsRemote() {
+		propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(h))
+	}
+	return span
 }
 
 // classify maps an answer to nil or a consumers error, and fills
