@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"os"
 	"time"
 
@@ -30,43 +31,31 @@ func main() {
 }
 
 func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
-	if app.HelpRequested(args) {
-		app.PrintHelp(stdout, "producer", "The eventmesh producer: Connector webhooks in, the ENMESHED stream out.", &config{})
-		return 0
-	}
-	if len(args) > 0 && (args[0] == "--version" || args[0] == "version") {
-		fmt.Fprintln(stdout, "producer", app.Version)
-		return 0
-	}
-	cfg, err := app.Load[config](environ)
-	if err != nil {
-		fmt.Fprintln(stderr, "producer: configuration:", err)
-		return 2
-	}
-	log := cfg.Log.Logger(stderr)
-	stopTracing, _ := app.StartTracing(ctx, "eventmesh-producer", log) // logs a failure; events flow without spans
-	defer stopTracing(context.Background())
-	ctx, stop := app.SignalContext(ctx)
-	defer stop()
+	return app.Main(ctx, app.Binary[config]{
+		Name:    "producer",
+		Summary: "The eventmesh producer: Connector webhooks in, the ENMESHED stream out.",
+		Log:     func(c *config) app.LogConfig { return c.Log },
+		Serve:   serve,
+	}, args, environ, stdout, stderr)
+}
+
+// serve runs the producer until ctx ends; ingest answers the requests in
+// flight before the connection drains.
+func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	nc, err := streams.Connect(ctx, cfg.NATS, "eventmesh-producer", log)
 	if err != nil {
-		log.Error("producer stopped", "err", err)
-		return 1
+		return err
 	}
 	defer app.Drain(nc, 10*time.Second)
 	prod, err := app.StartProducer(ctx, cfg.Producer, nc, app.NewRegistry(), log)
 	if err != nil {
-		log.Error("producer stopped", "err", err)
-		return 1
+		return err
 	}
 	select {
 	case <-ctx.Done():
 	case err = <-prod.HTTP.Done():
-		log.Error("ingest server stopped", "err", err)
+		err = fmt.Errorf("ingest server: %w", err)
 	}
 	prod.Shutdown()
-	if err != nil {
-		return 1
-	}
-	return 0
+	return err
 }
