@@ -350,6 +350,9 @@ func (r *Runtime) consumeOpts(ctx context.Context) []jetstream.PullConsumeOpt {
 		// Short pull requests: after a pause is lifted (by any process) a
 		// new request reaches the server within seconds.
 		jetstream.PullExpiry(5 * time.Second),
+		// A pull the server lost is noticed after two missed heartbeats:
+		// keep that short, or a consumer can sit idle with work waiting.
+		jetstream.PullHeartbeat(time.Second),
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if ctx.Err() == nil {
 				r.log.Warn("consume", "err", err)

@@ -66,6 +66,8 @@ Commands:
   demo [--duration 30s]  the whole mesh against a simulated Connector: watch events flow
   sql-source init [--dialect postgres|sqlite] [--apply [--example]]
                          DDL of the SQL event-table source (and an example trigger)
+  bench [--sync 2m|always] [--runs 3] [--events N] [--postgres DSN]
+                         every published figure beside its ceiling, measured in one run (BENCHMARKS.md)
   permissions BINARY [--durable D]
                          the least NATS permissions of producer, webhook, autoaccept or archiver
   version                print the version
@@ -93,6 +95,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return runStatus(ctx, args[1:], environ, stdout, stderr)
 		case "sql-source":
 			return runSQLSource(ctx, args, environ, stdout, stderr)
+		case "bench":
+			return runBench(ctx, args[1:], environ, stdout, stderr)
 		case "permissions":
 			return runPermissions(ctx, args[1:], stdout, stderr)
 		case "webhook":
