@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"unicode/utf8"
 )
 
 // A light scanner for the two things the hot path needs from JSON it has
@@ -79,9 +80,11 @@ func StringValue(raw []byte) (string, bool) {
 	if len(raw) < 2 || raw[0] != '"' {
 		return "", false
 	}
-	if bytes.IndexByte(raw, '\\') < 0 {
+	if bytes.IndexByte(raw, '\\') < 0 && utf8.Valid(raw) {
 		return string(raw[1 : len(raw)-1]), true
 	}
+	// Escapes or invalid UTF-8: decode as encoding/json does (invalid
+	// bytes become U+FFFD), so every reader of the value agrees.
 	var s string
 	if json.Unmarshal(raw, &s) != nil {
 		return "", false
