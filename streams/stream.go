@@ -102,7 +102,11 @@ func EnsureStream(ctx context.Context, js jetstream.StreamManager, want jetstrea
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		st, err = js.CreateStream(ctx, want)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			// Another process created it first; compare with theirs.
+			// Another process created it first; compare with theirs once
+			// it is visible (in a cluster that can take a moment).
+			if err := waitCreated(ctx, js, want.Name); err != nil {
+				return nil, err
+			}
 			return EnsureStream(ctx, js, want, log)
 		}
 		if err != nil {
@@ -144,6 +148,9 @@ func EnsureFixedStream(ctx context.Context, js jetstream.StreamManager, want jet
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		st, err = js.CreateStream(ctx, want)
 		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+			if err := waitCreated(ctx, js, want.Name); err != nil {
+				return nil, err
+			}
 			return EnsureFixedStream(ctx, js, want)
 		}
 	}
@@ -154,6 +161,26 @@ func EnsureFixedStream(ctx context.Context, js jetstream.StreamManager, want jet
 		return nil, err
 	}
 	return st, nil
+}
+
+// waitCreated waits until a stream that another process is creating can be
+// looked up: in a cluster, "name already in use" can come before the
+// stream is visible, and retrying the create at once would spin.
+func waitCreated(ctx context.Context, js jetstream.StreamManager, name string) error {
+	for attempt := 1; ; attempt++ {
+		if _, err := js.Stream(ctx, name); err == nil {
+			return nil
+		} else if attempt >= 50 {
+			return fmt.Errorf("stream %s is being created by another process but did not appear: %w", name, err)
+		}
+		t := time.NewTimer(min(time.Duration(attempt)*50*time.Millisecond, time.Second))
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+	}
 }
 
 func immutableDiff(have, want jetstream.StreamConfig) error {
