@@ -137,13 +137,15 @@ func (r *Runtime) filters() []string {
 // streams the runtime may create, and creates or updates the durable.
 func (r *Runtime) setup(ctx context.Context) error {
 	for attempt := 1; ; attempt++ {
-		st, err := r.js.Stream(ctx, streams.Events)
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := r.js.Stream(actx, streams.Events)
+		cancel()
 		if err == nil {
 			r.events = st
 			break
 		}
 		level := slog.LevelDebug // the producer may be starting right now
-		if attempt > 4 {
+		if attempt > 4 || !errors.Is(err, jetstream.ErrStreamNotFound) {
 			level = slog.LevelWarn
 		}
 		r.log.Log(ctx, level, "waiting for stream "+streams.Events+" (the producer creates it)", "attempt", attempt, "err", err)

@@ -96,7 +96,10 @@ func (p *Process) exitedLocked() bool {
 // timeout (zero: 30s) passes.
 func (p *Process) WaitReady(timeout time.Duration) error {
 	if timeout <= 0 {
-		timeout = 30 * time.Second
+		// Generous: under a full parallel test run a 3-node cluster in the
+		// test process can be slow to answer; readiness is not what the
+		// chaos scenarios measure.
+		timeout = 90 * time.Second
 	}
 	p.mu.Lock()
 	exited := p.exited
@@ -155,7 +158,10 @@ func (p *Process) Kill() error {
 // kills the process and says so.
 func (p *Process) Stop(timeout time.Duration) error {
 	if timeout <= 0 {
-		timeout = 30 * time.Second
+		// Generous: under a full parallel test run a 3-node cluster in the
+		// test process can be slow to answer; readiness is not what the
+		// chaos scenarios measure.
+		timeout = 90 * time.Second
 	}
 	p.mu.Lock()
 	if p.cmd == nil || p.exitedLocked() {
