@@ -98,25 +98,12 @@ var ErrConflict = errors.New("stream conflicts with its definition")
 // or subjects stops with an error naming the field. Calling it again with
 // the same definition changes nothing.
 func EnsureStream(ctx context.Context, js jetstream.StreamManager, want jetstream.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {
-	st, err := js.Stream(ctx, want.Name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		st, err = js.CreateStream(ctx, want)
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			// Another process created it first; compare with theirs once
-			// it is visible (in a cluster that can take a moment).
-			if err := waitCreated(ctx, js, want.Name); err != nil {
-				return nil, err
-			}
-			return EnsureStream(ctx, js, want, log)
+	st, created, err := lookupOrCreate(ctx, js, want)
+	if err != nil || created {
+		if created {
+			log.Info("stream created", "stream", want.Name, "subjects", want.Subjects)
 		}
-		if err != nil {
-			return nil, fmt.Errorf("create stream %s: %w", want.Name, err)
-		}
-		log.Info("stream created", "stream", want.Name, "subjects", want.Subjects)
-		return st, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("look up stream %s: %w", want.Name, err)
+		return st, err
 	}
 	have := st.CachedInfo().Config
 	if err := immutableDiff(have, want); err != nil {
@@ -139,48 +126,56 @@ func EnsureStream(ctx context.Context, js jetstream.StreamManager, want jetstrea
 	return st, nil
 }
 
-// EnsureFixedStream creates a stream with a fixed definition if it is
-// missing and leaves an existing one alone unless it conflicts in storage,
-// retention or subjects. Consumer binaries use it for the streams they may
-// create but do not own.
-func EnsureFixedStream(ctx context.Context, js jetstream.StreamManager, want jetstream.StreamConfig) (jetstream.Stream, error) {
+// lookupOrCreate returns the stream of want, creating it when missing
+// (created=true). When another process creates it at the same moment, it
+// waits for that stream to be visible and returns it: in a cluster a
+// lookup can answer "not found" while a create already answers "in use",
+// and going back and forth between the two would spin.
+func lookupOrCreate(ctx context.Context, js jetstream.StreamManager, want jetstream.StreamConfig) (jetstream.Stream, bool, error) {
 	st, err := js.Stream(ctx, want.Name)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		st, err = js.CreateStream(ctx, want)
-		if errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
-			if err := waitCreated(ctx, js, want.Name); err != nil {
-				return nil, err
-			}
-			return EnsureFixedStream(ctx, js, want)
-		}
+	if err == nil {
+		return st, false, nil
 	}
-	if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", want.Name, err)
+	if !errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, false, fmt.Errorf("look up stream %s: %w", want.Name, err)
 	}
-	if err := immutableDiff(st.CachedInfo().Config, want); err != nil {
-		return nil, err
+	st, err = js.CreateStream(ctx, want)
+	if err == nil {
+		return st, true, nil
 	}
-	return st, nil
-}
-
-// waitCreated waits until a stream that another process is creating can be
-// looked up: in a cluster, "name already in use" can come before the
-// stream is visible, and retrying the create at once would spin.
-func waitCreated(ctx context.Context, js jetstream.StreamManager, name string) error {
+	if !errors.Is(err, jetstream.ErrStreamNameAlreadyInUse) {
+		return nil, false, fmt.Errorf("create stream %s: %w", want.Name, err)
+	}
 	for attempt := 1; ; attempt++ {
-		if _, err := js.Stream(ctx, name); err == nil {
-			return nil
-		} else if attempt >= 50 {
-			return fmt.Errorf("stream %s is being created by another process but did not appear: %w", name, err)
+		if st, err = js.Stream(ctx, want.Name); err == nil {
+			return st, false, nil
+		}
+		if attempt >= 50 {
+			return nil, false, fmt.Errorf("stream %s is being created by another process but did not appear: %w", want.Name, err)
 		}
 		t := time.NewTimer(min(time.Duration(attempt)*50*time.Millisecond, time.Second))
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return ctx.Err()
+			return nil, false, ctx.Err()
 		case <-t.C:
 		}
 	}
+}
+
+// EnsureFixedStream creates a stream with a fixed definition if it is
+// missing and leaves an existing one alone unless it conflicts in storage,
+// retention or subjects. Consumer binaries use it for the streams they may
+// create but do not own.
+func EnsureFixedStream(ctx context.Context, js jetstream.StreamManager, want jetstream.StreamConfig) (jetstream.Stream, error) {
+	st, created, err := lookupOrCreate(ctx, js, want)
+	if err != nil || created {
+		return st, err
+	}
+	if err := immutableDiff(st.CachedInfo().Config, want); err != nil {
+		return nil, err
+	}
+	return st, nil
 }
 
 func immutableDiff(have, want jetstream.StreamConfig) error {
