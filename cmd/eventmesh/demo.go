@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"sync"
 	"time"
 
@@ -138,20 +139,11 @@ func runDemo(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 
 func getenv(environ []string, key, def string) string {
 	for i := len(environ) - 1; i >= 0; i-- {
-		if k, v, ok := cut(environ[i]); ok && k == key && v != "" {
+		if k, v, ok := strings.Cut(environ[i], "="); ok && k == key && v != "" {
 			return v
 		}
 	}
 	return def
-}
-
-func cut(kv string) (string, string, bool) {
-	for i := 0; i < len(kv); i++ {
-		if kv[i] == '=' {
-			return kv[:i], kv[i+1:], true
-		}
-	}
-	return "", "", false
 }
 
 // freePort returns a free loopback address (the demo needs addresses
