@@ -1,6 +1,7 @@
 package producer
 
 import (
+	"bytes"
 	"encoding/json"
 	"testing"
 	"time"
@@ -10,7 +11,9 @@ import (
 
 // FuzzParseItem: the body parser never panics, and whatever it accepts is a
 // valid event whose body is valid JSON (or empty) and whose trigger is a
-// literal subject suffix.
+// literal subject suffix. It takes the handler's path: parseItem relies on
+// the handler's one json.Valid over the whole body, so invalid JSON must be
+// refused there, with a 400 that says so.
 func FuzzParseItem(f *testing.F) {
 	for _, s := range []string{
 		`{"trigger":"transport.messageReceived","data":{"id":"MSG1"}}`,
@@ -25,6 +28,13 @@ func FuzzParseItem(f *testing.F) {
 	f.Fuzz(func(t *testing.T, body []byte, urlTrigger string) {
 		if router.ValidateTrigger(urlTrigger) != nil {
 			urlTrigger = ""
+		}
+		body = bytes.TrimSpace(body)
+		if !json.Valid(body) {
+			if aerr := invalidJSON(body); aerr.status != 400 || aerr.code != CodeInvalidJSON {
+				t.Fatalf("bad error %+v", aerr)
+			}
+			return
 		}
 		e, aerr := parseItem(body, requestMeta{source: "s", urlTrigger: urlTrigger, time: time.Unix(0, 0)})
 		if aerr != nil {
