@@ -66,11 +66,15 @@ type Runtime struct {
 	failures atomic.Int64 // consecutive failed attempts, for the breaker
 	trip     chan struct{}
 	stopping <-chan struct{} // closed when Run's context ends
+	pinID    atomic.Value    // string: this process's pin in per-key order mode
 	outcomes *outcomeBatcher // nil with NoOutcomes
 }
 
 // orderedGroup is the priority group of a durable in per-key order mode.
 const orderedGroup = "ordered"
+
+// pinIDHeader carries the pin of the process a pinned group delivers to.
+const pinIDHeader = "Nats-Pin-Id"
 
 // New returns a runtime; Run starts it.
 func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Runtime, error) {
@@ -123,6 +127,9 @@ func (r *Runtime) Run(ctx context.Context) error {
 	r.log.Info("consumer running", "filters", r.filters(), "concurrency", r.cfg.Concurrency)
 	err := r.consume(ctx)
 	r.ready.Store(false)
+	if r.opt.OrderKey != nil {
+		r.handOver()
+	}
 	stopOutcomes()
 	wg.Wait()
 	r.log.Info("consumer stopped")
@@ -314,6 +321,9 @@ func (r *Runtime) consume(ctx context.Context) error {
 				return
 			}
 			if keyed != nil {
+				if pin := msg.Headers().Get(pinIDHeader); pin != "" {
+					r.pinID.Store(pin)
+				}
 				keyed.dispatch(msg)
 				return
 			}
@@ -380,6 +390,34 @@ func (r *Runtime) probe(ctx, hctx context.Context) {
 	}
 	if ctx.Err() == nil && !r.breakerOpen() {
 		r.log.Info("circuit breaker closed: the probe succeeded")
+	}
+}
+
+// handOver lifts this process's pin after a graceful stop, so a standby
+// takes over at once instead of after PinnedTTL (which is what a crash
+// costs). It unpins only if the pin is still ours: unpinning another
+// process would only make the group switch for nothing.
+func (r *Runtime) handOver() {
+	pin, _ := r.pinID.Load().(string)
+	if pin == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	info, err := r.cons.Info(ctx)
+	if err != nil {
+		r.log.Warn("pin hand-over: consumer info", "err", err)
+		return
+	}
+	for _, g := range info.PriorityGroups {
+		if g.Group != orderedGroup || g.PinnedClientID != pin {
+			continue
+		}
+		if err := r.events.UnpinConsumer(ctx, r.opt.Name, orderedGroup); err != nil {
+			r.log.Warn("pin hand-over: unpin", "err", err)
+			return
+		}
+		r.log.Info("pin handed over: a standby process takes over")
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/natstest"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -21,8 +22,9 @@ import (
 var subjects = router.MustSubjects("enmeshed")
 
 type rig struct {
-	t  *testing.T
-	js jetstream.JetStream
+	t   *testing.T
+	js  jetstream.JetStream
+	url string // the server's client URL, for processes with connections of their own
 }
 
 func newRig(t *testing.T) *rig {
@@ -33,7 +35,7 @@ func newRig(t *testing.T) *rig {
 	if _, err := streams.EnsureStream(context.Background(), js, streams.EventsStream(subjects, sc), natstest.Logger(t)); err != nil {
 		t.Fatal(err)
 	}
-	return &rig{t: t, js: js}
+	return &rig{t: t, js: js, url: srv.ClientURL()}
 }
 
 // fastConfig is a runtime config with a fast retry schedule for tests.
@@ -497,6 +499,80 @@ func TestPerKeyOrderOneActiveProcess(t *testing.T) {
 	natstest.WaitFor(t, 20*time.Second, "all events", func() bool { return counts[0].Load()+counts[1].Load() == 40 })
 	if counts[0].Load() != 0 && counts[1].Load() != 0 {
 		t.Errorf("both processes handled events: %d and %d", counts[0].Load(), counts[1].Load())
+	}
+}
+
+// In per-key order mode a standby takes over when the active process goes:
+// at once when it stops gracefully (it hands its pin over), and after
+// PinnedTTL when it crashes (its connection is gone, its pin stays until
+// the server lets it expire). Each process has a connection of its own, as
+// separate processes would.
+func TestPerKeyOrderTakeover(t *testing.T) {
+	for _, crash := range []bool{false, true} {
+		t.Run(map[bool]string{false: "graceful", true: "crash"}[crash], func(t *testing.T) {
+			if crash && testing.Short() {
+				t.Skip("waits out PinnedTTL (15 s)")
+			}
+			r := newRig(t)
+			type proc struct {
+				nc     *nats.Conn
+				count  atomic.Int32
+				cancel context.CancelFunc
+				done   chan struct{}
+			}
+			var procs [2]*proc
+			for i := range procs {
+				p := &proc{nc: natstest.Connect(t, r.url), done: make(chan struct{})}
+				procs[i] = p
+				rt, err := consumers.New(natstest.JetStream(t, p.nc), subjects, fastConfig(), consumers.Options{Name: "takeover",
+					Filters: []string{subjects.Events()}, DefaultStart: "all", Log: natstest.Logger(t),
+					OrderKey: func(d consumers.Delivery) string { return router.OrderKey(d.Event.Data) },
+					Handler:  consumers.HandlerFunc(func(ctx context.Context, d consumers.Delivery) error { p.count.Add(1); return nil })})
+				if err != nil {
+					t.Fatal(err)
+				}
+				var ctx context.Context
+				ctx, p.cancel = context.WithCancel(context.Background())
+				go func() { rt.Run(ctx); close(p.done) }()
+				t.Cleanup(func() { p.cancel(); <-p.done })
+				natstest.WaitFor(t, 10*time.Second, "ready", func() bool { return rt.Ready(ctx) == nil })
+			}
+			for i := 0; i < 20; i++ {
+				r.publish("transport.messageReceived", fmt.Sprintf("a%d", i))
+			}
+			natstest.WaitFor(t, 10*time.Second, "first events", func() bool { return procs[0].count.Load()+procs[1].count.Load() == 20 })
+			active, standby := procs[0], procs[1]
+			if active.count.Load() == 0 {
+				active, standby = standby, active
+			}
+			if standby.count.Load() != 0 {
+				t.Fatalf("both processes handled events: %d and %d", active.count.Load(), standby.count.Load())
+			}
+			stopped := time.Now()
+			if crash {
+				active.nc.Close() // gone without a word; its runtime cannot reach the server any more
+			} else {
+				active.cancel()
+				<-active.done
+			}
+			for i := 0; i < 20; i++ {
+				r.publish("transport.messageReceived", fmt.Sprintf("b%d", i))
+			}
+			// A graceful stop must not wait out the 15 s PinnedTTL; a crash does.
+			limit := 10 * time.Second
+			if crash {
+				limit = 60 * time.Second
+			}
+			natstest.WaitFor(t, limit, "standby takes over", func() bool { return standby.count.Load() == 20 })
+			took := time.Since(stopped)
+			t.Logf("standby took over after %v", took.Round(time.Millisecond))
+			if crash && took < 10*time.Second {
+				t.Errorf("took over after %v, before the crashed process's pin could expire: two processes were active", took)
+			}
+			if active.count.Load() != 20 {
+				t.Errorf("the stopped process handled %d events after it stopped", active.count.Load()-20)
+			}
+		})
 	}
 }
 
