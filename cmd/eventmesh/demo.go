@@ -91,6 +91,8 @@ func runDemo(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 		"INGEST_ADDR="+ingestAddr, "ARCHIVE_ADDR="+archiveAddr, "ARCHIVE_DSN=",
 		"CONNECTOR_URL="+double.URL(), "CONNECTOR_API_KEY=demo-connector-key", "SYNC_INTERVAL=5s",
 		"WEBHOOK_URL=http://"+rln.Addr().String()+"/erp", "WEBHOOK_SECRET="+demoSecret, "WEBHOOK_START=all",
+		// Per-peer order, so a relationship's Pending is always shown before its Active.
+		"WEBHOOK_ORDER=per-key",
 		"AUTOACCEPT_ENABLED=true", "LOG_LEVEL="+getenv(environ, "LOG_LEVEL", "warn"))
 	cfg, err := app.Load[config](env)
 	if err != nil {

@@ -109,4 +109,20 @@ func TestDemo(t *testing.T) {
 	if strings.Contains(got, "BAD SIGNATURE") {
 		t.Error("a demo webhook failed verification")
 	}
+	// Per-peer order: no relationship is shown Active before Pending.
+	active := map[string]bool{}
+	for _, line := range strings.Split(got, "\n") {
+		f := strings.Fields(line)
+		if len(f) < 7 || f[4] != "transport.relationshipChanged" {
+			continue
+		}
+		switch id, status := f[5], f[6]; status {
+		case "status=Active":
+			active[id] = true
+		case "status=Pending":
+			if active[id] {
+				t.Errorf("relationship %s shown Pending after Active:\n%s", id, got)
+			}
+		}
+	}
 }
