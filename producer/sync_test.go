@@ -186,3 +186,59 @@ func TestSyncIntervalInsideDuplicateWindow(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// One running poller sees what changes between its rounds: its states are
+// cached in memory after the first round, and a relationship whose status
+// changes, or a new message, must still be published — each once.
+func TestPollerPublishesChangesBetweenRounds(t *testing.T) {
+	r := newSyncRig(t)
+	rel := r.double.AddIncomingRelationship(connector.NewAddress(), "")
+	r.double.AddIncomingMessage(connector.NewAddress(), "known", time.Time{})
+	client, err := connector.New(r.double.ClientConfig(), natstest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := producer.NewPoller(client, r.pub, r.js, router.DefaultSource, producer.SyncConfig{Interval: 20 * time.Millisecond},
+		prometheus.NewRegistry(), natstest.Logger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	nextRound := func() {
+		t.Helper()
+		select {
+		case <-p.Rounds():
+		case <-time.After(20 * time.Second):
+			t.Fatal("no round")
+		}
+	}
+	// The first round records; two more fill and use the cache.
+	for range 3 {
+		nextRound()
+	}
+	if types, _ := r.byType(t); len(types) != 0 {
+		t.Fatalf("steady rounds published %v", types)
+	}
+	if _, err := client.AcceptRelationship(context.Background(), rel.ID); err != nil {
+		t.Fatal(err)
+	}
+	r.double.AddIncomingMessage(connector.NewAddress(), "new", time.Time{})
+	// The first signal may be a round's from before the changes, the
+	// second one's that started before them: the third round saw them.
+	nextRound()
+	nextRound()
+	nextRound()
+	types, ids := r.byType(t)
+	if types["transport.relationshipChanged"] != 1 || types["transport.messageReceived"] != 1 {
+		t.Errorf("after the changes: %v", types)
+	}
+	nextRound()
+	if again, _ := r.byType(t); len(again) != len(types) || again["transport.relationshipChanged"] != 1 || again["transport.messageReceived"] != 1 {
+		t.Errorf("a later round republished: %v", again)
+	}
+	for id, origins := range ids {
+		if len(origins) != 1 || origins[0] != "sync" {
+			t.Errorf("event %s: %v", id, origins)
+		}
+	}
+}
