@@ -310,7 +310,8 @@ type requestMeta struct {
 }
 
 // parseItem turns one JSON object into an event, or a 400. b is valid
-// JSON (checked once for the whole body), so a light scan finds its members.
+// JSON (checked once for the whole body), so a light scan finds its members;
+// meta.urlTrigger is empty or a valid trigger (checked with the URL).
 func parseItem(b []byte, meta requestMeta) (router.Event, *apiError) {
 	var (
 		trigger, data []byte
@@ -353,8 +354,10 @@ func parseItem(b []byte, meta requestMeta) (router.Event, *apiError) {
 	} else if namespace == "" {
 		return router.Event{}, badRequest(CodeInvalidTrigger, `the body has no "trigger"`)
 	}
-	if err := router.ValidateTrigger(namespace); err != nil {
-		return router.Event{}, badRequest(CodeInvalidTrigger, "%v", err)
+	if meta.urlTrigger == "" { // a URL trigger was checked with the URL, and namespace equals it
+		if err := router.ValidateTrigger(namespace); err != nil {
+			return router.Event{}, badRequest(CodeInvalidTrigger, "%v", err)
+		}
 	}
 	// data is nil when the body had no data key (runtime.*): the event then
 	// has an empty body, and the webhook format omits "data" again.
@@ -490,8 +493,14 @@ func ValidTraceparent(s string) bool {
 			}
 		}
 	}
-	return trace != strings.Repeat("0", 32) && parent != strings.Repeat("0", 16)
+	return trace != zeroTraceID && parent != zeroParentID
 }
+
+// The all-zero ids, which W3C Trace Context rules out.
+const (
+	zeroTraceID  = "00000000000000000000000000000000"
+	zeroParentID = "0000000000000000"
+)
 
 func checkMediaType(ct string) *apiError {
 	if ct == "" {

@@ -123,6 +123,9 @@ func (p *Publisher) attempt(ctx context.Context, m *nats.Msg) (*jetstream.PubAck
 // leader election, a server restart) and timeouts are; a server that
 // refused the event (stream full, message too large) is not.
 func retryable(err error) bool {
+	if Refused(err) {
+		return false
+	}
 	var apiErr *jetstream.APIError
 	if errors.As(err, &apiErr) {
 		// 10158: a new stream leader is still storing the first copy of
@@ -134,3 +137,12 @@ func retryable(err error) bool {
 
 // errDuplicateInProcess is JetStream's "duplicate message id is in process".
 const errDuplicateInProcess jetstream.ErrorCode = 10158
+
+// Refused reports whether a publish failed for good, whatever the retries:
+// the event exceeds the server's max payload or the stream's message size
+// limit.
+func Refused(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.Is(err, nats.ErrMaxPayload) ||
+		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
+}

@@ -75,8 +75,6 @@ import (
 
 	"github.com/eventmesh/eventmesh/producer"
 	"github.com/eventmesh/eventmesh/router"
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -231,7 +229,7 @@ func (s *Source) Run(ctx context.Context) {
 		switch {
 		case err != nil:
 			s.failures++
-			wait = s.backoff()
+			wait = s.backoff(s.failures)
 			s.log.Warn("sql source round failed; backing off", "err", err, "consecutive_failures", s.failures, "wait", wait)
 		case n > 0:
 			// More rows may be ready (a full batch, rows committed
@@ -265,10 +263,10 @@ func (s *Source) sleep(ctx context.Context, d time.Duration, wakeable bool) bool
 	return true
 }
 
-// backoff is the wait after s.failures failed rounds: the poll interval
+// backoff is the wait after failures failed rounds: the poll interval
 // doubled per failure, at least a second, at most maxBackoff.
-func (s *Source) backoff() time.Duration {
-	d := max(s.cfg.PollInterval, time.Second) << min(max(s.failures-1, 0), 10)
+func (s *Source) backoff(failures int) time.Duration {
+	d := max(s.cfg.PollInterval, time.Second) << min(max(failures-1, 0), 10)
 	return min(d, maxBackoff)
 }
 
@@ -351,7 +349,7 @@ func (s *Source) publish(ctx context.Context, rows []row, start time.Time) ([]ou
 		failed error
 		wg     sync.WaitGroup
 	)
-	retry := min(max(s.cfg.PollInterval, time.Second)<<min(s.failures, 10), maxBackoff)
+	retry := s.backoff(s.failures + 1) // rows released by a failed publish wait as long as the back-off after it
 	for range min(len(groups), parallelKeys) {
 		wg.Go(func() {
 			for {
@@ -436,7 +434,7 @@ func (s *Source) publishRow(ctx context.Context, r row) (outcome, error) {
 	e := router.Event{ID: id, Namespace: ns, Source: s.cfg.Name, Time: s.now(), Origin: router.OriginSQL, Data: data}
 	res, err := s.pub.Publish(ctx, e)
 	if err != nil {
-		if refused(err) {
+		if producer.Refused(err) {
 			return fail("the stream refused the event: " + err.Error())
 		}
 		return outcome{}, err
@@ -482,14 +480,6 @@ func checkJSON(data []byte) error {
 		return fmt.Errorf("is not valid JSON: %w", err)
 	}
 	return errors.New("is not valid JSON")
-}
-
-// refused reports whether a publish failed for good: the event exceeds the
-// server's max payload or the stream's message size limit.
-func refused(err error) bool {
-	var apiErr *jetstream.APIError
-	return errors.Is(err, nats.ErrMaxPayload) ||
-		errors.As(err, &apiErr) && apiErr.ErrorCode == jetstream.JSErrCodeStreamMessageExceedsMaximum
 }
 
 // metrics are the source's Prometheus metrics.

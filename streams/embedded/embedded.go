@@ -140,12 +140,12 @@ func Start(c Config, log *slog.Logger) (*Server, error) {
 	if err != nil {
 		return nil, fmt.Errorf("embedded NATS server: %w", err)
 	}
-	fl := &fatalLogger{log: log.With("component", "nats-server")}
+	fl := NewLogger(log.With("component", "nats-server"))
 	ns.SetLoggerV2(fl, false, false, false)
 	ns.Start()
 	if !ns.ReadyForConnections(30 * time.Second) {
 		ns.Shutdown()
-		if err := fl.err(); err != nil {
+		if err := fl.Err(); err != nil {
 			return nil, fmt.Errorf("embedded NATS server (NATS_LISTEN %s): %w", c.Listen, err)
 		}
 		return nil, fmt.Errorf("embedded NATS server (NATS_LISTEN %s, DATA_DIR %s) did not start within 30s", c.Listen, c.DataDir)
@@ -172,27 +172,32 @@ func (s *Server) Shutdown() {
 	s.log.Info("embedded NATS server stopped")
 }
 
-// fatalLogger routes the server's log to slog and keeps its fatal error
-// instead of exiting: the caller reports it with the variable to fix.
-type fatalLogger struct {
+// Logger routes a nats-server's log to slog and keeps its fatal error
+// instead of exiting: the caller reports it (with the variable to fix, or
+// as a test failure). Set it with the server's SetLoggerV2.
+type Logger struct {
 	log   *slog.Logger
 	mu    sync.Mutex
 	fatal error
 }
 
-func (l *fatalLogger) Noticef(f string, v ...any) { l.log.Debug(fmt.Sprintf(f, v...)) }
-func (l *fatalLogger) Warnf(f string, v ...any)   { l.log.Warn(fmt.Sprintf(f, v...)) }
-func (l *fatalLogger) Errorf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }
-func (l *fatalLogger) Debugf(f string, v ...any)  {}
-func (l *fatalLogger) Tracef(f string, v ...any)  {}
-func (l *fatalLogger) Fatalf(f string, v ...any) {
+// NewLogger returns a Logger writing to log.
+func NewLogger(log *slog.Logger) *Logger { return &Logger{log: log} }
+
+func (l *Logger) Noticef(f string, v ...any) { l.log.Debug(fmt.Sprintf(f, v...)) }
+func (l *Logger) Warnf(f string, v ...any)   { l.log.Warn(fmt.Sprintf(f, v...)) }
+func (l *Logger) Errorf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }
+func (l *Logger) Debugf(f string, v ...any)  {}
+func (l *Logger) Tracef(f string, v ...any)  {}
+func (l *Logger) Fatalf(f string, v ...any) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	l.fatal = fmt.Errorf(f, v...)
 	l.log.Error(l.fatal.Error())
 }
 
-func (l *fatalLogger) err() error {
+// Err returns the fatal error the server reported, if any.
+func (l *Logger) Err() error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	return l.fatal

@@ -2,7 +2,6 @@ package natstest
 
 import (
 	"fmt"
-	"log/slog"
 	"net"
 	"path/filepath"
 	"strings"
@@ -10,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/eventmesh/eventmesh/streams/embedded"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -68,7 +68,7 @@ func startCluster(t testing.TB, n int) (*Cluster, error) {
 	}
 	dir := t.TempDir()
 	c := &Cluster{t: t, killed: map[*server.Server]bool{}}
-	logs := make([]*nodeLogger, n)
+	logs := make([]*embedded.Logger, n)
 	for i := range n {
 		name := fmt.Sprintf("n%d", i+1)
 		opts := &server.Options{
@@ -97,7 +97,7 @@ func startCluster(t testing.TB, n int) (*Cluster, error) {
 			c.shutdown()
 			return nil, fmt.Errorf("node %s: %w", name, err)
 		}
-		logs[i] = &nodeLogger{log: Logger(t).With("component", "nats-server", "node", name)}
+		logs[i] = embedded.NewLogger(Logger(t).With("component", "nats-server", "node", name))
 		ns.SetLoggerV2(logs[i], false, false, false)
 		c.Servers = append(c.Servers, ns)
 	}
@@ -109,7 +109,7 @@ func startCluster(t testing.TB, n int) (*Cluster, error) {
 	for i, ns := range c.Servers {
 		if !ns.ReadyForConnections(20 * time.Second) {
 			c.shutdown()
-			if err := logs[i].err(); err != nil {
+			if err := logs[i].Err(); err != nil {
 				return nil, fmt.Errorf("node %s: %w", ns.Name(), err)
 			}
 			return nil, fmt.Errorf("node %s did not accept connections within 20s", ns.Name())
@@ -230,30 +230,4 @@ func (c *Cluster) shutdown() {
 		}()
 	}
 	wg.Wait()
-}
-
-// nodeLogger routes a node's log to slog and keeps a fatal error instead of
-// exiting (a port taken between reservation and bind, say).
-type nodeLogger struct {
-	log   *slog.Logger
-	mu    sync.Mutex
-	fatal error
-}
-
-func (l *nodeLogger) Noticef(f string, v ...any) { l.log.Debug(fmt.Sprintf(f, v...)) }
-func (l *nodeLogger) Warnf(f string, v ...any)   { l.log.Warn(fmt.Sprintf(f, v...)) }
-func (l *nodeLogger) Errorf(f string, v ...any)  { l.log.Error(fmt.Sprintf(f, v...)) }
-func (l *nodeLogger) Debugf(f string, v ...any)  {}
-func (l *nodeLogger) Tracef(f string, v ...any)  {}
-func (l *nodeLogger) Fatalf(f string, v ...any) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.fatal = fmt.Errorf(f, v...)
-	l.log.Error(l.fatal.Error())
-}
-
-func (l *nodeLogger) err() error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.fatal
 }
