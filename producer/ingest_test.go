@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -320,8 +321,32 @@ func TestIngestUnavailable(t *testing.T) {
 			t.Fatal(err)
 		}
 		code, b := post(t, e.url+"/events", msgEvent)
-		if code != 503 {
+		if code != 503 || !strings.Contains(string(b), producer.CodeUnavailable) {
 			t.Errorf("no stream: %d %s", code, b)
+		}
+	})
+	t.Run("ack timeout", func(t *testing.T) {
+		// No stream, but a plain subscriber takes the subject: the publish
+		// reaches the server and no acknowledgement ever comes back.
+		e := setup(t)
+		if err := e.js.DeleteStream(context.Background(), streams.Events); err != nil {
+			t.Fatal(err)
+		}
+		var got atomic.Int32
+		sub, err := e.nc.Subscribe("enmeshed.>", func(*nats.Msg) { got.Add(1) })
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sub.Unsubscribe()
+		if err := e.nc.Flush(); err != nil {
+			t.Fatal(err)
+		}
+		code, b := post(t, e.url+"/events", msgEvent)
+		if code != 503 || !strings.Contains(string(b), producer.CodeUnavailable) || !strings.Contains(string(b), "timeout") {
+			t.Errorf("ack timeout: %d %s", code, b)
+		}
+		if n := got.Load(); n != 2 { // PUBLISH_ATTEMPTS=2, each with the same event
+			t.Errorf("%d publish attempts reached the server, want 2", n)
 		}
 	})
 }

@@ -179,7 +179,8 @@ func postEvent(client *http.Client, ingest, body string) (int, error) {
 	return resp.StatusCode, nil
 }
 
-// streamIDs returns the ce-id of every message in ENMESHED, read over TCP.
+// streamIDs returns the messages of ENMESHED by ce-id, read over TCP; an id
+// stored twice fails the test.
 func streamIDs(t *testing.T, natsAddr string) map[string]jetstream.RawStreamMsg {
 	t.Helper()
 	js := natstest.JetStream(t, natstest.Connect(t, "nats://"+natsAddr))
@@ -194,7 +195,11 @@ func streamIDs(t *testing.T, natsAddr string) map[string]jetstream.RawStreamMsg 
 		if err != nil {
 			t.Fatalf("seq %d: %v", seq, err)
 		}
-		ids[m.Header.Get(router.HeaderID)] = *m
+		id := m.Header.Get(router.HeaderID)
+		if first, dup := ids[id]; dup {
+			t.Errorf("ce-id %s stored twice: seq %d and %d", id, first.Sequence, seq)
+		}
+		ids[id] = *m
 	}
 	return ids
 }

@@ -189,6 +189,26 @@ func TestPeerAllowListAndDryRun(t *testing.T) {
 	}
 }
 
+// The peer allow-list on its own: the allowed peer's request is accepted,
+// the stranger's is left alone.
+func TestPeerAllowList(t *testing.T) {
+	r := newRig(t)
+	peer := connector.NewAddress()
+	allowed := r.double.AddIncomingRelationship(peer, "")
+	stranger := r.double.AddIncomingRelationship(connector.NewAddress(), "")
+	r.double.SyncNow()
+	r.publish(allowed, "")
+	r.publish(stranger, "")
+	r.run(autoaccept.Config{Peers: peer})
+	r.settled()
+	if n := r.double.AcceptCalls(allowed.ID); n != 1 || r.status(allowed.ID) != connector.StatusActive {
+		t.Errorf("allowed peer: %d accept calls, status %s", n, r.status(allowed.ID))
+	}
+	if n := r.double.AcceptCalls(stranger.ID); n != 0 {
+		t.Errorf("peer outside the allow-list: %d accept calls", n)
+	}
+}
+
 func TestConnectorDownThenBack(t *testing.T) {
 	r := newRig(t)
 	rel := r.double.AddIncomingRelationship(connector.NewAddress(), "")
