@@ -126,17 +126,11 @@ func (r *Runtime) processInOrder(ctx context.Context, msg jetstream.Msg) (paused
 			r.settle(ctx, msg, d, err)
 			return IsPause(err)
 		}
-		delay := RetryAfter(err)
-		if delay <= 0 {
-			delay = r.cfg.Delay(d.Attempt)
-		}
+		delay := r.retryDelay(err, d.Attempt)
 		r.log.Warn("attempt failed; retrying in place to keep the key's order", "subject", d.Subject,
 			"stream_seq", d.StreamSeq, "num_delivered", d.Attempt, "event_id", d.Event.ID, "err", err, "retry_in", delay.Round(time.Millisecond))
 		r.opt.Metrics.count(r.opt.Metrics.retried, r.opt.Name, d.Event.Namespace)
-		if r.outcomes != nil {
-			r.outcomes.add(Outcome{Consumer: r.opt.Name, EventID: d.Event.ID, Result: ResultRetried, Attempt: d.Attempt,
-				Error: truncate(err.Error(), 1024), Time: r.now(), Subject: d.Subject, StreamSeq: d.StreamSeq})
-		}
+		r.record(d, ResultRetried, err)
 		if !r.waitInProgress(msg, delay) {
 			msg.Nak() // shutting down: the next process takes over, in order
 			return false
@@ -149,7 +143,7 @@ func (r *Runtime) processInOrder(ctx context.Context, msg jetstream.Msg) (paused
 func (r *Runtime) waitInProgress(msg jetstream.Msg, d time.Duration) bool {
 	deadline := time.NewTimer(d)
 	defer deadline.Stop()
-	tick := time.NewTicker(max(r.cfg.AckWait/3, 100*time.Millisecond))
+	tick := time.NewTicker(r.keepAliveEvery())
 	defer tick.Stop()
 	for {
 		select {

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -459,7 +458,7 @@ func (r *Runtime) prepare(ctx context.Context, msg jetstream.Msg) (Delivery, boo
 		return d, false
 	}
 	d.Event = ev
-	if r.opt.Match != nil && !strings.HasPrefix(d.Subject, r.subjects.Prefix()+"-replay.") && !r.opt.Match(ev.Namespace) {
+	if r.opt.Match != nil && !r.subjects.IsReplay(d.Subject) && !r.opt.Match(ev.Namespace) {
 		msg.Ack() // outside the trigger patterns the server filter could not express
 		return d, false
 	}
@@ -470,7 +469,7 @@ func (r *Runtime) prepare(ctx context.Context, msg jetstream.Msg) (Delivery, boo
 func (r *Runtime) attempt(ctx context.Context, msg jetstream.Msg, d Delivery) error {
 	stop := make(chan struct{})
 	go func() {
-		t := time.NewTicker(max(r.cfg.AckWait/3, 100*time.Millisecond))
+		t := time.NewTicker(r.keepAliveEvery())
 		defer t.Stop()
 		for {
 			select {
@@ -499,17 +498,6 @@ func (r *Runtime) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err
 		return r.log.With("subject", d.Subject, "stream_seq", d.StreamSeq, "num_delivered", d.Attempt, "event_id", d.Event.ID)
 	}
 	ns := d.Event.Namespace
-	outcome := func(result string, err error) {
-		if r.outcomes == nil || d.Event.ID == "" {
-			return
-		}
-		o := Outcome{Consumer: r.opt.Name, EventID: d.Event.ID, Result: result, Attempt: d.Attempt, Time: r.now(),
-			Subject: d.Subject, StreamSeq: d.StreamSeq}
-		if err != nil {
-			o.Error = truncate(err.Error(), 1024)
-		}
-		r.outcomes.add(o)
-	}
 	switch {
 	case err == nil:
 		if aerr := msg.Ack(); aerr != nil {
@@ -517,7 +505,7 @@ func (r *Runtime) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err
 		}
 		r.failures.Store(0)
 		r.opt.Metrics.count(r.opt.Metrics.delivered, r.opt.Name, ns)
-		outcome(ResultDelivered, nil)
+		r.record(d, ResultDelivered, nil)
 	case IsPause(err):
 		log().Error("PAUSING consumer on the server: "+err.Error(), "resume", "eventmesh consumer resume "+r.opt.Name)
 		if perr := PauseConsumer(ctx, r.js, r.opt.Name, err.Error()); perr != nil {
@@ -525,13 +513,13 @@ func (r *Runtime) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err
 		}
 		r.opt.Metrics.paused.WithLabelValues(r.opt.Name).Set(1)
 		msg.NakWithDelay(time.Second)
-		outcome(ResultPaused, err)
+		r.record(d, ResultPaused, err)
 	case IsPermanent(err) || d.Attempt >= r.cfg.MaxDeliver:
 		reason := err.Error()
 		if !IsPermanent(err) {
 			reason = fmt.Sprintf("gave up after %d attempts: %s", d.Attempt, reason)
 		}
-		if derr := r.deadLetter(ctx, msg.Headers(), msg.Data(), d, reason); derr != nil {
+		if derr := r.deadLetter(ctx, msg.Data(), d, reason); derr != nil {
 			// Never drop silently: keep the event and try again later.
 			log().Error("dead-letter failed; retrying later", "err", derr)
 			msg.NakWithDelay(r.cfg.Delay(1))
@@ -540,17 +528,14 @@ func (r *Runtime) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err
 		log().Warn("dead-lettered", "reason", reason)
 		msg.TermWithReason(truncate(reason, 256))
 		r.opt.Metrics.count(r.opt.Metrics.deadLettered, r.opt.Name, ns)
-		outcome(ResultDeadLettered, errors.New(reason))
+		r.record(d, ResultDeadLettered, errors.New(reason))
 	default:
 		r.failures.Add(1)
-		delay := RetryAfter(err)
-		if delay <= 0 {
-			delay = r.cfg.Delay(d.Attempt)
-		}
+		delay := r.retryDelay(err, d.Attempt)
 		log().Warn("attempt failed; retrying", "err", err, "retry_in", delay.Round(time.Millisecond))
 		msg.NakWithDelay(delay)
 		r.opt.Metrics.count(r.opt.Metrics.retried, r.opt.Name, ns)
-		outcome(ResultRetried, err)
+		r.record(d, ResultRetried, err)
 		if r.breakerOpen() {
 			select {
 			case r.trip <- struct{}{}:
@@ -560,9 +545,36 @@ func (r *Runtime) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err
 	}
 }
 
+// record queues the outcome of one settled attempt of d (none without
+// outcome records, or for a message that is not an event of ours).
+func (r *Runtime) record(d Delivery, result string, err error) {
+	if r.outcomes == nil || d.Event.ID == "" {
+		return
+	}
+	o := Outcome{Consumer: r.opt.Name, EventID: d.Event.ID, Result: result, Attempt: d.Attempt, Time: r.now(),
+		Subject: d.Subject, StreamSeq: d.StreamSeq}
+	if err != nil {
+		o.Error = truncate(err.Error(), 1024)
+	}
+	r.outcomes.add(o)
+}
+
+// retryDelay is the wait before the attempt after a failed attempt: what
+// the error asks for (Retry-After), else the retry schedule.
+func (r *Runtime) retryDelay(err error, attempt int) time.Duration {
+	if delay := RetryAfter(err); delay > 0 {
+		return delay
+	}
+	return r.cfg.Delay(attempt)
+}
+
+// keepAliveEvery is how often a message held longer than a moment is
+// signalled in progress, so AckWait does not fire under it.
+func (r *Runtime) keepAliveEvery() time.Duration { return max(r.cfg.AckWait/3, 100*time.Millisecond) }
+
 // deadLetter copies the event to ENMESHED_DLQ and waits for the ack. The
 // DLQ message id dlq:<consumer>:<seq> makes a second copy a no-op.
-func (r *Runtime) deadLetter(ctx context.Context, h map[string][]string, data []byte, d Delivery, reason string) error {
+func (r *Runtime) deadLetter(ctx context.Context, data []byte, d Delivery, reason string) error {
 	ev := d.Event
 	if ev.ID == "" { // not an event of ours: keep what there is
 		ev = router.Event{ID: fmt.Sprintf("seq-%d", d.StreamSeq), Namespace: "unknown", Data: data, Time: r.now()}
@@ -624,17 +636,14 @@ func (r *Runtime) catchAdvisories(ctx context.Context) {
 		d := Delivery{Subject: orig.Subject, StreamSeq: adv.StreamSeq, Attempt: adv.Deliveries}
 		d.Event, _ = router.FromMsg(orig.Header, orig.Data)
 		reason := fmt.Sprintf("no verdict after %d deliveries (the handler crashed or timed out each time)", adv.Deliveries)
-		if err := r.deadLetter(ctx, orig.Header, orig.Data, d, reason); err != nil {
+		if err := r.deadLetter(ctx, orig.Data, d, reason); err != nil {
 			r.log.Error("dead-letter from advisory failed; retrying", "stream_seq", adv.StreamSeq, "err", err)
 			msg.NakWithDelay(time.Second)
 			return
 		}
 		r.log.Warn("dead-lettered from max-deliveries advisory", "stream_seq", adv.StreamSeq, "deliveries", adv.Deliveries)
 		r.opt.Metrics.count(r.opt.Metrics.deadLettered, r.opt.Name, d.Event.Namespace)
-		if r.outcomes != nil && d.Event.ID != "" {
-			r.outcomes.add(Outcome{Consumer: r.opt.Name, EventID: d.Event.ID, Result: ResultDeadLettered, Attempt: adv.Deliveries,
-				Error: reason, Time: r.now(), Subject: d.Subject, StreamSeq: d.StreamSeq})
-		}
+		r.record(d, ResultDeadLettered, errors.New(reason))
 		msg.Ack()
 	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if ctx.Err() == nil {

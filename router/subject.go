@@ -137,6 +137,31 @@ func (s Subjects) Outcome(consumer string) string { return s.prefix + "-outcome.
 // AllOutcomes returns <prefix>-outcome.>, the subjects of ENMESHED_OUTCOMES.
 func (s Subjects) AllOutcomes() string { return s.prefix + "-outcome.>" }
 
+// IsReplay reports whether subject is a replay subject, <prefix>-replay.….
+func (s Subjects) IsReplay(subject string) bool {
+	rest, ok := strings.CutPrefix(subject, s.prefix)
+	return ok && strings.HasPrefix(rest, "-replay.")
+}
+
+// SubjectMatch reports whether subject matches the NATS filter: "*" is one
+// token, a final ">" one or more.
+func SubjectMatch(filter, subject string) bool {
+	for {
+		ft, frest, fmore := strings.Cut(filter, ".")
+		if ft == ">" {
+			return subject != ""
+		}
+		st, srest, smore := strings.Cut(subject, ".")
+		if st == "" || (ft != "*" && ft != st) {
+			return false
+		}
+		if !fmore || !smore {
+			return fmore == smore
+		}
+		filter, subject = frest, srest
+	}
+}
+
 // Namespace returns the namespace of an event, replay or dead-letter subject
 // ("enmeshed.transport.x", "enmeshed-replay.webhook-1.transport.x" and
 // "enmeshed-dlq.webhook-1.transport.x" all give "transport.x"), and false for

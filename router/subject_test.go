@@ -127,3 +127,40 @@ func FuzzValidateTrigger(f *testing.F) {
 		}
 	})
 }
+
+func TestSubjectMatch(t *testing.T) {
+	for _, tc := range []struct {
+		filter, subject string
+		want            bool
+	}{
+		{"enmeshed.>", "enmeshed.transport.messageReceived", true},
+		{"enmeshed.>", "enmeshed", false},
+		{">", "a", true},
+		{"enmeshed.*.messageReceived", "enmeshed.transport.messageReceived", true},
+		{"enmeshed.*", "enmeshed.transport.messageReceived", false},
+		{"enmeshed.transport.messageReceived", "enmeshed.transport.messageReceived", true},
+		{"enmeshed.transport.messageReceived", "enmeshed.transport.messageSent", false},
+		{"enmeshed.transport", "enmeshed.transport.messageReceived", false},
+		{"a.b.c", "a.b", false},
+		{"a.*", "a.", false},
+	} {
+		if got := SubjectMatch(tc.filter, tc.subject); got != tc.want {
+			t.Errorf("SubjectMatch(%q, %q) = %v", tc.filter, tc.subject, got)
+		}
+	}
+}
+
+func TestIsReplay(t *testing.T) {
+	s := MustSubjects("enmeshed")
+	for subject, want := range map[string]bool{
+		s.Replay("webhook-1", "transport.messageReceived"): true,
+		s.Event("transport.messageReceived"):               false,
+		s.DLQ("webhook-1", "transport.messageReceived"):    false,
+		"enmeshedx-replay.a.b":                             false,
+		"enmeshed-replay":                                  false,
+	} {
+		if got := s.IsReplay(subject); got != want {
+			t.Errorf("IsReplay(%q) = %v", subject, got)
+		}
+	}
+}

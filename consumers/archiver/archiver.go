@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"time"
 
@@ -236,7 +235,7 @@ type subscriptions struct {
 }
 
 func (s *subscriptions) subscribed(ctx context.Context, subject string) bool {
-	if strings.HasPrefix(subject, s.subjects.Prefix()+"-replay.") {
+	if s.subjects.IsReplay(subject) {
 		return true // a replay is aimed at a consumer
 	}
 	s.mu.Lock()
@@ -247,7 +246,7 @@ func (s *subscriptions) subscribed(ctx context.Context, subject string) bool {
 		}
 	}
 	for _, f := range s.filters {
-		if subjectMatches(f, subject) {
+		if router.SubjectMatch(f, subject) {
 			return true
 		}
 	}
@@ -261,7 +260,7 @@ func (s *subscriptions) load(ctx context.Context) ([]string, error) {
 	}
 	var filters []string
 	for _, info := range infos {
-		if info.Name == Name || info.Config.Durable == "" {
+		if info.Name == Name {
 			continue
 		}
 		if info.Config.FilterSubject != "" {
@@ -273,20 +272,6 @@ func (s *subscriptions) load(ctx context.Context) ([]string, error) {
 		}
 	}
 	return filters, nil
-}
-
-// subjectMatches reports whether subject matches the NATS filter.
-func subjectMatches(filter, subject string) bool {
-	f, s := strings.Split(filter, "."), strings.Split(subject, ".")
-	for i, tok := range f {
-		if tok == ">" {
-			return len(s) > i
-		}
-		if i >= len(s) || (tok != "*" && tok != s[i]) {
-			return false
-		}
-	}
-	return len(f) == len(s)
 }
 
 // Name returns the durable name.

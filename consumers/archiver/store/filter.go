@@ -224,25 +224,6 @@ func (p typePattern) regexp() string {
 // typeMatchFunc is the SQLite function typeMatch is registered as.
 const typeMatchFunc = "eventmesh_type_match"
 
-// typeMatch reports whether namespace matches the NATS-style pattern:
-// "*" is one token, a final ">" one or more.
-func typeMatch(pattern, namespace string) bool {
-	for {
-		pt, prest, pmore := strings.Cut(pattern, ".")
-		if pt == ">" {
-			return namespace != ""
-		}
-		nt, nrest, nmore := strings.Cut(namespace, ".")
-		if nt == "" || (pt != "*" && pt != nt) {
-			return false
-		}
-		if !pmore || !nmore {
-			return pmore == nmore
-		}
-		pattern, namespace = prest, nrest
-	}
-}
-
 // The cursor is base64url of: version byte, Time in Unix microseconds
 // (8 bytes, big-endian), ID, CRC-32 of all that (4 bytes). The checksum
 // turns a truncated or edited cursor into ErrBadCursor instead of a page

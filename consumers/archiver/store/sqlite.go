@@ -9,6 +9,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eventmesh/eventmesh/router"
 	"modernc.org/sqlite" // pure Go: no cgo in the archiver binary
 )
 
@@ -16,7 +17,7 @@ func init() {
 	sqlite.MustRegisterDeterministicScalarFunction(typeMatchFunc, 2, func(_ *sqlite.FunctionContext, args []driver.Value) (driver.Value, error) {
 		pattern, _ := args[0].(string)
 		namespace, _ := args[1].(string)
-		return typeMatch(pattern, namespace), nil
+		return router.SubjectMatch(pattern, namespace), nil
 	})
 }
 
