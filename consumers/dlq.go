@@ -44,6 +44,13 @@ const (
 // API needs a deadline.
 const pauseForever = 100 // years
 
+// PausedUntilResumed reports whether a pause deadline means "until further
+// notice": none, or one PauseConsumer set pauseForever ahead (anything
+// over half of that).
+func PausedUntilResumed(until *time.Time, now time.Time) bool {
+	return until == nil || until.Sub(now) > pauseForever/2*365*24*time.Hour
+}
+
 // resumeDelay is how far ahead ResumeConsumer sets the pause deadline that
 // ends a pause (see there why).
 const resumeDelay = 100 * time.Millisecond

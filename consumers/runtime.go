@@ -545,6 +545,10 @@ func (r *Runtime) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err
 	}
 }
 
+// AdvisoryDurable is the durable on ENMESHED_ADVISORIES that the
+// processes of consumer share to catch its max-deliveries advisories.
+func AdvisoryDurable(consumer string) string { return consumer + "-advisories" }
+
 // record queues the outcome of one settled attempt of d (none without
 // outcome records, or for a message that is not an event of ours).
 func (r *Runtime) record(d Delivery, result string, err error) {
@@ -600,7 +604,7 @@ func (r *Runtime) deadLetter(ctx context.Context, data []byte, d Delivery, reaso
 // advisories are captured in ENMESHED_ADVISORIES and read through the
 // durable <consumer>-advisories that all replicas share.
 func (r *Runtime) catchAdvisories(ctx context.Context) {
-	name := r.opt.Name + "-advisories"
+	name := AdvisoryDurable(r.opt.Name)
 	cons, err := r.js.CreateOrUpdateConsumer(ctx, streams.Advisories, jetstream.ConsumerConfig{
 		Durable:       name,
 		Description:   "eventmesh: max-deliveries advisories of " + r.opt.Name,

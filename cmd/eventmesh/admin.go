@@ -81,9 +81,9 @@ func runAdmin(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	case "consumer ls", "consumer list":
 		return a.consumerList(rest)
 	case "consumer pause":
-		return a.consumerPause(rest)
+		return a.consumerPause(rest, true)
 	case "consumer resume":
-		return a.consumerResume(rest)
+		return a.consumerPause(rest, false)
 	}
 	fmt.Fprintf(stderr, "eventmesh: unknown command %q\n\nUsage: %s\n", a.name, adminUsage)
 	return 2
@@ -483,13 +483,14 @@ func adminState(d *jetstream.ConsumerInfo) string {
 	if !d.Paused {
 		return "active"
 	}
-	if d.Config.PauseUntil == nil || time.Until(*d.Config.PauseUntil) > 50*365*24*time.Hour {
+	if consumers.PausedUntilResumed(d.Config.PauseUntil, time.Now()) {
 		return "paused (until resumed)"
 	}
 	return "paused until " + d.Config.PauseUntil.UTC().Format(time.RFC3339)
 }
 
-func (a *admin) consumerPause(args []string) int {
+// consumerPause pauses (pause) or resumes the durable NAME on the server.
+func (a *admin) consumerPause(args []string, pause bool) int {
 	fs := a.flags("NAME")
 	if code, ok := a.parse(fs, args, 1); !ok {
 		return code
@@ -499,28 +500,17 @@ func (a *admin) consumerPause(args []string) int {
 		return a.usageErr("NAME: %v", err)
 	}
 	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
+		if !pause {
+			if err := consumers.ResumeConsumer(ctx, js, name); err != nil {
+				return err
+			}
+			fmt.Fprintf(a.stdout, "resumed %s: it fetches again, unacknowledged events are redelivered\n", name)
+			return nil
+		}
 		if err := consumers.PauseConsumer(ctx, js, name, "maintenance: eventmesh consumer pause"); err != nil {
 			return err
 		}
 		fmt.Fprintf(a.stdout, "paused %s on the server until `eventmesh consumer resume %s`\n", name, name)
-		return nil
-	})
-}
-
-func (a *admin) consumerResume(args []string) int {
-	fs := a.flags("NAME")
-	if code, ok := a.parse(fs, args, 1); !ok {
-		return code
-	}
-	name := fs.Arg(0)
-	if err := router.ValidateToken(name); err != nil {
-		return a.usageErr("NAME: %v", err)
-	}
-	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
-		if err := consumers.ResumeConsumer(ctx, js, name); err != nil {
-			return err
-		}
-		fmt.Fprintf(a.stdout, "resumed %s: it fetches again, unacknowledged events are redelivered\n", name)
 		return nil
 	})
 }

@@ -15,7 +15,6 @@ import (
 	"log/slog"
 	"maps"
 	"math"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -827,7 +826,7 @@ func (b *bencher) benchArchive(ctx context.Context, run int) error {
 		if err := benchDeleteDurables(ctx, env.js, archiver.Name); err != nil {
 			return err
 		}
-		err = env.js.DeleteConsumer(ctx, streams.Outcomes, archiver.Name+"-outcomes")
+		err = env.js.DeleteConsumer(ctx, streams.Outcomes, archiver.OutcomesDurable)
 		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return err
 		}
@@ -890,7 +889,7 @@ func (b *bencher) benchRSS(ctx context.Context, run int) error {
 		return err
 	}
 	common := []string{"NATS_URL=" + env.srv.ClientURL(), "LOG_LEVEL=warn"}
-	ingest := benchFreeAddr()
+	ingest := freePort()
 	procs := []*benchProc{}
 	defer func() {
 		for _, p := range procs {
@@ -911,10 +910,10 @@ func (b *bencher) benchRSS(ctx context.Context, run int) error {
 	if err := prod.ready(ctx, "http://"+ingest+"/readyz"); err != nil {
 		return err
 	}
-	consumerProcs := []struct{ name, addr string }{{"webhook", benchFreeAddr()}, {"archiver", benchFreeAddr()}, {"autoaccept", benchFreeAddr()}}
+	consumerProcs := []struct{ name, addr string }{{"webhook", freePort()}, {"archiver", freePort()}, {"autoaccept", freePort()}}
 	envs := map[string][]string{
 		"webhook":    {"WEBHOOK_URL=" + recv.url + "/hooks", "WEBHOOK_SECRET=" + benchSecret},
-		"archiver":   {"DATA_DIR=" + filepath.Join(env.dir, "archive"), "ARCHIVE_ADDR=" + benchFreeAddr()},
+		"archiver":   {"DATA_DIR=" + filepath.Join(env.dir, "archive"), "ARCHIVE_ADDR=" + freePort()},
 		"autoaccept": {"AUTOACCEPT_ENABLED=true", "CONNECTOR_URL=" + stub.url, "CONNECTOR_API_KEY=" + benchConnKey},
 	}
 	started := map[string]*benchProc{"producer": prod}
@@ -1186,7 +1185,7 @@ func benchDeleteDurables(ctx context.Context, js jetstream.JetStream, names ...s
 		if err := js.DeleteConsumer(ctx, streams.Events, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return fmt.Errorf("delete durable %s: %w", name, err)
 		}
-		err := js.DeleteConsumer(ctx, streams.Advisories, name+"-advisories")
+		err := js.DeleteConsumer(ctx, streams.Advisories, consumers.AdvisoryDurable(name))
 		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
 			return fmt.Errorf("delete durable %s-advisories: %w", name, err)
 		}
@@ -1496,15 +1495,6 @@ func newBenchConnector(log *slog.Logger) (*benchConnector, error) {
 func (c *benchConnector) reset() {
 	c.accepted.Clear()
 	c.accepts.Store(0)
-}
-
-func benchFreeAddr() string {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "127.0.0.1:0"
-	}
-	defer ln.Close()
-	return ln.Addr().String()
 }
 
 // ---------------------------------------------------------------------------

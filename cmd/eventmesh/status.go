@@ -368,8 +368,8 @@ func consumerState(ctx context.Context, st, dlq jetstream.Stream, s router.Subje
 	if c.Paused {
 		cs.Problems = append(cs.Problems, statePaused)
 		until := "until resumed"
-		if t := cs.PausedUntil; t != nil && t.Sub(now) < 50*365*24*time.Hour {
-			until = "until " + t.Format(time.RFC3339)
+		if !consumers.PausedUntilResumed(cs.PausedUntil, now) {
+			until = "until " + cs.PausedUntil.Format(time.RFC3339)
 		}
 		notes = append(notes, "paused "+until+" (lift it: eventmesh consumer resume "+c.Name+")")
 	}

@@ -25,6 +25,9 @@ import (
 // Name is the archiver's durable name.
 const Name = "archiver"
 
+// OutcomesDurable is the archiver's durable on ENMESHED_OUTCOMES.
+const OutcomesDurable = Name + "-outcomes"
+
 // Config is the archiver's configuration.
 type Config struct {
 	Enabled   bool          `env:"ARCHIVE_ENABLED" envDefault:"true" desc:"eventmesh runs the archiver (false: not)"`
@@ -150,7 +153,7 @@ func (a *Archiver) readOutcomes(ctx context.Context) {
 		if _, err := streams.EnsureFixedStream(ctx, a.js, streams.OutcomesStream(a.subjects)); err != nil {
 			a.log.Warn("outcomes stream", "err", err)
 		} else if cons, err = a.js.CreateOrUpdateConsumer(ctx, streams.Outcomes, jetstream.ConsumerConfig{
-			Durable: Name + "-outcomes", Description: "eventmesh: the archiver's outcome reader",
+			Durable: OutcomesDurable, Description: "eventmesh: the archiver's outcome reader",
 			AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverAllPolicy,
 		}); err == nil {
 			break

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/archiver"
 	"github.com/eventmesh/eventmesh/consumers/autoaccept"
 	"github.com/eventmesh/eventmesh/router"
@@ -144,7 +145,7 @@ func producerPublish(s router.Subjects) []string {
 // durable d publishes; outcomes when it records outcomes, pause when its
 // handler may ask to pause the consumer.
 func runtimePublish(s router.Subjects, d string, outcomes, pause bool) []string {
-	advisories := d + "-advisories"
+	advisories := consumers.AdvisoryDurable(d)
 	p := []string{
 		// setup waits for ENMESHED, which only the producer creates, and
 		// catchAdvisories reads it (Stream.GetMsg) through this handle.
@@ -205,7 +206,7 @@ func runtimePublish(s router.Subjects, d string, outcomes, pause bool) []string 
 
 // archiverPublish is what the archiver adds to its runtime's.
 func archiverPublish() []string {
-	outcomes := archiver.Name + "-outcomes"
+	outcomes := archiver.OutcomesDurable
 	p := []string{
 		// readOutcomes: ensure ENMESHED_OUTCOMES (the consumers may not
 		// have run yet) and read it through the durable archiver-outcomes,

@@ -168,17 +168,6 @@ func (r Report) String() string {
 	return b.String()
 }
 
-// Account accounts for every event the load generator got a 2xx for, from
-// the stream, the archive, the receiver and the dead-letter queue.
-func Account(ctx context.Context, src Sources) (Report, error) {
-	a, err := newAccountant(ctx, src)
-	if err != nil {
-		return Report{}, err
-	}
-	defer a.close()
-	return a.account(ctx)
-}
-
 // Settle waits until every acknowledged event is delivered or
 // dead-lettered (and archived, with an archive), at most timeout, then
 // accounts. The report of a run that did not settle in time shows what is

@@ -28,7 +28,7 @@ type Process struct {
 	// producer, HTTP_ADDR of a consumer binary); Start waits until it
 	// answers 200. Empty: Start does not wait.
 	ReadyAddr string
-	// ReadyTimeout bounds that wait; zero means 30s.
+	// ReadyTimeout bounds that wait; zero means 90s.
 	ReadyTimeout time.Duration
 
 	out *Output
@@ -92,7 +92,7 @@ func (p *Process) exitedLocked() bool {
 }
 
 // WaitReady polls GET /readyz until it answers 200, the process exits, or
-// timeout (zero: 30s) passes.
+// timeout (zero: 90s) passes.
 func (p *Process) WaitReady(timeout time.Duration) error {
 	if timeout <= 0 {
 		// Generous: under a full parallel test run a 3-node cluster in the
@@ -152,14 +152,13 @@ func (p *Process) Kill() error {
 	}
 }
 
-// Stop sends SIGTERM and waits up to timeout (zero: 30s) for the process
+// Stop sends SIGTERM and waits up to timeout (zero: 90s) for the process
 // to exit; an exit status other than 0 is an error. After the timeout it
 // kills the process and says so.
 func (p *Process) Stop(timeout time.Duration) error {
 	if timeout <= 0 {
-		// Generous: under a full parallel test run a 3-node cluster in the
-		// test process can be slow to answer; readiness is not what the
-		// chaos scenarios measure.
+		// Generous, as WaitReady's: a drain under a full parallel test run
+		// can be slow.
 		timeout = 90 * time.Second
 	}
 	p.mu.Lock()
@@ -191,13 +190,6 @@ func (p *Process) Restart() error {
 		return err
 	}
 	return p.Start()
-}
-
-// Running reports whether the process was started and has not exited.
-func (p *Process) Running() bool {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.cmd != nil && !p.exitedLocked()
 }
 
 // ExitErr is the error of the last run's exit (nil for status 0 or while

@@ -253,9 +253,6 @@ func (r *Receiver) Stats() ReceiverStats {
 	return s
 }
 
-// Unique returns the number of distinct webhook-ids delivered.
-func (r *Receiver) Unique() int { r.mu.Lock(); defer r.mu.Unlock(); return len(r.deliveries) }
-
 // Deliveries returns a copy of the delivery count per webhook-id.
 func (r *Receiver) Deliveries() map[string]int {
 	r.mu.Lock()
