@@ -82,12 +82,13 @@ type Archiver struct {
 	subs     *subscriptions
 	unsub    prometheus.Counter
 	archived prometheus.Counter
+	replicas int // of the side streams it may create, as the runtime's
 }
 
 // New returns the archiver writing to st; m are the runtime metrics shared
 // by the process's consumers, reg takes the archiver's own.
 func New(js jetstream.JetStream, s router.Subjects, c Config, rc consumers.Config, st store.Store, m *consumers.Metrics, reg prometheus.Registerer, log *slog.Logger) (*Archiver, error) {
-	a := &Archiver{js: js, subjects: s, store: st, cfg: c, log: log.With("consumer", Name),
+	a := &Archiver{js: js, subjects: s, store: st, cfg: c, log: log.With("consumer", Name), replicas: max(1, rc.Replicas),
 		subs: &subscriptions{js: js, subjects: s},
 		unsub: prometheus.NewCounter(prometheus.CounterOpts{Name: "eventmesh_archive_unsubscribed_total",
 			Help: "Archived events that no consumer besides the archiver matched."}),
@@ -150,7 +151,9 @@ func (a *Archiver) writeBatch(ctx context.Context, ds []consumers.Delivery) erro
 func (a *Archiver) readOutcomes(ctx context.Context) {
 	var cons jetstream.Consumer
 	for attempt := 1; ctx.Err() == nil; attempt++ {
-		if _, err := streams.EnsureFixedStream(ctx, a.js, streams.OutcomesStream(a.subjects)); err != nil {
+		def := streams.OutcomesStream(a.subjects)
+		def.Replicas = a.replicas // as the consumers' runtimes create it: whoever comes first decides
+		if _, err := streams.EnsureFixedStream(ctx, a.js, def); err != nil {
 			a.log.Warn("outcomes stream", "err", err)
 		} else if cons, err = a.js.CreateOrUpdateConsumer(ctx, streams.Outcomes, jetstream.ConsumerConfig{
 			Durable: OutcomesDurable, Description: "eventmesh: the archiver's outcome reader",

@@ -380,3 +380,43 @@ func TestHTTPAPI(t *testing.T) {
 		t.Errorf("bad since: %d", code)
 	}
 }
+
+// In a cluster the archiver, when it starts first, creates the outcomes
+// stream with the replicas of the consumers' side streams, not one.
+func TestOutcomesStreamReplicasInCluster(t *testing.T) {
+	c := natstest.StartCluster(t, 3)
+	js := natstest.JetStream(t, natstest.Connect(t, c.URLs()))
+	ctx := context.Background()
+	sc := streams.StreamConfig{Replicas: 3, MaxAge: time.Hour, MaxBytes: 64 << 20, DuplicateWindow: time.Minute}
+	if _, err := streams.EnsureStream(ctx, js, streams.EventsStream(subjects, sc), natstest.Logger(t)); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.OpenSQLite(filepath.Join(t.TempDir(), "archive.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	rc := runtimeConfig()
+	rc.Replicas = 3
+	reg := prometheus.NewRegistry()
+	a, err := archiver.New(js, subjects, archiver.Config{BatchSize: 64}, rc, st, consumers.NewMetrics(reg), reg, natstest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	runCtx, cancel := context.WithCancel(ctx)
+	done := make(chan struct{})
+	go func() { a.Run(runCtx); close(done) }()
+	defer func() { cancel(); <-done }()
+	var replicas int
+	natstest.WaitFor(t, 30*time.Second, "outcomes stream", func() bool {
+		s, err := js.Stream(ctx, streams.Outcomes)
+		if err != nil {
+			return false
+		}
+		replicas = s.CachedInfo().Config.Replicas
+		return true
+	})
+	if replicas != 3 {
+		t.Errorf("%s has %d replicas, want 3", streams.Outcomes, replicas)
+	}
+}
