@@ -352,15 +352,12 @@ func replay(ctx context.Context, js jetstream.Publisher, dlq jetstream.Stream, s
 	if err := router.ValidateTrigger(dl.Event.Namespace); err != nil {
 		return fmt.Errorf("event %s: %w", dl.Event.ID, err)
 	}
-	e := dl.Event
-	e.Origin = router.OriginReplay
-	m := &nats.Msg{Subject: s.Replay(dl.Consumer, e.Namespace), Header: e.Header(), Data: e.Data}
-	m.Header[router.HeaderMsgID] = []string{router.ReplayMsgID(e.ID, at)}
+	m := dl.Event.ReplayMsg(s, dl.Consumer, at)
 	pctx, cancel := context.WithTimeout(ctx, publishTimeout)
 	_, err := js.PublishMsg(pctx, m, jetstream.WithExpectStream(streams.Events))
 	cancel()
 	if err != nil {
-		return fmt.Errorf("publish event %s to %s: %w", e.ID, m.Subject, err)
+		return fmt.Errorf("publish event %s to %s: %w", dl.Event.ID, m.Subject, err)
 	}
 	if err := dlq.DeleteMsg(ctx, dl.Seq); err != nil {
 		// Someone else may have removed it meanwhile (a second replay, a purge).
@@ -368,7 +365,7 @@ func replay(ctx context.Context, js jetstream.Publisher, dlq jetstream.Stream, s
 			return nil
 		}
 		return fmt.Errorf("event %s was replayed to %s, but deleting it from %s failed (delete it with: nats stream rmm %s %d): %w",
-			e.ID, m.Subject, streams.DLQ, streams.DLQ, dl.Seq, err)
+			dl.Event.ID, m.Subject, streams.DLQ, streams.DLQ, dl.Seq, err)
 	}
 	return nil
 }

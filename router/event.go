@@ -163,3 +163,17 @@ func DLQMsgID(consumer string, streamSeq uint64) string {
 func ReplayMsgID(eventID string, now time.Time) string {
 	return "replay:" + eventID + ":" + strconv.FormatInt(now.UnixNano(), 10)
 }
+
+// ReplayMsg is the message that replays e at time at: origin replay, on
+// <prefix>-replay.<consumer>.<namespace> so only consumer gets it (on the
+// event's own subject when consumer is ""), with a fresh Nats-Msg-Id.
+func (e Event) ReplayMsg(s Subjects, consumer string, at time.Time) *nats.Msg {
+	e.Origin = OriginReplay
+	subject := s.Event(e.Namespace)
+	if consumer != "" {
+		subject = s.Replay(consumer, e.Namespace)
+	}
+	m := &nats.Msg{Subject: subject, Data: e.Data, Header: e.Header()}
+	m.Header[HeaderMsgID] = []string{ReplayMsgID(e.ID, at)}
+	return m
+}

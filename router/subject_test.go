@@ -164,3 +164,19 @@ func TestIsReplay(t *testing.T) {
 		}
 	}
 }
+
+func TestReplayMsg(t *testing.T) {
+	s := MustSubjects("enmeshed")
+	e := Event{ID: "abc", Namespace: "transport.messageReceived", Source: "src", Origin: OriginWebhook, Data: []byte(`{}`)}
+	at := time.Unix(0, 42)
+	for consumer, subject := range map[string]string{"webhook-1": "enmeshed-replay.webhook-1.transport.messageReceived", "": "enmeshed.transport.messageReceived"} {
+		m := e.ReplayMsg(s, consumer, at)
+		if m.Subject != subject || m.Header.Get(HeaderOrigin) != string(OriginReplay) || m.Header.Get(HeaderID) != "abc" ||
+			m.Header.Get(HeaderMsgID) != ReplayMsgID("abc", at) || string(m.Data) != `{}` {
+			t.Errorf("consumer %q: %s %v", consumer, m.Subject, m.Header)
+		}
+	}
+	if e.Origin != OriginWebhook {
+		t.Error("ReplayMsg changed the event")
+	}
+}

@@ -20,16 +20,11 @@ import (
 func Replay(ctx context.Context, js jetstream.JetStream, s router.Subjects, events []store.Event, consumer string, now func() time.Time) (int, error) {
 	futs := make([]jetstream.PubAckFuture, 0, len(events))
 	for _, e := range events {
-		ev := router.Event{ID: e.ID, Namespace: e.Type, Source: e.Source, Time: e.Time, Origin: router.OriginReplay, Data: e.Data}
+		ev := router.Event{ID: e.ID, Namespace: e.Type, Source: e.Source, Time: e.Time, Data: e.Data}
 		if h := nats.Header(e.Headers); h != nil {
 			ev.CorrelationID, ev.Traceparent = h.Get(router.HeaderCorrelationID), h.Get(router.HeaderTraceparent)
 		}
-		subject := s.Event(ev.Namespace)
-		if consumer != "" {
-			subject = s.Replay(consumer, ev.Namespace)
-		}
-		m := &nats.Msg{Subject: subject, Data: ev.Data, Header: ev.Header()}
-		m.Header.Set(router.HeaderMsgID, router.ReplayMsgID(ev.ID, now()))
+		m := ev.ReplayMsg(s, consumer, now())
 		f, err := js.PublishMsgAsync(m, jetstream.WithStallWait(time.Minute))
 		if err != nil {
 			return 0, err
