@@ -170,16 +170,20 @@ func (r *Runtime) setup(ctx context.Context) error {
 		// In a cluster the side streams need the durable's replicas too,
 		// or losing one node loses dead letters and outcomes.
 		def.Replicas = max(1, r.cfg.Replicas)
-		if _, err := streams.EnsureFixedStream(ctx, r.js, def); err != nil {
+		// Replicas started together create these streams together: in a
+		// cluster a lookup can go unanswered until the new stream has a
+		// leader, so not-ready answers are retried.
+		if err := streams.Retry(ctx, r.log, "stream "+def.Name, func(ctx context.Context) error {
+			_, err := streams.EnsureFixedStream(ctx, r.js, def)
+			return err
+		}); err != nil {
 			return err
 		}
 	}
-	cons, err := r.ensureDurable(ctx)
-	if err != nil {
+	return streams.Retry(ctx, r.log, "durable "+r.opt.Name, func(ctx context.Context) (err error) {
+		r.cons, err = r.ensureDurable(ctx)
 		return err
-	}
-	r.cons = cons
-	return nil
+	})
 }
 
 func (r *Runtime) ensureDurable(ctx context.Context) (jetstream.Consumer, error) {
@@ -605,15 +609,22 @@ func (r *Runtime) deadLetter(ctx context.Context, data []byte, d Delivery, reaso
 // durable <consumer>-advisories that all replicas share.
 func (r *Runtime) catchAdvisories(ctx context.Context) {
 	name := AdvisoryDurable(r.opt.Name)
-	cons, err := r.js.CreateOrUpdateConsumer(ctx, streams.Advisories, jetstream.ConsumerConfig{
-		Durable:       name,
-		Description:   "eventmesh: max-deliveries advisories of " + r.opt.Name,
-		FilterSubject: streams.AdvisorySubject(r.opt.Name),
-		AckPolicy:     jetstream.AckExplicitPolicy,
-		AckWait:       30 * time.Second,
-		DeliverPolicy: jetstream.DeliverAllPolicy,
+	var cons jetstream.Consumer
+	err := streams.Retry(ctx, r.log, "durable "+name, func(ctx context.Context) (err error) {
+		cons, err = r.js.CreateOrUpdateConsumer(ctx, streams.Advisories, jetstream.ConsumerConfig{
+			Durable:       name,
+			Description:   "eventmesh: max-deliveries advisories of " + r.opt.Name,
+			FilterSubject: streams.AdvisorySubject(r.opt.Name),
+			AckPolicy:     jetstream.AckExplicitPolicy,
+			AckWait:       30 * time.Second,
+			DeliverPolicy: jetstream.DeliverAllPolicy,
+		})
+		return err
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return
+		}
 		r.log.Error("advisory consumer; events that exhaust their deliveries without a verdict will not be dead-lettered", "err", err)
 		return
 	}

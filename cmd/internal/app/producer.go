@@ -67,7 +67,11 @@ func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *pr
 	if err != nil {
 		return nil, err
 	}
-	st, err := ensureWithRetry(ctx, js, streams.EventsStream(subjects, c.Stream), log)
+	var st jetstream.Stream
+	err = streams.Retry(ctx, log, "stream "+streams.Events, func(ctx context.Context) (err error) {
+		st, err = streams.EnsureStream(ctx, js, streams.EventsStream(subjects, c.Stream), log)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -152,30 +156,6 @@ func (p *Producer) Shutdown() {
 	}
 	if err := p.HTTP.Shutdown(30 * time.Second); err != nil {
 		p.log.Warn("ingest shutdown", "err", err)
-	}
-}
-
-// ensureWithRetry ensures a stream, retrying while JetStream is not yet
-// available (a server still starting, a cluster without a leader). A
-// conflict is final.
-func ensureWithRetry(ctx context.Context, js jetstream.JetStream, want jetstream.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 5*time.Second)
-		st, err := streams.EnsureStream(actx, js, want, log)
-		cancel()
-		if err == nil || errors.Is(err, streams.ErrConflict) {
-			return st, err
-		}
-		var apiErr *jetstream.APIError
-		if errors.As(err, &apiErr) && apiErr.Code != 503 && apiErr.ErrorCode != jetstream.JSErrCodeJetStreamNotEnabled {
-			return nil, err
-		}
-		log.Warn("JetStream not ready; retrying", "stream", want.Name, "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return nil, fmt.Errorf("stream %s: %w", want.Name, err)
-		case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)):
-		}
 	}
 }
 
