@@ -14,8 +14,8 @@ import (
 // NotReady reports whether err says JetStream cannot answer yet rather
 // than no: a request that timed out or found no responder (a server still
 // starting, a stream or consumer whose leader is being elected), a
-// connection that is reconnecting, or a 503 (no cluster leader, JetStream
-// not enabled yet). A conflict, a refused configuration or any other
+// connection that is reconnecting, a 503 (no cluster leader, JetStream
+// not enabled yet), or a cluster without enough peers online. A conflict, a refused configuration or any other
 // answer is final.
 func NotReady(err error) bool {
 	if err == nil || errors.Is(err, ErrConflict) {
@@ -29,10 +29,16 @@ func NotReady(err error) bool {
 	var jsErr jetstream.JetStreamError
 	if errors.As(err, &jsErr) && jsErr.APIError() != nil {
 		a := jsErr.APIError()
-		return a.Code == 503 || a.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled
+		return a.Code == 503 || a.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled || a.ErrorCode == jsClusterNoPeers
 	}
 	return false
 }
+
+// jsClusterNoPeers is nats-server's JSClusterNoPeersErr ("no suitable
+// peers for placement"): a cluster short of the replicas' peers, such as
+// one whose nodes are still starting or one node restarting. With more
+// replicas than nodes it never passes; the retry warnings say so.
+const jsClusterNoPeers jetstream.ErrorCode = 10005
 
 // setupAttempt bounds one attempt of a setup step: long enough for a
 // cluster to answer, short enough that a lost request is retried soon.

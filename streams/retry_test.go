@@ -27,7 +27,9 @@ func TestNotReady(t *testing.T) {
 		{"reconnecting", nats.ErrConnectionReconnecting, true},
 		{"jetstream not enabled", fmt.Errorf("create stream X: %w", jetstream.ErrJetStreamNotEnabled), true},
 		{"no cluster leader", &jetstream.APIError{Code: 503, ErrorCode: 10008, Description: "JetStream system temporarily unavailable"}, true},
+		{"peer offline", &jetstream.APIError{Code: 400, ErrorCode: 10005, Description: "no suitable peers for placement, peer offline"}, true},
 		{"stream not found", jetstream.ErrStreamNotFound, false},
+		{"replicas without a cluster", &jetstream.APIError{Code: 400, ErrorCode: 10074, Description: "replicas > 1 not supported in non-clustered mode"}, false},
 		{"bad request", &jetstream.APIError{Code: 400, ErrorCode: jetstream.JSErrCodeBadRequest, Description: "bad request"}, false},
 		{"conflict", fmt.Errorf("%w: storage differs", streams.ErrConflict), false},
 		{"conflict wrapping a timeout", fmt.Errorf("%w: %w", streams.ErrConflict, context.DeadlineExceeded), false},
@@ -142,7 +144,9 @@ func TestNotReadyInALeaderlessCluster(t *testing.T) {
 	c.Kill(c.Servers[1])
 	c.Kill(c.Servers[2])
 	for _, name := range []string{def.Name, "FRESH"} {
-		def.Name = name
+		if name != def.Name {
+			def.Name, def.Subjects = name, []string{"fresh.>"}
+		}
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		_, err := streams.EnsureFixedStream(ctx, js, def)
 		cancel()
@@ -153,5 +157,23 @@ func TestNotReadyInALeaderlessCluster(t *testing.T) {
 		if err != nil && !streams.NotReady(err) {
 			t.Errorf("stream %s without quorum: %v, which NotReady takes as final", name, err)
 		}
+	}
+}
+
+// More replicas than a single server can hold is a configuration error:
+// the binary stops at once instead of waiting for peers that never come.
+func TestNotReadyRefusesReplicasWithoutACluster(t *testing.T) {
+	srv := natstest.Start(t)
+	js := natstest.JetStream(t, natstest.Connect(t, srv.ClientURL()))
+	def := streams.AdvisoriesStream()
+	def.Replicas = 3
+	calls := 0
+	err := streams.Retry(context.Background(), natstest.Logger(t), "stream", func(ctx context.Context) error {
+		calls++
+		_, err := streams.EnsureFixedStream(ctx, js, def)
+		return err
+	})
+	if err == nil || calls != 1 {
+		t.Errorf("3 replicas on one server: %v after %d attempts, want an error after 1", err, calls)
 	}
 }
