@@ -274,6 +274,12 @@ func (r *Runtime) consume(ctx context.Context) error {
 			go func() {
 				defer workers.Done()
 				for msg := range work {
+					// The breaker may have tripped while msg waited for a
+					// worker: it let msg through, but msg must not run.
+					if r.breakerOpen() {
+						r.release(ctx, msg)
+						continue
+					}
 					r.process(hctx, msg)
 				}
 			}()
@@ -313,14 +319,7 @@ func (r *Runtime) consume(ctx context.Context) error {
 		r.setBreaker(false)
 		cc, err := r.cons.Consume(func(msg jetstream.Msg) {
 			if ctx.Err() != nil || r.breakerOpen() {
-				// Not ours to handle now: release it at once (shutdown)
-				// or after the cool-down (breaker), instead of letting it
-				// wait out AckWait in a buffer.
-				delay := time.Duration(0)
-				if ctx.Err() == nil {
-					delay = r.cfg.BreakerCooldown
-				}
-				msg.NakWithDelay(delay)
+				r.release(ctx, msg)
 				return
 			}
 			if keyed != nil {
@@ -378,6 +377,17 @@ func (r *Runtime) consumeOpts(ctx context.Context) []jetstream.PullConsumeOpt {
 		opts = append(opts, jetstream.PullPriorityGroup(orderedGroup))
 	}
 	return opts
+}
+
+// release hands back a message this process will not handle now, instead
+// of letting it wait out AckWait in a buffer: at once on shutdown, after
+// the cool-down while the breaker is open.
+func (r *Runtime) release(ctx context.Context, msg jetstream.Msg) {
+	delay := time.Duration(0)
+	if ctx.Err() == nil {
+		delay = r.cfg.BreakerCooldown
+	}
+	msg.NakWithDelay(delay)
 }
 
 // probe fetches and handles one event while the breaker is open; success

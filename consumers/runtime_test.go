@@ -369,7 +369,17 @@ func TestCircuitBreaker(t *testing.T) {
 	r.run("breaker", cfg, func(ctx context.Context, d consumers.Delivery) error {
 		mu.Lock()
 		calls = append(calls, time.Now())
+		n := len(calls)
 		mu.Unlock()
+		if n == 3 {
+			// Let the next event reach this process (and pass the
+			// breaker, still closed) while the tripping attempt runs:
+			// it waits for the one worker and must not run after the trip.
+			natstest.WaitFor(t, 10*time.Second, "a fourth event in flight", func() bool {
+				info, err := mustConsumer(t, r.js, "breaker").Info(context.Background())
+				return err == nil && info.NumAckPending >= 2
+			})
+		}
 		if healthy.Load() {
 			return nil
 		}
