@@ -5,14 +5,17 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/archiver"
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
 	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -239,6 +242,18 @@ func (a *admin) archiveReplay(args []string) int {
 		return 0
 	}
 	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
+		if *to != "" {
+			// As for dead letters: a replay to a consumer without a
+			// durable reaches nobody.
+			ds, err := consumers.Durables(ctx, js)
+			if err != nil {
+				return err
+			}
+			if !slices.ContainsFunc(ds, func(d *jetstream.ConsumerInfo) bool { return d.Name == *to }) {
+				return fmt.Errorf("consumer %s has no durable on %s, so the replay would reach nobody: start it first, or check the name (eventmesh status lists the consumers)",
+					*to, streams.Events)
+			}
+		}
 		n, err := archiver.Replay(ctx, js, s, events, *to, time.Now)
 		fmt.Fprintf(a.stdout, "replayed %d of %d events%s\n", n, len(events), toWhom(*to))
 		return err

@@ -79,6 +79,11 @@ func ParseTime(s string, now time.Time) (time.Time, error) {
 func FilterFromQuery(q url.Values, now time.Time) (store.Filter, error) {
 	f := store.Filter{Type: q.Get("type"), Source: q.Get("source"), ID: q.Get("id"), Outcome: q.Get("outcome"),
 		Peer: q.Get("peer"), Cursor: q.Get("cursor"), WithOutcomes: q.Get("outcomes") == "true"}
+	if f.Type != "" {
+		if err := store.ValidateType(f.Type); err != nil {
+			return f, err
+		}
+	}
 	var err error
 	if f.Since, err = ParseTime(q.Get("since"), now); err != nil {
 		return f, fmt.Errorf("since: %w", err)

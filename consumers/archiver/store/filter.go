@@ -145,6 +145,10 @@ type typePattern struct {
 	prefix string
 }
 
+// ValidateType checks a Filter.Type pattern as Query does, so callers can
+// reject it before opening a store.
+func ValidateType(s string) error { _, err := parseTypePattern(s); return err }
+
 // parseTypePattern validates a NATS-style pattern: tokens of ASCII
 // letters, digits, '_' and '-', or "*", or ">" as the last token.
 func parseTypePattern(s string) (typePattern, error) {
