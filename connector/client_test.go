@@ -366,7 +366,9 @@ func TestClientAttemptTimeout(t *testing.T) {
 	t.Cleanup(srv.Close)
 	t.Cleanup(func() { close(release) })
 	c := validConfig()
-	c.URL, c.Timeout, c.Attempts = srv.URL, 50*time.Millisecond, 2
+	// Long enough that a starved client still gets each request to the
+	// server (the handler counts it) before its attempt times out.
+	c.URL, c.Timeout, c.Attempts = srv.URL, 500*time.Millisecond, 2
 	cl := newClient(t, c)
 
 	_, err := cl.Messages(context.Background())

@@ -34,7 +34,15 @@ type env struct {
 	stream jetstream.Stream
 }
 
+// setup starts a server, the stream and ingest. Publishes may take 5 s:
+// a slow fsync on a loaded machine must not turn a first attempt into a
+// timeout and its retry into a "duplicate".
 func setup(t *testing.T, change ...func(*producer.IngestConfig)) *env {
+	t.Helper()
+	return setupWith(t, producer.PublisherConfig{Timeout: 5 * time.Second, Attempts: 2}, change...)
+}
+
+func setupWith(t *testing.T, pc producer.PublisherConfig, change ...func(*producer.IngestConfig)) *env {
 	t.Helper()
 	srv := natstest.Start(t)
 	nc := natstest.Connect(t, srv.ClientURL())
@@ -57,7 +65,7 @@ func setup(t *testing.T, change ...func(*producer.IngestConfig)) *env {
 	if err != nil {
 		t.Fatal(err)
 	}
-	pub := producer.NewPublisher(js, s, producer.PublisherConfig{Timeout: 500 * time.Millisecond, Attempts: 2}, log)
+	pub := producer.NewPublisher(js, s, pc, log)
 	mux := http.NewServeMux()
 	producer.NewIngest(pub, ic, maxBody, producer.NewMetrics(prometheus.NewRegistry()), log).Register(mux)
 	hs := httptest.NewServer(mux)
@@ -285,7 +293,10 @@ func TestIngestLargestBodyIsPublished(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("largest body: %d %s", code, b)
 	}
-	code, _ = post(t, e.url+"/events", body[:len(body)-2]+`a"}}`)
+	// With Expect: 100-continue the refused body is never sent, so a
+	// server closing the connection under a client still writing 1 MB
+	// cannot turn the 413 into a connection reset.
+	code, _ = post(t, e.url+"/events", body[:len(body)-2]+`a"}}`, "Expect", "100-continue")
 	if code != 413 {
 		t.Errorf("one byte over: %d", code)
 	}
@@ -328,7 +339,7 @@ func TestIngestUnavailable(t *testing.T) {
 	t.Run("ack timeout", func(t *testing.T) {
 		// No stream, but a plain subscriber takes the subject: the publish
 		// reaches the server and no acknowledgement ever comes back.
-		e := setup(t)
+		e := setupWith(t, producer.PublisherConfig{Timeout: 300 * time.Millisecond, Attempts: 2})
 		if err := e.js.DeleteStream(context.Background(), streams.Events); err != nil {
 			t.Fatal(err)
 		}

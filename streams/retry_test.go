@@ -138,7 +138,12 @@ func TestNotReadyInALeaderlessCluster(t *testing.T) {
 	js := natstest.JetStream(t, natstest.Connect(t, c.Servers[0].ClientURL()))
 	def := streams.AdvisoriesStream()
 	def.Replicas = 3
-	if _, err := streams.EnsureFixedStream(context.Background(), js, def); err != nil {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	if err := streams.Retry(ctx, natstest.Logger(t), "stream", func(ctx context.Context) error {
+		_, err := streams.EnsureFixedStream(ctx, js, def)
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	c.Kill(c.Servers[1])

@@ -6,6 +6,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -95,13 +96,29 @@ func TestWebhookTestCommand(t *testing.T) {
 // relationships (accepted by auto-accept), requests, all signed.
 func TestDemo(t *testing.T) {
 	var out, errOut syncBuffer
-	code := run(context.Background(), []string{"demo", "--duration", "6s", "--every", "200ms"}, nil, &out, &errOut)
+	wants := []string{"simulated Connector (test double)  http://127.0.0.1:", "webhook receiver got transport.messageReceived",
+		"transport.relationshipChanged", "status=Active (signature ok)"}
+	// The demo runs until it has shown every wanted line (at most the
+	// --duration), so a slow start on a loaded machine only takes longer.
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			got := out.String()
+			if !slices.ContainsFunc(wants, func(w string) bool { return !strings.Contains(got, w) }) {
+				time.Sleep(time.Second) // let a few more events through for the order check
+				cancel()
+				return
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}()
+	code := run(ctx, []string{"demo", "--duration", "90s", "--every", "200ms"}, nil, &out, &errOut)
 	if code != 0 {
 		t.Fatalf("exit %d\n%s\n%s", code, out.String(), errOut.String())
 	}
 	got := out.String()
-	for _, want := range []string{"simulated Connector (test double)  http://127.0.0.1:", "webhook receiver got transport.messageReceived",
-		"transport.relationshipChanged", "status=Active (signature ok)"} {
+	for _, want := range wants {
 		if !strings.Contains(got, want) {
 			t.Errorf("demo output lacks %q:\n%s", want, got)
 		}

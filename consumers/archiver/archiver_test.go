@@ -386,9 +386,14 @@ func TestHTTPAPI(t *testing.T) {
 func TestOutcomesStreamReplicasInCluster(t *testing.T) {
 	c := natstest.StartCluster(t, 3)
 	js := natstest.JetStream(t, natstest.Connect(t, c.URLs()))
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
 	sc := streams.StreamConfig{Replicas: 3, MaxAge: time.Hour, MaxBytes: 64 << 20, DuplicateWindow: time.Minute}
-	if _, err := streams.EnsureStream(ctx, js, streams.EventsStream(subjects, sc), natstest.Logger(t)); err != nil {
+	// As the producer does: a fresh cluster may need a moment to place it.
+	if err := streams.Retry(ctx, natstest.Logger(t), "stream", func(ctx context.Context) error {
+		_, err := streams.EnsureStream(ctx, js, streams.EventsStream(subjects, sc), natstest.Logger(t))
+		return err
+	}); err != nil {
 		t.Fatal(err)
 	}
 	st, err := store.OpenSQLite(filepath.Join(t.TempDir(), "archive.db"))

@@ -451,7 +451,11 @@ func TestKilledMidBatch(t *testing.T) {
 		}
 		const rows = orders * (1 + updates)
 
-		first, _ := r.newSource(t, nil)
+		// A lease long enough that the first round is not cut short on a
+		// loaded machine (its rows would be re-offered in a second round),
+		// short enough that the second producer need not wait long.
+		lease := func(c *sqlsource.Config) { c.Lease = 3 * time.Second }
+		first, _ := r.newSource(t, lease)
 		ctx, kill := context.WithCancel(context.Background())
 		var published atomic.Int64
 		sqlsource.SetHooks(first, func(int64) {
@@ -480,7 +484,7 @@ func TestKilledMidBatch(t *testing.T) {
 			t.Fatalf("%d rows still claimed by the killed producer, want %d", claimed, rows)
 		}
 
-		second, reg := r.newSource(t, nil)
+		second, reg := r.newSource(t, lease)
 		r.run(t, context.Background(), second)
 		r.waitArchived(t, rows)
 		evs := r.events(t)
@@ -517,7 +521,9 @@ func TestTwoProducers(t *testing.T) {
 	r := newRig(t, sqlsource.Postgres)
 	var regs []*prometheus.Registry
 	for range 2 {
-		s, reg := r.newSource(t, func(c *sqlsource.Config) { c.Batch = 10 })
+		// No lease may run out here: a publish slowed past it would be
+		// offered twice, which this test counts as a double claim.
+		s, reg := r.newSource(t, func(c *sqlsource.Config) { c.Batch, c.Lease = 10, 30*time.Second })
 		regs = append(regs, reg)
 		r.run(t, context.Background(), s)
 	}
@@ -818,7 +824,8 @@ func TestShutdownMidBatch(t *testing.T) {
 			id := r.mustInsertOrder(t, "c"+strconv.Itoa(k))
 			r.mustExec(t, `UPDATE example_orders SET total = 1 WHERE id = $1`, id)
 		}
-		first, _ := r.newSource(t, nil)
+		long := func(c *sqlsource.Config) { c.Lease = 30 * time.Second } // the release on stop is what is tested, not a lease running out
+		first, _ := r.newSource(t, long)
 		ctx, stop := context.WithCancel(context.Background())
 		var published atomic.Int64
 		sqlsource.SetHooks(first, func(int64) {
@@ -842,7 +849,7 @@ func TestShutdownMidBatch(t *testing.T) {
 		if n := len(r.events(t)); n != archivedRows {
 			t.Errorf("%d events stored, %d rows archived", n, archivedRows)
 		}
-		second, reg := r.newSource(t, nil)
+		second, reg := r.newSource(t, long)
 		r.run(t, context.Background(), second)
 		r.waitArchived(t, 16)
 		evs := r.events(t)
