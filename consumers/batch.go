@@ -16,8 +16,11 @@ func (r *Runtime) batchSize() int {
 
 // batches collects messages from work into batches and hands each to the
 // batch handler; it returns when work is closed, handing back (Nak) what
-// it had collected but not handled only if the handlers' context ended.
-func (r *Runtime) batches(ctx context.Context, work <-chan jetstream.Msg) {
+// it had collected but not handled only if the handlers' context (ctx)
+// ended. stop is the fetch loop's context: while the breaker is open a
+// collected batch is released, at once if stop ended, else after the
+// cool-down.
+func (r *Runtime) batches(stop, ctx context.Context, work <-chan jetstream.Msg) {
 	size, linger := r.batchSize(), r.opt.BatchLinger
 	if linger <= 0 {
 		linger = 20 * time.Millisecond
@@ -43,6 +46,13 @@ func (r *Runtime) batches(ctx context.Context, work <-chan jetstream.Msg) {
 			}
 		}
 		timer.Stop()
+		// The breaker may have tripped while these waited: hand them back.
+		if r.breakerOpen() {
+			for _, m := range batch {
+				r.release(stop, m)
+			}
+			continue
+		}
 		r.processBatch(ctx, batch)
 	}
 }

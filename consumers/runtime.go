@@ -209,7 +209,14 @@ func (r *Runtime) ensureDurable(ctx context.Context) (jetstream.Consumer, error)
 		want.PriorityGroups = []string{orderedGroup}
 		want.PinnedTTL = max(2*r.cfg.AckWait, 15*time.Second)
 	}
-	if existing, err := r.events.Consumer(ctx, r.opt.Name); err == nil {
+	existing, err := r.events.Consumer(ctx, r.opt.Name)
+	switch {
+	case errors.Is(err, jetstream.ErrConsumerNotFound):
+	case err != nil:
+		// Not "no durable": updating blind would lift a pause and skip
+		// the checks below. Retry decides whether to ask again.
+		return nil, fmt.Errorf("look up durable %s: %w", r.opt.Name, err)
+	default:
 		have := existing.CachedInfo().Config
 		if have.DeliverPolicy != want.DeliverPolicy || !sameTime(have.OptStartTime, want.OptStartTime) {
 			return nil, fmt.Errorf("durable %s was created with start %s; its start cannot change (asked: %s): "+
@@ -266,7 +273,7 @@ func (r *Runtime) consume(ctx context.Context) error {
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
-			r.batches(hctx, work)
+			r.batches(ctx, hctx, work)
 		}()
 	} else {
 		for range r.cfg.Concurrency {
@@ -399,7 +406,11 @@ func (r *Runtime) probe(ctx, hctx context.Context) {
 		return
 	}
 	for msg := range batch.Messages() {
-		r.process(hctx, msg)
+		if r.opt.BatchHandler != nil {
+			r.processBatch(hctx, []jetstream.Msg{msg}) // a batch consumer has no single-event Handler
+		} else {
+			r.process(hctx, msg)
+		}
 	}
 	if ctx.Err() == nil && !r.breakerOpen() {
 		r.log.Info("circuit breaker closed: the probe succeeded")

@@ -14,8 +14,9 @@ import (
 // NotReady reports whether err says JetStream cannot answer yet rather
 // than no: a request that timed out or found no responder (a server still
 // starting, a stream or consumer whose leader is being elected), a
-// connection that is reconnecting, a 503 (no cluster leader, JetStream
-// not enabled yet), or a cluster without enough peers online. A conflict, a refused configuration or any other
+// connection that is reconnecting, no cluster leader, JetStream not
+// enabled yet (a server starting), or a cluster whose only reason for
+// refusing a placement is a peer offline. A conflict, a refused configuration or any other
 // answer is final.
 func NotReady(err error) bool {
 	if err == nil || errors.Is(err, ErrConflict) {
@@ -28,17 +29,26 @@ func NotReady(err error) bool {
 	}
 	var jsErr jetstream.JetStreamError
 	if errors.As(err, &jsErr) && jsErr.APIError() != nil {
-		a := jsErr.APIError()
-		return a.Code == 503 || a.ErrorCode == jetstream.JSErrCodeJetStreamNotEnabled || a.ErrorCode == jsClusterNoPeers
+		switch a := jsErr.APIError(); a.ErrorCode {
+		case jsClusterNotAvailable, jetstream.JSErrCodeJetStreamNotEnabled:
+			return true
+		case jsClusterNoPeers:
+			// Only when a peer is offline: not enough storage, tags that
+			// match no server, or more replicas than servers stay final.
+			return a.Description == noPeersOffline
+		}
 	}
 	return false
 }
 
-// jsClusterNoPeers is nats-server's JSClusterNoPeersErr ("no suitable
-// peers for placement"): a cluster short of the replicas' peers, such as
-// one whose nodes are still starting or one node restarting. With more
-// replicas than nodes it never passes; the retry warnings say so.
-const jsClusterNoPeers jetstream.ErrorCode = 10005
+// nats-server's error codes (server/errors.json) that NotReady tells
+// apart; other 503s, such as insufficient resources (10023) or JetStream
+// not enabled for the account (10039), are final.
+const (
+	jsClusterNotAvailable jetstream.ErrorCode = 10008 // "JetStream system temporarily unavailable": no meta leader
+	jsClusterNoPeers      jetstream.ErrorCode = 10005 // "no suitable peers for placement" with the reasons
+	noPeersOffline                            = "no suitable peers for placement, peer offline"
+)
 
 // setupAttempt bounds one attempt of a setup step: long enough for a
 // cluster to answer, short enough that a lost request is retried soon.

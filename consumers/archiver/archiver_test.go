@@ -112,10 +112,15 @@ func runtimeConfig() consumers.Config {
 }
 
 // runArchiver runs the archiver on st until the test ends.
-func (r *rig) runArchiver(st store.Store) {
+func (r *rig) runArchiver(st store.Store) *archiver.Archiver {
+	r.t.Helper()
+	return r.runArchiverWith(st, runtimeConfig())
+}
+
+func (r *rig) runArchiverWith(st store.Store, rc consumers.Config) *archiver.Archiver {
 	r.t.Helper()
 	reg := prometheus.NewRegistry()
-	a, err := archiver.New(r.js, subjects, archiver.Config{BatchSize: 64}, runtimeConfig(), st, consumers.NewMetrics(reg), reg, natstest.Logger(r.t))
+	a, err := archiver.New(r.js, subjects, archiver.Config{BatchSize: 64}, rc, st, consumers.NewMetrics(reg), reg, natstest.Logger(r.t))
 	if err != nil {
 		r.t.Fatal(err)
 	}
@@ -124,6 +129,7 @@ func (r *rig) runArchiver(st store.Store) {
 	go func() { a.Run(ctx); close(done) }()
 	natstest.WaitFor(r.t, 10*time.Second, "archiver ready", func() bool { return a.Ready(ctx) == nil })
 	r.t.Cleanup(func() { cancel(); <-done })
+	return a
 }
 
 func count(t *testing.T, st store.Store, f store.Filter) int {
@@ -158,6 +164,50 @@ func (c *crashingStore) InsertEvents(ctx context.Context, events []store.Event) 
 		return errors.New("crash after commit, before ack")
 	}
 	return nil
+}
+
+// downStore fails every insert while down is set: a database outage.
+type downStore struct {
+	store.Store
+	down   atomic.Bool
+	failed atomic.Int32
+}
+
+func (d *downStore) InsertEvents(ctx context.Context, events []store.Event) error {
+	if d.down.Load() {
+		d.failed.Add(1)
+		return errors.New("database unavailable")
+	}
+	return d.Store.InsertEvents(ctx, events)
+}
+
+// A database outage long enough to open the circuit breaker (the default
+// threshold is on for the archiver): the archiver stops fetching, probes
+// with one event after the cool-down (it once crashed there: the probe
+// called the per-event handler a batch consumer does not have), and
+// archives everything once the database is back.
+func TestArchiverSurvivesOutage(t *testing.T) {
+	stores(t, func(t *testing.T, open func() store.Store) {
+		r := newRig(t)
+		st := open()
+		defer st.Close()
+		const n = 50
+		for i := 0; i < n; i++ {
+			r.publish("transport.messageReceived", fmt.Sprintf(`{"id":"MSG%05d"}`, i))
+		}
+		ds := &downStore{Store: st}
+		ds.down.Store(true)
+		rc := runtimeConfig()
+		rc.MaxDeliver, rc.BreakerThreshold, rc.BreakerCooldown = 100, 5, 300*time.Millisecond
+		a := r.runArchiverWith(ds, rc)
+		// The first batch trips the breaker; the second failure is a probe.
+		natstest.WaitFor(t, 20*time.Second, "a failed probe", func() bool { return ds.failed.Load() >= 2 })
+		ds.down.Store(false)
+		natstest.WaitFor(t, 30*time.Second, "all archived after the outage", func() bool { return count(t, st, store.Filter{}) == n })
+		if err := a.Ready(context.Background()); err != nil {
+			t.Errorf("archiver not ready after the outage: %v", err)
+		}
+	})
 }
 
 func TestArchiveEveryEventOnce(t *testing.T) {
@@ -376,9 +426,34 @@ func TestHTTPAPI(t *testing.T) {
 	if code, _ := get("/events?limit=5000", "k3y"); code != 400 {
 		t.Errorf("limit too large: %d", code)
 	}
-	if code, _ := get("/events?since=yesterday", "k3y"); code != 400 {
-		t.Errorf("bad since: %d", code)
+	for _, q := range []string{"since=yesterday", "type=transport..x", "cursor=bm90LWEtY3Vyc29y", "outcome=lost"} {
+		code, body := get("/events?"+q, "k3y")
+		var e struct{ Code, Message string }
+		json.Unmarshal(body["error"], &e)
+		if code != 400 || e.Code != "invalid_query" || e.Message == "" {
+			t.Errorf("%s: %d %+v, want 400 invalid_query", q, code, e)
+		}
 	}
+	// A store that fails is the server's fault, not the request's.
+	broken := httptest.NewServer(archiver.Handler(failingQueries{st}, ""))
+	defer broken.Close()
+	resp, err := http.Get(broken.URL + "/events")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var body500 struct{ Error struct{ Code string } }
+	json.NewDecoder(resp.Body).Decode(&body500)
+	resp.Body.Close()
+	if resp.StatusCode != 500 || body500.Error.Code != "store" {
+		t.Errorf("failing store: %d %q, want 500 store", resp.StatusCode, body500.Error.Code)
+	}
+}
+
+// failingQueries is a store whose queries fail: the database is gone.
+type failingQueries struct{ store.Store }
+
+func (failingQueries) Query(context.Context, store.Filter) (store.Page, error) {
+	return store.Page{}, errors.New("connection refused")
 }
 
 // In a cluster the archiver, when it starts first, creates the outcomes
@@ -414,7 +489,11 @@ func TestOutcomesStreamReplicasInCluster(t *testing.T) {
 	defer func() { cancel(); <-done }()
 	var replicas int
 	natstest.WaitFor(t, 30*time.Second, "outcomes stream", func() bool {
-		s, err := js.Stream(ctx, streams.Outcomes)
+		// A lookup of a stream whose leader is not elected yet goes
+		// unanswered: give each one its own short deadline.
+		lctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		defer cancel()
+		s, err := js.Stream(lctx, streams.Outcomes)
 		if err != nil {
 			return false
 		}

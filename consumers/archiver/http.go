@@ -126,8 +126,12 @@ func Handler(st store.Store, apiKey string) http.Handler {
 			return
 		}
 		page, err := st.Query(r.Context(), f)
-		if err != nil {
-			writeError(w, http.StatusBadRequest, "query_failed", err.Error())
+		if errors.Is(err, store.ErrBadFilter) || errors.Is(err, store.ErrBadCursor) {
+			writeError(w, http.StatusBadRequest, "invalid_query", err.Error())
+			return
+		}
+		if err != nil { // the store failed, not the request
+			writeError(w, http.StatusInternalServerError, "store", err.Error())
 			return
 		}
 		out := struct {
