@@ -49,7 +49,12 @@ func (c IngestConfig) Validate() error {
 	if err != nil {
 		return fmt.Errorf("INGEST_ADDR %q: %w", c.Addr, err)
 	}
-	if c.APIKey == "" && !Loopback(host) {
+	if c.APIKey != "" && len(c.Keys()) == 0 {
+		// Blank-looking (e.g. "${KEY} " with KEY unset): no key at all
+		// would be checked, while the operator believes one is.
+		return errors.New("INGEST_API_KEY holds only whitespace: set a key, or unset it (only on a loopback INGEST_ADDR)")
+	}
+	if len(c.Keys()) == 0 && !Loopback(host) {
 		return fmt.Errorf("INGEST_ADDR %s is reachable from other hosts but INGEST_API_KEY is not set: set a key (or INGEST_API_KEY_FILE), or listen on 127.0.0.1", c.Addr)
 	}
 	if c.APIKeyHeader == "" || strings.ContainsAny(c.APIKeyHeader, " :\t\r\n") {
@@ -125,10 +130,14 @@ type Ingest struct {
 	metrics *Metrics
 }
 
+// Keys returns the accepted API keys: INGEST_API_KEY split at whitespace
+// (two keys while one is rotated). None means no authentication.
+func (c IngestConfig) Keys() []string { return strings.Fields(c.APIKey) }
+
 // NewIngest returns the ingest API. maxBody comes from IngestConfig.BodyLimit.
 func NewIngest(pub *Publisher, c IngestConfig, maxBody int64, m *Metrics, log *slog.Logger) *Ingest {
 	var keys [][]byte
-	for _, k := range strings.Fields(c.APIKey) {
+	for _, k := range c.Keys() {
 		keys = append(keys, []byte(k))
 	}
 	return &Ingest{pub: pub, source: c.ConnectorID, keys: keys, keyHdr: c.APIKeyHeader,
@@ -433,12 +442,20 @@ func (in *Ingest) bulk(w http.ResponseWriter, ctx context.Context, body []byte, 
 		}()
 	}
 	wg.Wait()
+	// 207 only for items the sender must fix; if any item was not stored
+	// for want of JetStream, the whole array gets 503 so that a sender
+	// that takes every 2xx as delivered retries it (stored items come
+	// back "duplicate").
 	status := http.StatusOK
 	for _, r := range results {
-		if r.Error != nil {
-			status = http.StatusMultiStatus
+		if r.Error == nil {
+			continue
+		}
+		if r.Error.Code == CodeUnavailable {
+			status = http.StatusServiceUnavailable
 			break
 		}
+		status = http.StatusMultiStatus
 	}
 	b, _ := json.Marshal(struct {
 		Results []bulkResult `json:"results"`

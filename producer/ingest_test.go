@@ -213,6 +213,19 @@ func TestIngestBulk(t *testing.T) {
 	if code != 200 {
 		t.Errorf("all stored: %d %s", code, b)
 	}
+	// A full stream stores nothing more: not a 2xx, so the sender retries.
+	cfg := e.stream.CachedInfo().Config
+	cfg.MaxMsgs = 3
+	if _, err := e.js.UpdateStream(context.Background(), cfg); err != nil {
+		t.Fatal(err)
+	}
+	code, b = post(t, e.url+"/events", `[{"trigger":"transport.messageSent","data":{"id":"MSG11"}},{"trigger":"transport.messageSent","data":{"id":"MSG12"}}]`)
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(b), producer.CodeUnavailable) {
+		t.Errorf("stream full for part of a bulk: %d %s, want 503", code, b)
+	}
+	if n := e.count(t); n != 3 {
+		t.Errorf("stream holds %d, want 3 (full)", n)
+	}
 }
 
 // Every bad input gets its status and error body, and nothing is published.
@@ -376,6 +389,8 @@ func TestIngestConfigValidate(t *testing.T) {
 		"bad addr":           {func(c *producer.IngestConfig) { c.Addr = "8080" }, "INGEST_ADDR"},
 		"bad source":         {func(c *producer.IngestConfig) { c.ConnectorID = "a b" }, "CONNECTOR_ID"},
 		"bad header":         {func(c *producer.IngestConfig) { c.APIKeyHeader = "X: Y" }, "INGEST_API_KEY_HEADER"},
+		"blank key, public":  {func(c *producer.IngestConfig) { c.Addr, c.APIKey = "0.0.0.0:8080", " \t" }, "only whitespace"},
+		"blank key, local":   {func(c *producer.IngestConfig) { c.APIKey = " " }, "only whitespace"},
 	} {
 		c := ok
 		tc.change(&c)

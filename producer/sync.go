@@ -58,6 +58,7 @@ type Poller struct {
 	now      func() time.Time
 	rounds   *prometheus.CounterVec
 	events   *prometheus.CounterVec
+	skipped  *prometheus.CounterVec
 	lastOK   prometheus.Gauge
 	mu       sync.Mutex
 	status   SyncStatus
@@ -86,13 +87,22 @@ func NewPoller(api SyncAPI, pub *Publisher, js jetstream.JetStream, source strin
 			Help: "Sync poller rounds by result (ok, error)."}, []string{"result"}),
 		events: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eventmesh_sync_events_total",
 			Help: "Events the sync poller published, by namespace (the stream drops those the webhook path already brought)."}, []string{"namespace"}),
+		skipped: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "eventmesh_sync_skipped_total",
+			Help: "Connector objects the sync poller can never publish (no id, or refused by the server as too large), by namespace."}, []string{"namespace"}),
 		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: "eventmesh_sync_last_success_timestamp_seconds",
 			Help: "Unix time of the last successful sync round."}),
 		roundsCh: make(chan struct{}, 1),
 		known:    map[string]string{},
 	}
-	reg.MustRegister(p.rounds, p.events, p.lastOK)
+	reg.MustRegister(p.rounds, p.events, p.skipped, p.lastOK)
 	return p
+}
+
+// skip logs and counts a Connector object that can never be published,
+// so one bad object does not stop every round behind it.
+func (p *Poller) skip(namespace, key string, err error) {
+	p.log.Error("Connector object skipped: it cannot be published", "namespace", namespace, "key", key, "err", err)
+	p.skipped.WithLabelValues(namespace).Inc()
 }
 
 // Status returns the poller's status.
@@ -193,6 +203,10 @@ func (p *Poller) round(ctx context.Context) (int, error) {
 		if v, ok := p.known[key]; ok && v == state {
 			return nil
 		}
+		if strings.HasSuffix(key, ".") { // an object without an id: nothing to track it by
+			p.skip(namespace, key, errors.New("the Connector listed an object without an id"))
+			return nil
+		}
 		e, err := p.kv.Get(ctx, key)
 		switch {
 		case err == nil && string(e.Value()) == state:
@@ -208,10 +222,14 @@ func (p *Poller) round(ctx context.Context) (int, error) {
 			}
 			ev := router.Event{ID: id, Namespace: namespace, Source: p.source, Time: p.now(), Origin: router.OriginSync, Data: raw}
 			res, err := p.pub.Publish(ctx, ev)
-			if err != nil {
+			if Refused(err) {
+				// It never will be stored: recorded below as handled, so
+				// it neither stops this round nor comes back each round.
+				p.skip(namespace, key, err)
+			} else if err != nil {
 				return err
 			}
-			if !res.Duplicate {
+			if err == nil && !res.Duplicate {
 				published++
 				p.events.WithLabelValues(namespace).Inc()
 			}

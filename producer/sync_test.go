@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -240,5 +241,22 @@ func TestPollerPublishesChangesBetweenRounds(t *testing.T) {
 		if len(origins) != 1 || origins[0] != "sync" {
 			t.Errorf("event %s: %v", id, origins)
 		}
+	}
+}
+
+// A Connector object the server can never store (larger than its max
+// payload) is skipped with an error log and a metric; it must not stop the
+// round, or every object listed after it would never be synced.
+func TestPollerSkipsWhatCannotBePublished(t *testing.T) {
+	r := newSyncRig(t)
+	huge := strings.Repeat("x", int(r.nc.MaxPayload())+1)
+	r.double.AddIncomingMessage(connector.NewAddress(), huge, time.Time{})
+	r.double.AddIncomingMessage(connector.NewAddress(), "after the huge one", time.Time{})
+	p := r.runPoller(t, 2, true)
+	if types, _ := r.byType(t); types["transport.messageReceived"] != 1 {
+		t.Errorf("published %v, want the second message", types)
+	}
+	if s := p.Status(); s.ConsecutiveFailures != 0 || s.LastError != "" {
+		t.Errorf("status %+v: a skipped object failed the round", s)
 	}
 }

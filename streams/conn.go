@@ -157,16 +157,24 @@ func (c ConnConfig) Options() ([]nats.Option, error) {
 	return opts, nil
 }
 
-// Redact removes a password or token from a NATS URL so it can be logged.
-func Redact(u string) string {
-	p, err := url.Parse(u)
-	if err != nil {
-		return "(unparsable URL)"
+// Redact removes passwords and tokens from a NATS URL list (comma
+// separated, as NATS_URL takes it) so it can be logged. Each URL is
+// redacted on its own: parsed as one, the list keeps the later URLs'
+// user info as a "path".
+func Redact(urls string) string {
+	parts := strings.Split(urls, ",")
+	for i, u := range parts {
+		p, err := url.Parse(strings.TrimSpace(u))
+		if err != nil {
+			parts[i] = "(unparsable URL)"
+			continue
+		}
+		if p.User != nil {
+			p.User = url.User("REDACTED")
+		}
+		parts[i] = p.String()
 	}
-	if p.User != nil {
-		p.User = url.User("REDACTED")
-	}
-	return p.String()
+	return strings.Join(parts, ",")
 }
 
 // Connect connects to the server(s) of c (DefaultURL when none is set) as

@@ -144,8 +144,15 @@ func TestByteSize(t *testing.T) {
 }
 
 func TestRedact(t *testing.T) {
-	got := streams.Redact("nats://user:s3cret@host:4222")
-	if strings.Contains(got, "s3cret") || strings.Contains(got, "user") {
-		t.Errorf("Redact leaked: %s", got)
+	for in, want := range map[string]string{
+		"nats://user:s3cret@host:4222": "nats://REDACTED@host:4222",
+		"nats://user:s3cret@n1:4222,nats://user:s3cret@n2:4222, tls://t0ken@n3:4222": "nats://REDACTED@n1:4222,nats://REDACTED@n2:4222,tls://REDACTED@n3:4222",
+		"nats://n1:4222,nats://n2:4222":                                               "nats://n1:4222,nats://n2:4222",
+		"nats://user:s3cret@n1:4222,%zz":                                              "nats://REDACTED@n1:4222,(unparsable URL)",
+	} {
+		got := streams.Redact(in)
+		if got != want || strings.Contains(got, "s3cret") || strings.Contains(got, "t0ken") {
+			t.Errorf("Redact(%q) = %q, want %q", in, got, want)
+		}
 	}
 }

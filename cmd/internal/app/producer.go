@@ -142,7 +142,7 @@ func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *pr
 	if tlsConfig != nil {
 		scheme = "https://"
 	}
-	log.Info("ingest ready", "url", scheme+srv.Addr()+"/events", "max_body", maxBody, "auth", c.Ingest.APIKey != "")
+	log.Info("ingest ready", "url", scheme+srv.Addr()+"/events", "max_body", maxBody, "auth", len(c.Ingest.Keys()) > 0)
 	return p, nil
 }
 
