@@ -147,8 +147,8 @@ func TestRedact(t *testing.T) {
 	for in, want := range map[string]string{
 		"nats://user:s3cret@host:4222": "nats://REDACTED@host:4222",
 		"nats://user:s3cret@n1:4222,nats://user:s3cret@n2:4222, tls://t0ken@n3:4222": "nats://REDACTED@n1:4222,nats://REDACTED@n2:4222,tls://REDACTED@n3:4222",
-		"nats://n1:4222,nats://n2:4222":                                               "nats://n1:4222,nats://n2:4222",
-		"nats://user:s3cret@n1:4222,%zz":                                              "nats://REDACTED@n1:4222,(unparsable URL)",
+		"nats://n1:4222,nats://n2:4222":                                              "nats://n1:4222,nats://n2:4222",
+		"nats://user:s3cret@n1:4222,%zz":                                             "nats://REDACTED@n1:4222,(unparsable URL)",
 	} {
 		got := streams.Redact(in)
 		if got != want || strings.Contains(got, "s3cret") || strings.Contains(got, "t0ken") {
