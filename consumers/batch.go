@@ -70,8 +70,10 @@ func (r *Runtime) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 	if len(ds) == 0 {
 		return
 	}
+	stop := r.keepAliveWhile(kept...) // a slow database must not let AckWait fire under the write
 	start := time.Now()
 	err := r.opt.BatchHandler(ctx, ds)
+	stop()
 	r.opt.Metrics.latency.WithLabelValues(r.opt.Name).Observe(time.Since(start).Seconds())
 	for i, msg := range kept {
 		r.settle(ctx, msg, ds[i], err)

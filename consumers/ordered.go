@@ -16,25 +16,75 @@ type keyedQueues struct {
 	ctx    context.Context // the handlers' context
 	mu     sync.Mutex
 	queues map[string][]jetstream.Msg // present while the key is being worked on
+	heads  map[string]jetstream.Msg   // the event of each key in its handler or retry wait
 	slots  chan struct{}
 	wg     sync.WaitGroup
+	done   chan struct{} // closed by wait: ends keepAlive
 }
 
 func newKeyedQueues(r *Runtime, ctx context.Context, concurrency int) *keyedQueues {
-	return &keyedQueues{r: r, ctx: ctx, queues: map[string][]jetstream.Msg{}, slots: make(chan struct{}, concurrency)}
+	k := &keyedQueues{r: r, ctx: ctx, queues: map[string][]jetstream.Msg{}, heads: map[string]jetstream.Msg{},
+		slots: make(chan struct{}, concurrency), done: make(chan struct{})}
+	go k.keepAlive()
+	return k
+}
+
+// keepAlive signals progress for every event this process holds: each
+// key's head (between attempts that retry in place, whose waits may each be
+// shorter than the keep-alive interval) and the events queued behind it.
+// Without it the server redelivers them after AckWait: a second copy of an
+// event, spent attempts, a dead letter "crashed" after MaxDeliver, or a
+// standby process handling them out of order.
+func (k *keyedQueues) keepAlive() {
+	t := time.NewTicker(k.r.keepAliveEvery())
+	defer t.Stop()
+	var waiting []jetstream.Msg
+	for {
+		select {
+		case <-k.done:
+			return
+		case <-t.C:
+		}
+		waiting = waiting[:0]
+		k.mu.Lock()
+		for key, q := range k.queues {
+			if h := k.heads[key]; h != nil {
+				waiting = append(waiting, h)
+			}
+			waiting = append(waiting, q...)
+		}
+		k.mu.Unlock()
+		for _, m := range waiting {
+			m.InProgress() // an event settled meanwhile answers with an error: nothing to do
+		}
+	}
 }
 
 // dispatch queues msg behind earlier events of its key, or starts its key.
 // It blocks (and so holds fetching) while every slot is busy.
 func (k *keyedQueues) dispatch(msg jetstream.Msg) {
-	key := k.keyOf(msg)
+	key, seq := k.keyOf(msg)
 	k.mu.Lock()
 	if q, busy := k.queues[key]; busy {
+		// A redelivery of an event this process holds is not a second
+		// event: one of the head is dropped (the head's verdict settles
+		// the stream sequence), one of a queued event replaces it.
+		if h := k.heads[key]; h != nil && streamSeq(h) == seq {
+			k.mu.Unlock()
+			return
+		}
+		for i, m := range q {
+			if streamSeq(m) == seq {
+				q[i] = msg
+				k.mu.Unlock()
+				return
+			}
+		}
 		k.queues[key] = append(q, msg)
 		k.mu.Unlock()
 		return
 	}
-	k.queues[key] = nil
+	k.queues[key], k.heads[key] = nil, msg
 	k.mu.Unlock()
 	select {
 	case k.slots <- struct{}{}:
@@ -46,17 +96,23 @@ func (k *keyedQueues) dispatch(msg jetstream.Msg) {
 	go k.run(key, msg)
 }
 
-func (k *keyedQueues) keyOf(msg jetstream.Msg) string {
-	d := Delivery{Subject: msg.Subject()}
-	if md, err := msg.Metadata(); err == nil {
-		d.StreamSeq = md.Sequence.Stream
-	}
+// keyOf returns msg's order key and stream sequence.
+func (k *keyedQueues) keyOf(msg jetstream.Msg) (string, uint64) {
+	d := Delivery{Subject: msg.Subject(), StreamSeq: streamSeq(msg)}
 	d.Event.Data = msg.Data()
 	if key := k.r.opt.OrderKey(d); key != "" {
-		return "k:" + key
+		return "k:" + key, d.StreamSeq
 	}
 	// No key: no ordering constraint.
-	return "seq:" + strconv.FormatUint(d.StreamSeq, 10)
+	return "seq:" + strconv.FormatUint(d.StreamSeq, 10), d.StreamSeq
+}
+
+// streamSeq is msg's sequence in the stream (0 without metadata).
+func streamSeq(msg jetstream.Msg) uint64 {
+	if md, err := msg.Metadata(); err == nil {
+		return md.Sequence.Stream
+	}
+	return 0
 }
 
 func (k *keyedQueues) run(key string, msg jetstream.Msg) {
@@ -75,6 +131,7 @@ func (k *keyedQueues) run(key string, msg jetstream.Msg) {
 			k.mu.Lock()
 			q := k.queues[key]
 			delete(k.queues, key)
+			delete(k.heads, key)
 			k.mu.Unlock()
 			for _, m := range q {
 				m.Nak()
@@ -85,10 +142,12 @@ func (k *keyedQueues) run(key string, msg jetstream.Msg) {
 		q := k.queues[key]
 		if len(q) == 0 {
 			delete(k.queues, key)
+			delete(k.heads, key)
 			k.mu.Unlock()
 			return
 		}
 		msg, k.queues[key] = q[0], q[1:]
+		k.heads[key] = msg
 		k.mu.Unlock()
 	}
 }
@@ -99,6 +158,7 @@ func (k *keyedQueues) release(key string, msg jetstream.Msg) {
 	k.mu.Lock()
 	q := k.queues[key]
 	delete(k.queues, key)
+	delete(k.heads, key)
 	k.mu.Unlock()
 	msg.Nak()
 	for _, m := range q {
@@ -107,7 +167,7 @@ func (k *keyedQueues) release(key string, msg jetstream.Msg) {
 }
 
 // wait waits for the keys being worked on, after fetching stopped.
-func (k *keyedQueues) wait() { k.wg.Wait() }
+func (k *keyedQueues) wait() { k.wg.Wait(); close(k.done) }
 
 // processInOrder handles msg, retrying in place: a NakWithDelay would let
 // later events of the key overtake it. The attempt budget is still

@@ -492,22 +492,10 @@ func (r *Runtime) prepare(ctx context.Context, msg jetstream.Msg) (Delivery, boo
 
 // attempt calls the handler once, keeping AckWait from firing under it.
 func (r *Runtime) attempt(ctx context.Context, msg jetstream.Msg, d Delivery) error {
-	stop := make(chan struct{})
-	go func() {
-		t := time.NewTicker(r.keepAliveEvery())
-		defer t.Stop()
-		for {
-			select {
-			case <-stop:
-				return
-			case <-t.C:
-				msg.InProgress()
-			}
-		}
-	}()
+	stop := r.keepAliveWhile(msg)
 	start := time.Now()
 	err := r.opt.Handler.Handle(ctx, d)
-	close(stop)
+	stop()
 	r.opt.Metrics.latency.WithLabelValues(r.opt.Name).Observe(time.Since(start).Seconds())
 	return err
 }
@@ -599,6 +587,27 @@ func (r *Runtime) retryDelay(err error, attempt int) time.Duration {
 
 // keepAliveEvery is how often a message held longer than a moment is
 // signalled in progress, so AckWait does not fire under it.
+// keepAliveWhile signals progress for msgs every keepAliveEvery until the
+// returned stop is called, so AckWait does not fire under a long handler.
+func (r *Runtime) keepAliveWhile(msgs ...jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(r.keepAliveEvery())
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, m := range msgs {
+					m.InProgress()
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
 func (r *Runtime) keepAliveEvery() time.Duration { return max(r.cfg.AckWait/3, 100*time.Millisecond) }
 
 // deadLetter copies the event to ENMESHED_DLQ and waits for the ack. The

@@ -449,6 +449,20 @@ func TestCircuitBreaker(t *testing.T) {
 	}
 }
 
+// settled waits until durable name has nothing pending or unacknowledged
+// and returns its info.
+func settled(t *testing.T, js jetstream.JetStream, name string, timeout time.Duration) *jetstream.ConsumerInfo {
+	t.Helper()
+	cons := mustConsumer(t, js, name)
+	var info *jetstream.ConsumerInfo
+	natstest.WaitFor(t, timeout, "all acknowledged", func() bool {
+		var err error
+		info, err = cons.Info(context.Background())
+		return err == nil && info.NumAckPending == 0 && info.NumPending == 0
+	})
+	return info
+}
+
 // start runs rt until the test ends.
 func start(t *testing.T, rt *consumers.Runtime) {
 	ctx, cancel := context.WithCancel(context.Background())
@@ -530,6 +544,59 @@ func TestPerKeyOrderUnderRetries(t *testing.T) {
 				break
 			}
 		}
+	}
+}
+
+// Events waiting behind a key's head that retries in place for several
+// AckWaits are kept alive: not redelivered meanwhile, handled once each,
+// nothing dead-lettered.
+func TestPerKeyOrderQueuedEventsStayAlive(t *testing.T) {
+	r := newRig(t)
+	cfg := fastConfig()
+	cfg.AckWait, cfg.MaxDeliver, cfg.Backoff = time.Second, 50, consumers.Schedule{200 * time.Millisecond}
+	var mu sync.Mutex
+	calls := map[string]int{}
+	var first time.Time
+	rt, err := consumers.New(r.js, subjects, cfg, consumers.Options{Name: "alive", Filters: []string{subjects.Events()},
+		DefaultStart: "all", Log: natstest.Logger(t), Metrics: consumers.NewMetrics(prometheus.NewRegistry()),
+		OrderKey: func(d consumers.Delivery) string { return router.OrderKey(d.Event.Data) },
+		Handler: consumers.HandlerFunc(func(ctx context.Context, d consumers.Delivery) error {
+			mu.Lock()
+			defer mu.Unlock()
+			calls[d.Event.ID]++
+			if d.Event.ID == "A-0" {
+				if first.IsZero() {
+					first = time.Now()
+				}
+				if time.Since(first) < 3500*time.Millisecond { // the head fails for over three AckWaits
+					return errors.New("receiver down")
+				}
+			}
+			return nil
+		})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	start(t, rt)
+	for i := 0; i < 3; i++ {
+		id := fmt.Sprintf("A-%d", i)
+		e := router.Event{ID: id, Namespace: "transport.messageReceived", Source: "t", Time: time.Now(),
+			Data: []byte(`{"id":"` + id + `","isOwn":false,"createdBy":"peer-A"}`)}
+		if _, err := r.js.PublishMsg(context.Background(), e.Msg(subjects)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	natstest.WaitFor(t, 30*time.Second, "the key's last event", func() bool { mu.Lock(); defer mu.Unlock(); return calls["A-2"] > 0 })
+	info := settled(t, r.js, "alive", 10*time.Second)
+	mu.Lock()
+	defer mu.Unlock()
+	// Retries in place are not deliveries: three events, three deliveries.
+	if calls["A-1"] != 1 || calls["A-2"] != 1 || info.Delivered.Consumer != 3 {
+		t.Errorf("queued events handled %d and %d times, %d deliveries of 3 events; want once each, no redelivery",
+			calls["A-1"], calls["A-2"], info.Delivered.Consumer)
+	}
+	if n := len(r.deadLetters("alive")); n != 0 {
+		t.Errorf("%d dead letters", n)
 	}
 }
 
@@ -691,6 +758,34 @@ func TestOutcomesPublished(t *testing.T) {
 	}
 	if info.State.Msgs > 8 {
 		t.Errorf("%d outcome messages for 24 outcomes: not batched", info.State.Msgs)
+	}
+}
+
+// A batch write slower than AckWait (a slow database) is kept alive: the
+// server does not redeliver the batch's events under it.
+func TestBatchHandlerSlowWriteKeptAlive(t *testing.T) {
+	r := newRig(t)
+	cfg := fastConfig()
+	cfg.AckWait = time.Second
+	var calls atomic.Int32
+	rt, err := consumers.New(r.js, subjects, cfg, consumers.Options{Name: "slowdb", Filters: []string{subjects.Events()},
+		DefaultStart: "all", Log: natstest.Logger(t), NoOutcomes: true, BatchSize: 10, BatchLinger: 200 * time.Millisecond,
+		BatchHandler: func(ctx context.Context, ds []consumers.Delivery) error {
+			calls.Add(1)
+			time.Sleep(2500 * time.Millisecond) // the slow write under test, over two AckWaits
+			return nil
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 10; i++ {
+		r.publish("transport.messageReceived", fmt.Sprintf("e%d", i))
+	}
+	start(t, rt)
+	natstest.WaitFor(t, 10*time.Second, "ready", func() bool { return rt.Ready(context.Background()) == nil })
+	info := settled(t, r.js, "slowdb", 20*time.Second)
+	if info.Delivered.Consumer != 10 || calls.Load() != 1 {
+		t.Errorf("%d deliveries of 10 events in %d writes; want 10 in 1 (no redelivery under the write)", info.Delivered.Consumer, calls.Load())
 	}
 }
 
