@@ -1,6 +1,7 @@
 package consumers
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -351,13 +352,45 @@ func (r *Runtime) consume(ctx context.Context) error {
 			}
 			continue
 		}
+		lost := false
 		select {
 		case <-ctx.Done():
 		case <-r.trip:
+		case <-cc.Closed():
+			// Ended by the server, not by us: the durable was deleted
+			// (nats consumer rm, the stream re-created) or refused a pull.
+			lost = ctx.Err() == nil
 		}
 		cc.Drain()
 		<-cc.Closed()
+		if lost {
+			if err := r.setUpAgain(ctx); err != nil {
+				return err
+			}
+		}
 	}
+	return nil
+}
+
+// setUpAgain creates or updates the durable after the server ended its
+// subscription, instead of idling while still reporting ready. Handles
+// work by name, so the runtime's consumer handle stays valid.
+func (r *Runtime) setUpAgain(ctx context.Context) error {
+	r.ready.Store(false)
+	start := cmp.Or(r.cfg.Start, r.opt.DefaultStart)
+	r.log.Error("the server ended this consumer's subscription (durable deleted?): setting the durable up again; a new durable starts at "+start,
+		"start", start)
+	err := streams.Retry(ctx, r.log, "durable "+r.opt.Name, func(ctx context.Context) error {
+		_, err := r.ensureDurable(ctx)
+		return err
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return fmt.Errorf("durable %s was lost and could not be set up again: %w", r.opt.Name, err)
+	}
+	r.ready.Store(true)
 	return nil
 }
 

@@ -359,6 +359,32 @@ func TestGracefulDrain(t *testing.T) {
 	}
 }
 
+// An operator deletes the durable while the consumer runs: the runtime
+// notices (the server ends its pulls), sets the durable up again and goes
+// on, instead of idling while it reports ready.
+func TestDurableDeletedWhileRunning(t *testing.T) {
+	r := newRig(t)
+	var mu sync.Mutex
+	seen := map[string]bool{}
+	r.run("deleted", fastConfig(), func(ctx context.Context, d consumers.Delivery) error {
+		mu.Lock()
+		defer mu.Unlock()
+		seen[d.Event.ID] = true
+		return nil
+	})
+	r.publish("transport.messageReceived", "before")
+	natstest.WaitFor(t, 10*time.Second, "the first event", func() bool { mu.Lock(); defer mu.Unlock(); return seen["before"] })
+	if err := r.js.DeleteConsumer(context.Background(), streams.Events, "deleted"); err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, 20*time.Second, "the durable set up again", func() bool {
+		_, err := r.js.Consumer(context.Background(), streams.Events, "deleted")
+		return err == nil
+	})
+	r.publish("transport.messageReceived", "after")
+	natstest.WaitFor(t, 20*time.Second, "an event after the deletion", func() bool { mu.Lock(); defer mu.Unlock(); return seen["after"] })
+}
+
 func TestStartCannotChange(t *testing.T) {
 	r := newRig(t)
 	stop := r.run("fixed", fastConfig(), func(ctx context.Context, d consumers.Delivery) error { return nil })
