@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
@@ -253,6 +254,34 @@ func TestClientRetriesWhileUnavailable(t *testing.T) {
 	}
 	if n := d.Calls(RouteMessages); n != 2 {
 		t.Errorf("the double saw %d calls, want 2", n)
+	}
+}
+
+// A throttled Connector (429, or 408/425 from a gateway) is unavailable
+// for now, not a refusal: the caller retries by its schedule (the client
+// itself does not hammer it).
+func TestClientThrottled(t *testing.T) {
+	for _, status := range []int{http.StatusTooManyRequests, http.StatusRequestTimeout, http.StatusTooEarly} {
+		var hits atomic.Int32
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			hits.Add(1)
+			w.Header().Set("Content-Type", "application/json")
+			w.WriteHeader(status)
+			io.WriteString(w, `{"error":{"id":"x","code":"error.platform.tooManyRequests","message":"slow down","docs":"","time":"2026-01-01T00:00:00Z"}}`)
+		}))
+		c := validConfig()
+		c.URL = srv.URL
+		_, err := newClient(t, c).Messages(context.Background())
+		srv.Close()
+		if !IsUnavailable(err) || IsAuth(err) {
+			t.Errorf("%d: %v, IsUnavailable %v", status, err, IsUnavailable(err))
+		}
+		if n := hits.Load(); n != 1 {
+			t.Errorf("%d: %d attempts, want 1", status, n)
+		}
+	}
+	if IsUnavailable(&Error{Status: http.StatusBadRequest}) || IsUnavailable(&Error{Status: http.StatusNotFound}) {
+		t.Error("a 400 or 404 is a refusal, not unavailability")
 	}
 }
 

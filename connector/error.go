@@ -94,8 +94,9 @@ func IsNotFound(err error) bool {
 }
 
 // IsUnavailable reports whether the Connector could not do the request for
-// now: it answered 5xx, or there was no answer (no connection, connection
-// lost, timeout). Worth trying again later. After an unanswered
+// now: it answered 5xx, 408, 425 or 429 (it, or a gateway in front of it,
+// asks to come back later), or there was no answer (no connection,
+// connection lost, timeout). Worth trying again later. After an unanswered
 // AcceptRelationship the acceptance may well have happened: read the
 // relationship before accepting again.
 func IsUnavailable(err error) bool {
@@ -103,7 +104,14 @@ func IsUnavailable(err error) bool {
 		return true
 	}
 	var e *Error
-	return errors.As(err, &e) && e.Status >= 500
+	if !errors.As(err, &e) {
+		return false
+	}
+	switch e.Status {
+	case http.StatusRequestTimeout, http.StatusTooEarly, http.StatusTooManyRequests:
+		return true
+	}
+	return e.Status >= 500
 }
 
 // HasCode reports whether err is an Error with the given code.

@@ -8,6 +8,7 @@ package autoaccept
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"slices"
@@ -199,7 +200,9 @@ func (h *Handler) apiError(err error, what string) error {
 	switch {
 	case connector.IsAuth(err):
 		return consumers.Pause(fmt.Errorf("%w — the Connector rejects CONNECTOR_API_KEY: fix it, then `eventmesh consumer resume %s`", err, Name))
-	case connector.IsUnavailable(err):
+	case connector.IsUnavailable(err),
+		// Cut short by a drain, not refused: the next delivery decides.
+		errors.Is(err, context.Canceled), errors.Is(err, context.DeadlineExceeded):
 		return consumers.Retry(err, 0)
 	}
 	return consumers.Permanent(err)
