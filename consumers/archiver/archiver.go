@@ -183,9 +183,14 @@ func (a *Archiver) readOutcomes(ctx context.Context) {
 		for i, o := range os {
 			out[i] = store.Outcome{Consumer: o.Consumer, EventID: o.EventID, Result: o.Result, Attempt: o.Attempt, Error: o.Error, Time: o.Time}
 		}
-		if err := a.store.InsertOutcomes(context.WithoutCancel(ctx), out); err != nil {
-			a.log.Warn("storing outcomes failed; retrying", "err", err)
-			msg.NakWithDelay(time.Second)
+		// Bounded, so a hung database cannot hold shutdown forever.
+		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		err = a.store.InsertOutcomes(ictx, out)
+		cancel()
+		if err != nil {
+			delay := outcomeRetryDelay(msg)
+			a.log.Warn("storing outcomes failed; retrying", "err", err, "retry_in", delay)
+			msg.NakWithDelay(delay)
 			return
 		}
 		msg.Ack()
@@ -201,6 +206,16 @@ func (a *Archiver) readOutcomes(ctx context.Context) {
 	<-ctx.Done()
 	cc.Drain()
 	<-cc.Closed()
+}
+
+// outcomeRetryDelay doubles with each delivery of an outcome message, from
+// 1 s up to 64 s, so a database outage is not hammered.
+func outcomeRetryDelay(msg jetstream.Msg) time.Duration {
+	n := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		n = md.NumDelivered
+	}
+	return time.Second << min(n-1, 6) // 1 s, 2 s, … 64 s
 }
 
 // retain prunes the archive by ARCHIVE_MAX_AGE and ARCHIVE_MAX_EVENTS
