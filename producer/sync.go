@@ -21,6 +21,9 @@ import (
 type SyncConfig struct {
 	Interval time.Duration `env:"SYNC_INTERVAL" envDefault:"30s" desc:"how often the poller syncs the Connector and lists messages, relationships and incoming requests (must be well inside STREAM_DUPLICATE_WINDOW)"`
 	Backfill bool          `env:"SYNC_BACKFILL" envDefault:"false" desc:"on the first run, publish what the Connector already holds (default: record it without publishing history)"`
+	// Replicas of the state bucket: the producer sets STREAM_REPLICAS, so
+	// in a cluster the poller's state survives a node as the events do.
+	Replicas int
 }
 
 // Validate checks the interval against the stream's duplicate window: a
@@ -123,7 +126,7 @@ func (p *Poller) Run(ctx context.Context) {
 	for attempt := 1; ctx.Err() == nil; attempt++ {
 		p.kv, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: streams.SyncBucket, Description: "eventmesh: the sync poller's state (seen messages, relationship and request states)",
-			Storage: jetstream.FileStorage, History: 1,
+			Storage: jetstream.FileStorage, History: 1, Replicas: max(1, p.cfg.Replicas),
 		})
 		if err == nil {
 			break

@@ -260,3 +260,40 @@ func TestPollerSkipsWhatCannotBePublished(t *testing.T) {
 		t.Errorf("status %+v: a skipped object failed the round", s)
 	}
 }
+
+// In a cluster the poller's state bucket gets the stream's replicas
+// (STREAM_REPLICAS), so losing a node loses neither events nor the state.
+func TestPollerBucketReplicas(t *testing.T) {
+	c := natstest.StartCluster(t, 3)
+	js := natstest.JetStream(t, natstest.Connect(t, c.URLs()))
+	d, err := connector.NewDouble("k", natstest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(d.Close)
+	client, err := connector.New(d.ClientConfig(), natstest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub := producer.NewPublisher(js, router.MustSubjects("enmeshed"), producer.PublisherConfig{Timeout: 5 * time.Second, Attempts: 2}, natstest.Logger(t))
+	p := producer.NewPoller(client, pub, js, router.DefaultSource, producer.SyncConfig{Interval: 50 * time.Millisecond, Replicas: 3},
+		prometheus.NewRegistry(), natstest.Logger(t))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	select {
+	case <-p.Rounds():
+	case <-time.After(60 * time.Second):
+		t.Fatal("no round")
+	}
+	lctx, lcancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer lcancel()
+	st, err := js.Stream(lctx, "KV_"+streams.SyncBucket)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := st.CachedInfo().Config.Replicas; n != 3 {
+		t.Errorf("state bucket has %d replicas, want 3", n)
+	}
+}

@@ -92,7 +92,9 @@ func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *pr
 			stop()
 			return nil, err
 		}
-		p.Poller = producer.NewPoller(client, pub, js, c.Ingest.ConnectorID, c.Sync, reg, log)
+		sc := c.Sync
+		sc.Replicas = c.Stream.Replicas
+		p.Poller = producer.NewPoller(client, pub, js, c.Ingest.ConnectorID, sc, reg, log)
 		go func() { defer close(p.done); p.Poller.Run(pctx) }()
 		// The poller's health is its own: never in /readyz, which gates the
 		// ingest endpoint that must keep taking the Connector's webhooks.
