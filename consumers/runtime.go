@@ -65,6 +65,7 @@ type Runtime struct {
 	ready    atomic.Bool
 	failures atomic.Int64 // consecutive failed attempts, for the breaker
 	trip     chan struct{}
+	lost     chan struct{} // the durable is gone from the server (watch, consume errors)
 	stopping <-chan struct{} // closed when Run's context ends
 	pinID    atomic.Value    // string: this process's pin in per-key order mode
 	outcomes *outcomeBatcher // nil with NoOutcomes
@@ -91,7 +92,7 @@ func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Run
 		o.Metrics = NewMetrics(prometheus.NewRegistry()) // counted, not exported
 	}
 	return &Runtime{js: js, subjects: s, cfg: cfg, opt: o, log: o.Log.With("consumer", o.Name), now: time.Now,
-		trip: make(chan struct{}, 1)}, nil
+		trip: make(chan struct{}, 1), lost: make(chan struct{}, 1)}, nil
 }
 
 // Name returns the durable name.
@@ -360,6 +361,8 @@ func (r *Runtime) consume(ctx context.Context) error {
 			// Ended by the server, not by us: the durable was deleted
 			// (nats consumer rm, the stream re-created) or refused a pull.
 			lost = ctx.Err() == nil
+		case <-r.lost:
+			lost = ctx.Err() == nil
 		}
 		cc.Drain()
 		<-cc.Closed()
@@ -370,6 +373,14 @@ func (r *Runtime) consume(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// signalLost tells the fetch loop that the durable is gone.
+func (r *Runtime) signalLost() {
+	select {
+	case r.lost <- struct{}{}:
+	default:
+	}
 }
 
 // setUpAgain creates or updates the durable after the server ended its
@@ -389,6 +400,10 @@ func (r *Runtime) setUpAgain(ctx context.Context) error {
 			return nil
 		}
 		return fmt.Errorf("durable %s was lost and could not be set up again: %w", r.opt.Name, err)
+	}
+	select {
+	case <-r.lost: // a second report of the same loss
+	default:
 	}
 	r.ready.Store(true)
 	return nil
@@ -410,6 +425,9 @@ func (r *Runtime) consumeOpts(ctx context.Context) []jetstream.PullConsumeOpt {
 		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 			if ctx.Err() == nil {
 				r.log.Warn("consume", "err", err)
+			}
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				r.signalLost()
 			}
 		}),
 	}
@@ -742,7 +760,11 @@ func (r *Runtime) watch(ctx context.Context) {
 	t := time.NewTicker(5 * time.Second)
 	defer t.Stop()
 	for {
-		if info, err := r.cons.Info(ctx); err == nil {
+		info, err := r.cons.Info(ctx)
+		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+			r.signalLost() // a pull may not have been waiting to hear of it
+		}
+		if err == nil {
 			m := r.opt.Metrics
 			m.pending.WithLabelValues(r.opt.Name).Set(float64(info.NumPending))
 			m.ackPending.WithLabelValues(r.opt.Name).Set(float64(info.NumAckPending))
