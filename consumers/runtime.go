@@ -65,7 +65,7 @@ type Runtime struct {
 	ready    atomic.Bool
 	failures atomic.Int64 // consecutive failed attempts, for the breaker
 	trip     chan struct{}
-	lost     chan struct{} // the durable is gone from the server (watch, consume errors)
+	lost     chan struct{}   // the durable is gone from the server (watch, consume errors)
 	stopping <-chan struct{} // closed when Run's context ends
 	pinID    atomic.Value    // string: this process's pin in per-key order mode
 	outcomes *outcomeBatcher // nil with NoOutcomes
