@@ -9,7 +9,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/url"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
@@ -124,6 +126,25 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 	return 0
 }
 
+// ignoredNATS reports whether settings for an external server are set
+// while the embedded one runs: credentials, or a NATS_URL other than the
+// embedded server's own address (which admin commands may rightly use).
+func ignoredNATS(c streams.ConnConfig, listen string) bool {
+	if c.Context != "" || c.Creds != "" || c.NKey != "" || c.User != "" || c.Token != "" {
+		return true
+	}
+	if c.URL == "" {
+		return false
+	}
+	for _, u := range strings.Split(c.URL, ",") {
+		p, err := url.Parse(strings.TrimSpace(u))
+		if err != nil || p.Host != listen {
+			return true
+		}
+	}
+	return false
+}
+
 // serve runs the mesh until SIGINT or SIGTERM, then shuts down in order:
 // ingest (answering the requests in flight), the NATS connection (flushing
 // pending publishes), the embedded server last.
@@ -137,6 +158,11 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		err error
 	)
 	if cfg.Embedded.Embedded {
+		if ignoredNATS(cfg.NATS, cfg.Embedded.Listen) {
+			log.Warn("NATS_URL or NATS credentials are set but NATS_EMBEDDED=true: eventmesh runs its own server on NATS_LISTEN and ignores them "+
+				"(set NATS_EMBEDDED=false to use that server; the admin commands do use NATS_URL)",
+				"nats_listen", cfg.Embedded.Listen, "nats_url", streams.Redact(cfg.NATS.URL))
+		}
 		if srv, err = embedded.Start(cfg.Embedded, log); err != nil {
 			return err
 		}

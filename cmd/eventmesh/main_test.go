@@ -316,3 +316,25 @@ func TestReadmeListsEveryVariable(t *testing.T) {
 		}
 	}
 }
+
+// Settings for an external server are flagged when the embedded one runs
+// instead; the embedded server's own address in NATS_URL is not (the
+// README's commands set both so that admin commands reach it).
+func TestIgnoredNATS(t *testing.T) {
+	listen := "127.0.0.1:14222"
+	for _, tc := range []struct {
+		c    streams.ConnConfig
+		want bool
+	}{
+		{streams.ConnConfig{}, false},
+		{streams.ConnConfig{URL: "nats://127.0.0.1:14222"}, false},
+		{streams.ConnConfig{URL: "nats://nats.example:4222"}, true},
+		{streams.ConnConfig{URL: "nats://127.0.0.1:14222,nats://other:4222"}, true},
+		{streams.ConnConfig{Creds: "/etc/user.creds"}, true},
+		{streams.ConnConfig{URL: "nats://127.0.0.1:14222", Token: "t"}, true},
+	} {
+		if got := ignoredNATS(tc.c, listen); got != tc.want {
+			t.Errorf("ignoredNATS(%+v) = %v, want %v", tc.c, got, tc.want)
+		}
+	}
+}
