@@ -54,6 +54,12 @@ func (c Config) Validate(prefix string) error {
 	return nil
 }
 
+// SideStreamReplicas is the replicas of the streams a consumer creates
+// beside its durable (dead letters, advisories, outcomes): the durable's,
+// so losing a node loses neither. Every creator must agree, since
+// whichever starts first decides.
+func (c Config) SideStreamReplicas() int { return max(1, c.Replicas) }
+
 // StartPolicy returns the deliver policy of Start (def when Start is empty).
 func (c Config) StartPolicy(def string) (jetstream.DeliverPolicy, *time.Time, error) {
 	s := c.Start

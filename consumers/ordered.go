@@ -15,26 +15,30 @@ type keyedQueues struct {
 	r      *Runtime
 	ctx    context.Context // the handlers' context
 	mu     sync.Mutex
-	queues map[string][]jetstream.Msg // present while the key is being worked on
-	heads  map[string]jetstream.Msg   // the event of each key in its handler or retry wait
+	queues map[string][]held // while a key is worked on: its head (in the handler or waiting to retry) first
 	slots  chan struct{}
 	wg     sync.WaitGroup
 	done   chan struct{} // closed by wait: ends keepAlive
 }
 
+// held is an event this process holds, with its stream sequence.
+type held struct {
+	msg jetstream.Msg
+	seq uint64
+}
+
 func newKeyedQueues(r *Runtime, ctx context.Context, concurrency int) *keyedQueues {
-	k := &keyedQueues{r: r, ctx: ctx, queues: map[string][]jetstream.Msg{}, heads: map[string]jetstream.Msg{},
-		slots: make(chan struct{}, concurrency), done: make(chan struct{})}
+	k := &keyedQueues{r: r, ctx: ctx, queues: map[string][]held{}, slots: make(chan struct{}, concurrency),
+		done: make(chan struct{})}
 	go k.keepAlive()
 	return k
 }
 
 // keepAlive signals progress for every event this process holds: each
-// key's head (between attempts that retry in place, whose waits may each be
-// shorter than the keep-alive interval) and the events queued behind it.
-// Without it the server redelivers them after AckWait: a second copy of an
-// event, spent attempts, a dead letter "crashed" after MaxDeliver, or a
-// standby process handling them out of order.
+// key's head (in its handler or waiting to retry in place) and the events
+// queued behind it. Without it the server redelivers them after AckWait:
+// a second copy of an event, spent attempts, a dead letter "crashed" after
+// MaxDeliver, or a standby process handling them out of order.
 func (k *keyedQueues) keepAlive() {
 	t := time.NewTicker(k.r.keepAliveEvery())
 	defer t.Stop()
@@ -47,11 +51,10 @@ func (k *keyedQueues) keepAlive() {
 		}
 		waiting = waiting[:0]
 		k.mu.Lock()
-		for key, q := range k.queues {
-			if h := k.heads[key]; h != nil {
-				waiting = append(waiting, h)
+		for _, q := range k.queues {
+			for _, h := range q {
+				waiting = append(waiting, h.msg)
 			}
-			waiting = append(waiting, q...)
 		}
 		k.mu.Unlock()
 		for _, m := range waiting {
@@ -69,22 +72,20 @@ func (k *keyedQueues) dispatch(msg jetstream.Msg) {
 		// A redelivery of an event this process holds is not a second
 		// event: one of the head is dropped (the head's verdict settles
 		// the stream sequence), one of a queued event replaces it.
-		if h := k.heads[key]; h != nil && streamSeq(h) == seq {
-			k.mu.Unlock()
-			return
-		}
-		for i, m := range q {
-			if streamSeq(m) == seq {
-				q[i] = msg
+		for i := range q {
+			if q[i].seq == seq {
+				if i > 0 {
+					q[i].msg = msg
+				}
 				k.mu.Unlock()
 				return
 			}
 		}
-		k.queues[key] = append(q, msg)
+		k.queues[key] = append(q, held{msg, seq})
 		k.mu.Unlock()
 		return
 	}
-	k.queues[key], k.heads[key] = nil, msg
+	k.queues[key] = []held{{msg, seq}}
 	k.mu.Unlock()
 	select {
 	case k.slots <- struct{}{}:
@@ -98,21 +99,16 @@ func (k *keyedQueues) dispatch(msg jetstream.Msg) {
 
 // keyOf returns msg's order key and stream sequence.
 func (k *keyedQueues) keyOf(msg jetstream.Msg) (string, uint64) {
-	d := Delivery{Subject: msg.Subject(), StreamSeq: streamSeq(msg)}
+	d := Delivery{Subject: msg.Subject()}
+	if md, err := msg.Metadata(); err == nil {
+		d.StreamSeq = md.Sequence.Stream
+	}
 	d.Event.Data = msg.Data()
 	if key := k.r.opt.OrderKey(d); key != "" {
 		return "k:" + key, d.StreamSeq
 	}
 	// No key: no ordering constraint.
 	return "seq:" + strconv.FormatUint(d.StreamSeq, 10), d.StreamSeq
-}
-
-// streamSeq is msg's sequence in the stream (0 without metadata).
-func streamSeq(msg jetstream.Msg) uint64 {
-	if md, err := msg.Metadata(); err == nil {
-		return md.Sequence.Stream
-	}
-	return 0
 }
 
 func (k *keyedQueues) run(key string, msg jetstream.Msg) {
@@ -128,41 +124,42 @@ func (k *keyedQueues) run(key string, msg jetstream.Msg) {
 		if paused := k.r.processInOrder(k.ctx, msg); paused {
 			// The consumer is paused: hand the rest of the key back in
 			// order rather than let it overtake the event just released.
-			k.mu.Lock()
-			q := k.queues[key]
-			delete(k.queues, key)
-			delete(k.heads, key)
-			k.mu.Unlock()
-			for _, m := range q {
-				m.Nak()
+			for _, h := range k.take(key) {
+				h.msg.Nak()
 			}
 			return
 		}
 		k.mu.Lock()
-		q := k.queues[key]
+		q := k.queues[key][1:] // the head is done
 		if len(q) == 0 {
 			delete(k.queues, key)
-			delete(k.heads, key)
 			k.mu.Unlock()
 			return
 		}
-		msg, k.queues[key] = q[0], q[1:]
-		k.heads[key] = msg
+		k.queues[key], msg = q, q[0].msg
 		k.mu.Unlock()
 	}
+}
+
+// take ends the work on key and returns the events queued behind its head.
+func (k *keyedQueues) take(key string) []held {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	q := k.queues[key]
+	delete(k.queues, key)
+	if len(q) == 0 {
+		return nil
+	}
+	return q[1:]
 }
 
 // release hands msg and the rest of its key's queue back to the server in
 // order, for the next active process.
 func (k *keyedQueues) release(key string, msg jetstream.Msg) {
-	k.mu.Lock()
-	q := k.queues[key]
-	delete(k.queues, key)
-	delete(k.heads, key)
-	k.mu.Unlock()
+	q := k.take(key)
 	msg.Nak()
-	for _, m := range q {
-		m.Nak()
+	for _, h := range q {
+		h.msg.Nak()
 	}
 }
 
@@ -181,7 +178,7 @@ func (r *Runtime) processInOrder(ctx context.Context, msg jetstream.Msg) (paused
 		return false
 	}
 	for {
-		err := r.attempt(ctx, msg, d)
+		err := r.handle(ctx, d) // keyedQueues keeps msg alive
 		if err == nil || IsPermanent(err) || IsPause(err) || d.Attempt >= r.cfg.MaxDeliver {
 			r.settle(ctx, msg, d, err)
 			return IsPause(err)
@@ -191,7 +188,7 @@ func (r *Runtime) processInOrder(ctx context.Context, msg jetstream.Msg) (paused
 			"stream_seq", d.StreamSeq, "num_delivered", d.Attempt, "event_id", d.Event.ID, "err", err, "retry_in", delay.Round(time.Millisecond))
 		r.opt.Metrics.count(r.opt.Metrics.retried, r.opt.Name, d.Event.Namespace)
 		r.record(d, ResultRetried, err)
-		if !r.waitInProgress(msg, delay) {
+		if !r.waitOrStop(delay) {
 			msg.Nak() // shutting down: the next process takes over, in order
 			return false
 		}
@@ -199,20 +196,15 @@ func (r *Runtime) processInOrder(ctx context.Context, msg jetstream.Msg) (paused
 	}
 }
 
-// waitInProgress waits d while keeping msg alive; false on shutdown.
-func (r *Runtime) waitInProgress(msg jetstream.Msg, d time.Duration) bool {
-	deadline := time.NewTimer(d)
-	defer deadline.Stop()
-	tick := time.NewTicker(r.keepAliveEvery())
-	defer tick.Stop()
-	for {
-		select {
-		case <-deadline.C:
-			return true
-		case <-tick.C:
-			msg.InProgress()
-		case <-r.stopping:
-			return false
-		}
+// waitOrStop waits d; false on shutdown. (keyedQueues keeps the waiting
+// event alive.)
+func (r *Runtime) waitOrStop(d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-r.stopping:
+		return false
 	}
 }

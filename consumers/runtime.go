@@ -169,9 +169,7 @@ func (r *Runtime) setup(ctx context.Context) error {
 		r.outcomes = newOutcomeBatcher(r.js, r.subjects.Outcome(r.opt.Name), r.log)
 	}
 	for _, def := range defs {
-		// In a cluster the side streams need the durable's replicas too,
-		// or losing one node loses dead letters and outcomes.
-		def.Replicas = max(1, r.cfg.Replicas)
+		def.Replicas = r.cfg.SideStreamReplicas()
 		// Replicas started together create these streams together: in a
 		// cluster a lookup can go unanswered until the new stream has a
 		// leader, so not-ready answers are retried.
@@ -182,10 +180,19 @@ func (r *Runtime) setup(ctx context.Context) error {
 			return err
 		}
 	}
-	return streams.Retry(ctx, r.log, "durable "+r.opt.Name, func(ctx context.Context) (err error) {
-		r.cons, err = r.ensureDurable(ctx)
+	var err error
+	r.cons, err = r.ensureDurableRetrying(ctx)
+	return err
+}
+
+// ensureDurableRetrying runs ensureDurable until JetStream can answer.
+func (r *Runtime) ensureDurableRetrying(ctx context.Context) (jetstream.Consumer, error) {
+	var cons jetstream.Consumer
+	err := streams.Retry(ctx, r.log, "durable "+r.opt.Name, func(ctx context.Context) (err error) {
+		cons, err = r.ensureDurable(ctx)
 		return err
 	})
+	return cons, err
 }
 
 func (r *Runtime) ensureDurable(ctx context.Context) (jetstream.Consumer, error) {
@@ -391,11 +398,7 @@ func (r *Runtime) setUpAgain(ctx context.Context) error {
 	start := cmp.Or(r.cfg.Start, r.opt.DefaultStart)
 	r.log.Error("the server ended this consumer's subscription (durable deleted?): setting the durable up again; a new durable starts at "+start,
 		"start", start)
-	err := streams.Retry(ctx, r.log, "durable "+r.opt.Name, func(ctx context.Context) error {
-		_, err := r.ensureDurable(ctx)
-		return err
-	})
-	if err != nil {
+	if _, err := r.ensureDurableRetrying(ctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -544,9 +547,15 @@ func (r *Runtime) prepare(ctx context.Context, msg jetstream.Msg) (Delivery, boo
 // attempt calls the handler once, keeping AckWait from firing under it.
 func (r *Runtime) attempt(ctx context.Context, msg jetstream.Msg, d Delivery) error {
 	stop := r.keepAliveWhile(msg)
+	defer stop()
+	return r.handle(ctx, d)
+}
+
+// handle calls the handler once and observes its latency. The caller keeps
+// the message alive (attempt, or keyedQueues in per-key order).
+func (r *Runtime) handle(ctx context.Context, d Delivery) error {
 	start := time.Now()
 	err := r.opt.Handler.Handle(ctx, d)
-	stop()
 	r.opt.Metrics.latency.WithLabelValues(r.opt.Name).Observe(time.Since(start).Seconds())
 	return err
 }
@@ -636,8 +645,6 @@ func (r *Runtime) retryDelay(err error, attempt int) time.Duration {
 	return r.cfg.Delay(attempt)
 }
 
-// keepAliveEvery is how often a message held longer than a moment is
-// signalled in progress, so AckWait does not fire under it.
 // keepAliveWhile signals progress for msgs every keepAliveEvery until the
 // returned stop is called, so AckWait does not fire under a long handler.
 func (r *Runtime) keepAliveWhile(msgs ...jetstream.Msg) (stop func()) {
@@ -659,6 +666,8 @@ func (r *Runtime) keepAliveWhile(msgs ...jetstream.Msg) (stop func()) {
 	return func() { close(done) }
 }
 
+// keepAliveEvery is how often a message held longer than a moment is
+// signalled in progress, so AckWait does not fire under it.
 func (r *Runtime) keepAliveEvery() time.Duration { return max(r.cfg.AckWait/3, 100*time.Millisecond) }
 
 // deadLetter copies the event to ENMESHED_DLQ and waits for the ack. The

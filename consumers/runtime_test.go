@@ -467,10 +467,7 @@ func TestCircuitBreaker(t *testing.T) {
 				t.Errorf("probe came %s after the third failure, want ≥ the 800ms cool-down", gap)
 			}
 			healthy.Store(true)
-			natstest.WaitFor(t, 20*time.Second, "all delivered after recovery", func() bool {
-				info, err := mustConsumer(t, r.js, durable).Info(context.Background())
-				return err == nil && info.NumAckPending == 0 && info.NumPending == 0
-			})
+			settled(t, r.js, durable, 20*time.Second) // all delivered after recovery
 		})
 	}
 }

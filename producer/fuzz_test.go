@@ -1,7 +1,6 @@
 package producer
 
 import (
-	"bytes"
 	"encoding/json"
 	"testing"
 	"time"
@@ -29,9 +28,9 @@ func FuzzParseItem(f *testing.F) {
 		if router.ValidateTrigger(urlTrigger) != nil {
 			urlTrigger = ""
 		}
-		body = bytes.TrimSpace(body)
-		if !json.Valid(body) {
-			if aerr := invalidJSON(body); aerr.status != 400 || aerr.code != CodeInvalidJSON {
+		body, aerr := checkBody(body)
+		if aerr != nil {
+			if aerr.status != 400 || aerr.code != CodeInvalidJSON {
 				t.Fatalf("bad error %+v", aerr)
 			}
 			return

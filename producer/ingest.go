@@ -273,9 +273,9 @@ func (in *Ingest) handle(w http.ResponseWriter, r *http.Request) int {
 		}
 		return writeError(w, badRequest(CodeInvalidBody, "reading the body: %v", err))
 	}
-	body := bytes.TrimSpace(buf.Bytes())
-	if !json.Valid(body) {
-		return writeError(w, invalidJSON(body))
+	body, aerr := checkBody(buf.Bytes())
+	if aerr != nil {
+		return writeError(w, aerr)
 	}
 	meta := requestMeta{source: source, urlTrigger: urlTrigger, time: in.now()}
 	meta.correlationID, meta.traceparent = in.traceHeaders(r)
@@ -461,6 +461,16 @@ func (in *Ingest) bulk(w http.ResponseWriter, ctx context.Context, body []byte, 
 		Results []bulkResult `json:"results"`
 	}{results})
 	return writeJSON(w, status, b)
+}
+
+// checkBody trims a request body and checks it is JSON, as every item
+// parser relies on.
+func checkBody(raw []byte) ([]byte, *apiError) {
+	body := bytes.TrimSpace(raw)
+	if !json.Valid(body) {
+		return nil, invalidJSON(body)
+	}
+	return body, nil
 }
 
 // traceHeaders returns x-correlation-id and traceparent when they are well

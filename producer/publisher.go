@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -93,7 +94,7 @@ func (p *Publisher) PublishMsg(ctx context.Context, m *nats.Msg) (Result, error)
 		}
 		p.log.Warn("publish attempt failed; retrying with the same id", "subject", m.Subject,
 			"event_id", m.Header.Get(router.HeaderMsgID), "attempt", attempt, "err", err)
-		if !sleep(ctx, time.Duration(attempt)*50*time.Millisecond) {
+		if !streams.Sleep(ctx, time.Duration(attempt)*50*time.Millisecond) {
 			break
 		}
 	}

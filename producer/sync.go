@@ -132,7 +132,7 @@ func (p *Poller) Run(ctx context.Context) {
 			break
 		}
 		p.log.Warn("sync state bucket not available; retrying", "bucket", streams.SyncBucket, "err", err)
-		if !sleep(ctx, min(time.Duration(attempt)*time.Second, 30*time.Second)) {
+		if !streams.Sleep(ctx, min(time.Duration(attempt)*time.Second, 30*time.Second)) {
 			return
 		}
 	}
@@ -168,20 +168,9 @@ func (p *Poller) Run(ctx context.Context) {
 		if failures > 0 {
 			wait = min(p.cfg.Interval<<min(failures-1, 6), 5*time.Minute)
 		}
-		if !sleep(ctx, wait) {
+		if !streams.Sleep(ctx, wait) {
 			return
 		}
-	}
-}
-
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
 	}
 }
 
@@ -202,11 +191,12 @@ func (p *Poller) round(ctx context.Context) (int, error) {
 	}
 	publish := !first || p.cfg.Backfill
 	published := 0
-	emit := func(namespace, key, state string, raw json.RawMessage) error {
+	emit := func(namespace, kind, id, state string, raw json.RawMessage) error {
+		key := kind + "." + kvKey(id)
 		if v, ok := p.known[key]; ok && v == state {
 			return nil
 		}
-		if strings.HasSuffix(key, ".") { // an object without an id: nothing to track it by
+		if id == "" { // nothing to track it by
 			p.skip(namespace, key, errors.New("the Connector listed an object without an id"))
 			return nil
 		}
@@ -224,15 +214,14 @@ func (p *Poller) round(ctx context.Context) (int, error) {
 				return fmt.Errorf("%s %s: %w", namespace, key, err)
 			}
 			ev := router.Event{ID: id, Namespace: namespace, Source: p.source, Time: p.now(), Origin: router.OriginSync, Data: raw}
-			res, err := p.pub.Publish(ctx, ev)
-			if Refused(err) {
+			switch res, err := p.pub.Publish(ctx, ev); {
+			case Refused(err):
 				// It never will be stored: recorded below as handled, so
 				// it neither stops this round nor comes back each round.
 				p.skip(namespace, key, err)
-			} else if err != nil {
+			case err != nil:
 				return err
-			}
-			if err == nil && !res.Duplicate {
+			case !res.Duplicate:
 				published++
 				p.events.WithLabelValues(namespace).Inc()
 			}
@@ -253,7 +242,7 @@ func (p *Poller) round(ctx context.Context) (int, error) {
 		if m.IsOwn {
 			continue
 		}
-		if err := emit("transport.messageReceived", "msg."+kvKey(m.ID), "seen", m.Raw); err != nil {
+		if err := emit("transport.messageReceived", "msg", m.ID, "seen", m.Raw); err != nil {
 			return published, err
 		}
 	}
@@ -263,7 +252,7 @@ func (p *Poller) round(ctx context.Context) (int, error) {
 	}
 	for _, r := range rels {
 		state := fmt.Sprintf("%d:%s", r.AuditLen(), r.Status)
-		if err := emit("transport.relationshipChanged", "rel."+kvKey(r.ID), state, r.Raw); err != nil {
+		if err := emit("transport.relationshipChanged", "rel", r.ID, state, r.Raw); err != nil {
 			return published, err
 		}
 	}
@@ -272,7 +261,7 @@ func (p *Poller) round(ctx context.Context) (int, error) {
 		return published, fmt.Errorf("list incoming requests: %w", err)
 	}
 	for _, r := range reqs {
-		if err := emit("consumption.incomingRequestReceived", "req."+kvKey(r.ID), "seen", r.Raw); err != nil {
+		if err := emit("consumption.incomingRequestReceived", "req", r.ID, "seen", r.Raw); err != nil {
 			return published, err
 		}
 	}

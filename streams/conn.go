@@ -208,10 +208,8 @@ func Connect(ctx context.Context, c ConnConfig, name string, log *slog.Logger, e
 			return nil, fmt.Errorf("connect to NATS %s: %w (check NATS_CREDS, NATS_NKEY, NATS_USER/NATS_PASSWORD or NATS_TOKEN)", Redact(servers), err)
 		}
 		log.Warn("NATS not reachable yet; retrying", "url", Redact(servers), "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
+		if !waitAttempt(ctx, attempt) {
 			return nil, fmt.Errorf("connect to NATS %s: %w", Redact(servers), err)
-		case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)):
 		}
 	}
 }

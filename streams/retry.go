@@ -68,12 +68,27 @@ func Retry(ctx context.Context, log *slog.Logger, what string, step func(context
 			return err
 		}
 		log.Warn("JetStream not ready; retrying", "step", what, "attempt", attempt, "err", err)
-		t := time.NewTimer(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !waitAttempt(ctx, attempt) {
 			return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err)
-		case <-t.C:
 		}
+	}
+}
+
+// waitAttempt waits before attempt+1 of a set-up step (500 ms more each
+// time, at most 5 s); false when ctx ends first.
+func waitAttempt(ctx context.Context, attempt int) bool {
+	return Sleep(ctx, min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second))
+}
+
+// Sleep waits d; false when ctx ends first. The wait of the mesh's retry
+// loops.
+func Sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
 	}
 }

@@ -153,12 +153,8 @@ func lookupOrCreate(ctx context.Context, js jetstream.StreamManager, want jetstr
 		if attempt >= 50 {
 			return nil, false, fmt.Errorf("stream %s is being created by another process but did not appear: %w", want.Name, err)
 		}
-		t := time.NewTimer(min(time.Duration(attempt)*50*time.Millisecond, time.Second))
-		select {
-		case <-ctx.Done():
-			t.Stop()
+		if !Sleep(ctx, min(time.Duration(attempt)*50*time.Millisecond, time.Second)) {
 			return nil, false, ctx.Err()
-		case <-t.C:
 		}
 	}
 }

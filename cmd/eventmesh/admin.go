@@ -393,20 +393,36 @@ func (a *admin) dlqReplay(args []string) int {
 		}
 		// A replay reaches its consumer's durable only: with no durable it
 		// would reach nobody, while its dead letter is deleted.
-		ds, err := consumers.Durables(ctx, js)
-		if err != nil {
-			return err
+		names := make([]string, len(dls))
+		for i, dl := range dls {
+			names[i] = dl.Consumer
 		}
-		for _, dl := range dls {
-			if !slices.ContainsFunc(ds, func(d *jetstream.ConsumerInfo) bool { return d.Name == dl.Consumer }) {
-				return fmt.Errorf("consumer %s has no durable on %s, so a replay would reach nobody: start the consumer first, or narrow the replay with --consumer (dead letter seq %d)",
-					dl.Consumer, streams.Events, dl.Seq)
+		if i, err := missingDurable(ctx, js, names...); err != nil || i >= 0 {
+			if err != nil {
+				return err
 			}
+			return fmt.Errorf("consumer %s has no durable on %s, so a replay would reach nobody: start the consumer first, or narrow the replay with --consumer (dead letter seq %d)",
+				dls[i].Consumer, streams.Events, dls[i].Seq)
 		}
 		n, err := consumers.ReplayDeadLetters(ctx, js, s, dls, time.Now)
 		a.replayed(s, dls[:n], len(dls))
 		return err
 	})
+}
+
+// missingDurable returns the index of the first name with no durable on
+// ENMESHED (-1: all have one). A replay to such a consumer reaches nobody.
+func missingDurable(ctx context.Context, js jetstream.JetStream, names ...string) (int, error) {
+	ds, err := consumers.Durables(ctx, js)
+	if err != nil {
+		return -1, err
+	}
+	for i, name := range names {
+		if !slices.ContainsFunc(ds, func(d *jetstream.ConsumerInfo) bool { return d.Name == name }) {
+			return i, nil
+		}
+	}
+	return -1, nil
 }
 
 // replayed prints how many dead letters were replayed and to which

@@ -5,13 +5,11 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"slices"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
-	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/archiver"
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
 	"github.com/eventmesh/eventmesh/router"
@@ -243,13 +241,10 @@ func (a *admin) archiveReplay(args []string) int {
 	}
 	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
 		if *to != "" {
-			// As for dead letters: a replay to a consumer without a
-			// durable reaches nobody.
-			ds, err := consumers.Durables(ctx, js)
-			if err != nil {
-				return err
-			}
-			if !slices.ContainsFunc(ds, func(d *jetstream.ConsumerInfo) bool { return d.Name == *to }) {
+			if i, err := missingDurable(ctx, js, *to); err != nil || i >= 0 {
+				if err != nil {
+					return err
+				}
 				return fmt.Errorf("consumer %s has no durable on %s, so the replay would reach nobody: start it first, or check the name (eventmesh status lists the consumers)",
 					*to, streams.Events)
 			}

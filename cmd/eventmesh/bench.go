@@ -1185,9 +1185,10 @@ func benchDeleteDurables(ctx context.Context, js jetstream.JetStream, names ...s
 		if err := js.DeleteConsumer(ctx, streams.Events, name); err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
 			return fmt.Errorf("delete durable %s: %w", name, err)
 		}
-		err := js.DeleteConsumer(ctx, streams.Advisories, consumers.AdvisoryDurable(name))
+		adv := consumers.AdvisoryDurable(name)
+		err := js.DeleteConsumer(ctx, streams.Advisories, adv)
 		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			return fmt.Errorf("delete durable %s-advisories: %w", name, err)
+			return fmt.Errorf("delete durable %s: %w", adv, err)
 		}
 	}
 	return nil

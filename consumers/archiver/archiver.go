@@ -82,19 +82,20 @@ type Archiver struct {
 	subs     *subscriptions
 	unsub    prometheus.Counter
 	archived prometheus.Counter
-	replicas int // of the side streams it may create, as the runtime's
+	outcomes jetstream.StreamConfig // ENMESHED_OUTCOMES as the consumers' runtimes create it
 }
 
 // New returns the archiver writing to st; m are the runtime metrics shared
 // by the process's consumers, reg takes the archiver's own.
 func New(js jetstream.JetStream, s router.Subjects, c Config, rc consumers.Config, st store.Store, m *consumers.Metrics, reg prometheus.Registerer, log *slog.Logger) (*Archiver, error) {
-	a := &Archiver{js: js, subjects: s, store: st, cfg: c, log: log.With("consumer", Name), replicas: max(1, rc.Replicas),
+	a := &Archiver{js: js, subjects: s, store: st, cfg: c, log: log.With("consumer", Name), outcomes: streams.OutcomesStream(s),
 		subs: &subscriptions{js: js, subjects: s},
 		unsub: prometheus.NewCounter(prometheus.CounterOpts{Name: "eventmesh_archive_unsubscribed_total",
 			Help: "Archived events that no consumer besides the archiver matched."}),
 		archived: prometheus.NewCounter(prometheus.CounterOpts{Name: "eventmesh_archive_events_total",
 			Help: "Events written to the archive (redeliveries included)."}),
 	}
+	a.outcomes.Replicas = rc.SideStreamReplicas()
 	reg.MustRegister(a.unsub, a.archived)
 	rt, err := consumers.New(js, s, rc, consumers.Options{
 		Name: Name, Filters: []string{s.Events()}, DefaultStart: "all", NoOutcomes: true,
@@ -151,9 +152,7 @@ func (a *Archiver) writeBatch(ctx context.Context, ds []consumers.Delivery) erro
 func (a *Archiver) readOutcomes(ctx context.Context) {
 	var cons jetstream.Consumer
 	for attempt := 1; ctx.Err() == nil; attempt++ {
-		def := streams.OutcomesStream(a.subjects)
-		def.Replicas = a.replicas // as the consumers' runtimes create it: whoever comes first decides
-		if _, err := streams.EnsureFixedStream(ctx, a.js, def); err != nil {
+		if _, err := streams.EnsureFixedStream(ctx, a.js, a.outcomes); err != nil {
 			a.log.Warn("outcomes stream", "err", err)
 		} else if cons, err = a.js.CreateOrUpdateConsumer(ctx, streams.Outcomes, jetstream.ConsumerConfig{
 			Durable: OutcomesDurable, Description: "eventmesh: the archiver's outcome reader",

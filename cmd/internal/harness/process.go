@@ -28,7 +28,7 @@ type Process struct {
 	// producer, HTTP_ADDR of a consumer binary); Start waits until it
 	// answers 200. Empty: Start does not wait.
 	ReadyAddr string
-	// ReadyTimeout bounds that wait; zero means 90s.
+	// ReadyTimeout bounds that wait; zero means defaultWait.
 	ReadyTimeout time.Duration
 
 	out *Output
@@ -91,14 +91,17 @@ func (p *Process) exitedLocked() bool {
 	}
 }
 
+// defaultWait bounds WaitReady and Stop when they are given no timeout.
+const defaultWait = 90 * time.Second
+
 // WaitReady polls GET /readyz until it answers 200, the process exits, or
-// timeout (zero: 90s) passes.
+// timeout (zero: defaultWait) passes.
 func (p *Process) WaitReady(timeout time.Duration) error {
 	if timeout <= 0 {
 		// Generous: under a full parallel test run a 3-node cluster in the
 		// test process can be slow to answer; readiness is not what the
 		// chaos scenarios measure.
-		timeout = 90 * time.Second
+		timeout = defaultWait
 	}
 	p.mu.Lock()
 	exited := p.exited
@@ -152,14 +155,14 @@ func (p *Process) Kill() error {
 	}
 }
 
-// Stop sends SIGTERM and waits up to timeout (zero: 90s) for the process
+// Stop sends SIGTERM and waits up to timeout (zero: defaultWait) for the process
 // to exit; an exit status other than 0 is an error. After the timeout it
 // kills the process and says so.
 func (p *Process) Stop(timeout time.Duration) error {
 	if timeout <= 0 {
 		// Generous, as WaitReady's: a drain under a full parallel test run
 		// can be slow.
-		timeout = 90 * time.Second
+		timeout = defaultWait
 	}
 	p.mu.Lock()
 	if p.cmd == nil || p.exitedLocked() {
