@@ -30,7 +30,7 @@ ARG TARGETOS
 ARG TARGETARCH
 ARG VERSION=dev
 # TAGS=otel links the OpenTelemetry SDK and OTLP/HTTP exporter (+7 MB per
-# binary); without it spans are not exported (README, Tracing).
+# binary); without it spans are not exported (docs/tracing.md).
 ARG TAGS=
 WORKDIR /src
 COPY go.mod go.sum ./

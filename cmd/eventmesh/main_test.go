@@ -304,15 +304,15 @@ func TestSIGTERMDuringBurstLosesNothing(t *testing.T) {
 	p.stop(t)
 }
 
-// The README documents every variable the binary reads.
-func TestReadmeListsEveryVariable(t *testing.T) {
-	readme, err := os.ReadFile("../../README.md")
+// docs/configuration.md documents every variable the binary reads.
+func TestConfigurationDocListsEveryVariable(t *testing.T) {
+	doc, err := os.ReadFile("../../docs/configuration.md")
 	if err != nil {
 		t.Fatal(err)
 	}
 	for _, v := range app.Vars(&config{}) {
-		if !strings.Contains(string(readme), "`"+v.Name+"`") {
-			t.Errorf("README.md does not document %s", v.Name)
+		if !strings.Contains(string(doc), "`"+v.Name+"`") {
+			t.Errorf("docs/configuration.md does not document %s", v.Name)
 		}
 	}
 }

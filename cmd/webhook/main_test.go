@@ -53,13 +53,13 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	if code := run(context.Background(), []string{"--help"}, nil, &out, &out); code != 0 {
 		t.Fatal(code)
 	}
-	readme, _ := os.ReadFile("../../README.md")
+	doc, _ := os.ReadFile("../../docs/configuration.md")
 	for _, v := range app.Vars(&config{}) {
 		if !strings.Contains(out.String(), v.Name) {
 			t.Errorf("--help lacks %s", v.Name)
 		}
-		if !strings.Contains(string(readme), "`"+v.Name+"`") {
-			t.Errorf("README.md does not document %s", v.Name)
+		if !strings.Contains(string(doc), "`"+v.Name+"`") {
+			t.Errorf("docs/configuration.md does not document %s", v.Name)
 		}
 	}
 	out.Reset()

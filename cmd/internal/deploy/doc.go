@@ -1,6 +1,7 @@
 // Package deploy holds only tests: they check the Dockerfile, docker-compose.yml
-// and the README against the binaries they deploy and document (every
+// and the documentation against the binaries they deploy and document (every
 // variable compose sets is one the binary reads, every required one is set,
 // the NATS server is durable, the cluster profile has three routed nodes, no
-// binary but eventmesh links nats-server, and --help matches the README).
+// binary but eventmesh links nats-server, and --help matches
+// docs/configuration.md).
 package deploy

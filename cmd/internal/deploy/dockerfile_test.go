@@ -102,7 +102,7 @@ func dockerfileUser(t *testing.T) string {
 	return user
 }
 
-// The image is built as the README and docker-compose.yml expect: every
+// The image is built as the docs and docker-compose.yml expect: every
 // binary, static, with its version, on a non-root distroless base.
 func TestDockerfile(t *testing.T) {
 	st := stages(t)

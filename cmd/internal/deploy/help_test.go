@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"testing"
@@ -14,7 +15,7 @@ import (
 // or "(required)") and a description, once.
 func TestHelpListsEveryVariable(t *testing.T) {
 	// What each binary must read at the least: the deployment files and the
-	// README rely on these.
+	// documentation rely on these.
 	want := map[string][]string{
 		"eventmesh":  {"NATS_EMBEDDED", "NATS_LISTEN", "NATS_SYNC", "DATA_DIR", "NATS_URL", "STREAM_REPLICAS", "INGEST_ADDR", "INGEST_API_KEY", "WEBHOOK_URL", "ARCHIVE_DSN", "AUTOACCEPT_ENABLED"},
 		"producer":   {"NATS_URL", "SUBJECT_PREFIX", "STREAM_REPLICAS", "STREAM_MAX_AGE", "INGEST_ADDR", "INGEST_API_KEY", "CONNECTOR_URL", "CONNECTOR_API_KEY"},
@@ -48,38 +49,52 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	}
 }
 
-// The README's configuration tables cannot drift from the binaries: every
-// variable a binary lists is named in the README (in backticks), and every
-// variable a README table row names is read by some binary.
-func TestREADMEDocumentsEveryVariable(t *testing.T) {
-	readme := readFile(t, "README.md")
+// The configuration tables cannot drift from the binaries: every variable a
+// binary lists is named in docs/configuration.md (in backticks), and every
+// variable a table row of the README or of docs/ names is read by some
+// binary.
+func TestDocsDocumentEveryVariable(t *testing.T) {
+	const configDoc = "docs/configuration.md"
+	config := readFile(t, configDoc)
 	known := map[string]bool{}
 	for _, b := range binaries {
 		for _, v := range helpOf(t, b).vars {
 			known[v.name] = true
-			if !strings.Contains(readme, "`"+v.name+"`") {
-				t.Errorf("%s --help lists %s, README.md does not name `%s`", b, v.name, v.name)
+			if !strings.Contains(config, "`"+v.name+"`") {
+				t.Errorf("%s --help lists %s, %s does not name `%s`", b, v.name, configDoc, v.name)
 			}
 		}
 	}
 	// A table row of variables: | `NAME` (secret), `OTHER` | default | meaning |
 	row := regexp.MustCompile("^\\| *`[A-Z][A-Z0-9_]+`")
 	varName := regexp.MustCompile("`([A-Z][A-Z0-9_]+)`")
-	rows := 0
-	for _, line := range strings.Split(readme, "\n") {
-		if !row.MatchString(line) {
-			continue
-		}
-		rows++
-		first := strings.SplitN(strings.TrimPrefix(line, "|"), "|", 2)[0]
-		for _, m := range varName.FindAllStringSubmatch(first, -1) {
-			if !known[m[1]] {
-				t.Errorf("README.md documents `%s`, which no binary reads (--help of none lists it):\n%s", m[1], line)
+	docs, err := filepath.Glob(filepath.Join(root, "docs", "*.md"))
+	if err != nil || len(docs) == 0 {
+		t.Fatalf("no docs/*.md under %s: %v", root, err)
+	}
+	pages := []string{"README.md"}
+	for _, d := range docs {
+		pages = append(pages, filepath.Join("docs", filepath.Base(d)))
+	}
+	configRows := 0
+	for _, page := range pages {
+		for _, line := range strings.Split(readFile(t, page), "\n") {
+			if !row.MatchString(line) {
+				continue
+			}
+			if page == configDoc {
+				configRows++
+			}
+			first := strings.SplitN(strings.TrimPrefix(line, "|"), "|", 2)[0]
+			for _, m := range varName.FindAllStringSubmatch(first, -1) {
+				if !known[m[1]] {
+					t.Errorf("%s documents `%s`, which no binary reads (--help of none lists it):\n%s", page, m[1], line)
+				}
 			}
 		}
 	}
-	if rows < 10 {
-		t.Errorf("README.md has %d variable table rows; the configuration tables were not found", rows)
+	if configRows < 10 {
+		t.Errorf("%s has %d variable table rows; the configuration tables were not found", configDoc, configRows)
 	}
 }
 
