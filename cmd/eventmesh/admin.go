@@ -67,7 +67,7 @@ func runAdmin(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		fmt.Fprintf(stderr, "eventmesh %s: missing subcommand\n\nUsage: %s\n", strings.Join(args, " "), adminUsage)
 		return 2
 	}
-	a := &admin{ctx: ctx, environ: environ, stdout: stdout, stderr: stderr, name: args[0] + " " + args[1]}
+	a := &command{ctx: ctx, environ: environ, stdout: stdout, stderr: stderr, name: args[0] + " " + args[1]}
 	rest := args[2:]
 	switch a.name {
 	case "dlq ls", "dlq list":
@@ -89,8 +89,8 @@ func runAdmin(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	return 2
 }
 
-// admin is one run of an admin subcommand.
-type admin struct {
+// command is one run of an admin subcommand.
+type command struct {
 	ctx            context.Context
 	environ        []string
 	stdout, stderr io.Writer
@@ -99,7 +99,7 @@ type admin struct {
 
 // flags returns the flag set of the subcommand; synopsis follows its name
 // in the usage line.
-func (a *admin) flags(synopsis string) *flag.FlagSet {
+func (a *command) flags(synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("eventmesh "+a.name, flag.ContinueOnError)
 	fs.SetOutput(a.stderr)
 	fs.Usage = func() {
@@ -111,7 +111,7 @@ func (a *admin) flags(synopsis string) *flag.FlagSet {
 
 // parse parses args into fs and checks the number of positional
 // arguments; it returns an exit code when the command should stop.
-func (a *admin) parse(fs *flag.FlagSet, args []string, positional int) (int, bool) {
+func (a *command) parse(fs *flag.FlagSet, args []string, positional int) (int, bool) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0, false
@@ -131,14 +131,14 @@ func (a *admin) parse(fs *flag.FlagSet, args []string, positional int) (int, boo
 }
 
 // usageErr reports a usage error and returns its exit code.
-func (a *admin) usageErr(format string, args ...any) int {
+func (a *command) usageErr(format string, args ...any) int {
 	fmt.Fprintf(a.stderr, "eventmesh %s: %s\n", a.name, fmt.Sprintf(format, args...))
 	return 2
 }
 
 // run loads the configuration, connects, and calls f; an error from f is
 // a failure, reported on stderr.
-func (a *admin) run(f func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error) int {
+func (a *command) run(f func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error) int {
 	cfg, err := app.Load[adminConfig](a.environ)
 	if err != nil {
 		fmt.Fprintf(a.stderr, "eventmesh %s: configuration: %v\n", a.name, err)
@@ -211,7 +211,7 @@ type selection struct {
 	since    sinceFlag
 }
 
-func (a *admin) selectionFlags(fs *flag.FlagSet) *selection {
+func (a *command) selectionFlags(fs *flag.FlagSet) *selection {
 	sel := &selection{since: sinceFlag{now: time.Now}}
 	fs.StringVar(&sel.consumer, "consumer", "", "only the dead letters of this consumer (durable name)")
 	fs.Var(&sel.since, "since", "only dead letters stored since this RFC 3339 time or duration ago (24h, 7d)")
@@ -239,7 +239,7 @@ func (sel *selection) String() string {
 	return " (" + strings.Join(parts, ", ") + ")"
 }
 
-func (a *admin) dlqList(args []string) int {
+func (a *command) dlqList(args []string) int {
 	fs := a.flags("[--consumer C] [--since T] [--json]")
 	sel := a.selectionFlags(fs)
 	asJSON := fs.Bool("json", false, "one JSON object per line")
@@ -284,7 +284,7 @@ func (a *admin) dlqList(args []string) int {
 	})
 }
 
-func (a *admin) dlqShow(args []string) int {
+func (a *command) dlqShow(args []string) int {
 	fs := a.flags("SEQ")
 	if code, ok := a.parse(fs, args, 1); !ok {
 		return code
@@ -354,7 +354,7 @@ func adminBody(w io.Writer, data []byte) {
 	}
 }
 
-func (a *admin) dlqReplay(args []string) int {
+func (a *command) dlqReplay(args []string) int {
 	fs := a.flags("[--consumer C] [--since T] [--seq N]")
 	sel := a.selectionFlags(fs)
 	seq := fs.Uint64("seq", 0, "only the dead letter with this sequence number (from `eventmesh dlq ls`)")
@@ -427,7 +427,7 @@ func missingDurable(ctx context.Context, js jetstream.JetStream, names ...string
 
 // replayed prints how many dead letters were replayed and to which
 // subjects.
-func (a *admin) replayed(s router.Subjects, done []consumers.DeadLetter, total int) {
+func (a *command) replayed(s router.Subjects, done []consumers.DeadLetter, total int) {
 	fmt.Fprintf(a.stdout, "replayed %d of %d dead letters\n", len(done), total)
 	var subjects []string
 	count := map[string]int{}
@@ -443,7 +443,7 @@ func (a *admin) replayed(s router.Subjects, done []consumers.DeadLetter, total i
 	}
 }
 
-func (a *admin) dlqPurge(args []string) int {
+func (a *command) dlqPurge(args []string) int {
 	fs := a.flags("[--consumer C] --yes")
 	consumer := fs.String("consumer", "", "only the dead letters of this consumer (durable name)")
 	yes := fs.Bool("yes", false, "really delete them")
@@ -470,7 +470,7 @@ func (a *admin) dlqPurge(args []string) int {
 	})
 }
 
-func (a *admin) consumerList(args []string) int {
+func (a *command) consumerList(args []string) int {
 	fs := a.flags("")
 	if code, ok := a.parse(fs, args, 0); !ok {
 		return code
@@ -506,7 +506,7 @@ func adminState(d *jetstream.ConsumerInfo) string {
 }
 
 // consumerPause pauses (pause) or resumes the durable NAME on the server.
-func (a *admin) consumerPause(args []string, pause bool) int {
+func (a *command) consumerPause(args []string, pause bool) int {
 	fs := a.flags("NAME")
 	if code, ok := a.parse(fs, args, 1); !ok {
 		return code

@@ -48,7 +48,7 @@ func runArchive(ctx context.Context, args, environ []string, stdout, stderr io.W
 		fmt.Fprintf(stderr, "eventmesh archive: missing subcommand\n\nUsage: %s\n", archiveUsage)
 		return 2
 	}
-	a := &admin{ctx: ctx, environ: environ, stdout: stdout, stderr: stderr, name: args[0] + " " + args[1]}
+	a := &command{ctx: ctx, environ: environ, stdout: stdout, stderr: stderr, name: args[0] + " " + args[1]}
 	switch args[1] {
 	case "query":
 		return a.archiveQuery(args[2:])
@@ -62,7 +62,7 @@ func runArchive(ctx context.Context, args, environ []string, stdout, stderr io.W
 }
 
 // withStore opens the archive store and calls f.
-func (a *admin) withStore(f func(st store.Store) error) int {
+func (a *command) withStore(f func(st store.Store) error) int {
 	cfg, err := app.Load[archiveConfig](a.environ)
 	if err != nil {
 		fmt.Fprintf(a.stderr, "eventmesh %s: configuration: %v\n", a.name, err)
@@ -86,7 +86,7 @@ type filterFlags struct {
 	limit                                        int
 }
 
-func (a *admin) filterFlags(fs interface {
+func (a *command) filterFlags(fs interface {
 	StringVar(*string, string, string, string)
 	IntVar(*int, string, int, string)
 }) *filterFlags {
@@ -108,7 +108,7 @@ func (f *filterFlags) filter() (store.Filter, error) {
 	return archiver.FilterFromQuery(q, time.Now())
 }
 
-func (a *admin) archiveQuery(args []string) int {
+func (a *command) archiveQuery(args []string) int {
 	fs := a.flags("[flags]")
 	ff := a.filterFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON lines (fields: id, subject, type, source, time, stream_seq, origin, headers, data or data_base64, unsubscribed, archived_at, outcomes)")
@@ -171,7 +171,7 @@ func outcomeSummary(e store.Event) string {
 	return strings.Join(parts, " ")
 }
 
-func (a *admin) archiveErase(args []string) int {
+func (a *command) archiveErase(args []string) int {
 	fs := a.flags("--peer ADDRESS --yes")
 	peer := fs.String("peer", "", "the peer's address (e.g. did:e:…)")
 	yes := fs.Bool("yes", false, "really erase")
@@ -194,7 +194,7 @@ func (a *admin) archiveErase(args []string) int {
 	})
 }
 
-func (a *admin) archiveReplay(args []string) int {
+func (a *command) archiveReplay(args []string) int {
 	fs := a.flags("--since T [--until T] [--type T] [--to-consumer C] [--dry-run]")
 	since := fs.String("since", "", "from this time (required)")
 	until := fs.String("until", "", "before this time")
