@@ -1,17 +1,28 @@
 package consumers
 
 import (
+	"context"
 	"errors"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
+	"github.com/eventmesh/eventmesh/streams/natstest"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
 func TestPauseResumeConsumer(t *testing.T) {
-	ctx, js, s := dlqServer(t)
+	srv := natstest.Start(t)
+	js := natstest.JetStream(t, natstest.Connect(t, srv.ClientURL()))
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	s := router.MustSubjects(router.DefaultPrefix)
+	events := streams.EventsStream(s, streams.StreamConfig{Replicas: 1, MaxAge: time.Hour, MaxBytes: 64 << 20, DuplicateWindow: time.Minute})
+	if _, err := streams.EnsureFixedStream(ctx, js, events); err != nil {
+		t.Fatal(err)
+	}
 	for _, d := range []string{"webhook-1", "archiver"} {
 		if _, err := js.CreateConsumer(ctx, streams.Events, jetstream.ConsumerConfig{
 			Durable: d, AckPolicy: jetstream.AckExplicitPolicy, FilterSubjects: []string{s.Events(), s.Replays(d)},

@@ -19,6 +19,7 @@ import (
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go/jetstream"
@@ -250,7 +251,7 @@ func (a *command) dlqList(args []string) int {
 		return a.usageErr("--consumer: %v", err)
 	}
 	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
-		dls, err := consumers.ListDeadLetters(ctx, js, s, sel.consumer, sel.since.t)
+		dls, err := admin.SelectDeadLetters(ctx, js, s, admin.Selection{Consumer: sel.consumer, Since: sel.since.t})
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			if !*asJSON {
 				fmt.Fprintf(a.stdout, "no dead letters: stream %s does not exist yet (a consumer creates it when it starts)\n", streams.DLQ)
@@ -294,7 +295,7 @@ func (a *command) dlqShow(args []string) int {
 		return a.usageErr("SEQ %q: want the sequence number `eventmesh dlq ls` shows", fs.Arg(0))
 	}
 	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
-		dl, err := consumers.GetDeadLetter(ctx, js, seq)
+		dl, err := admin.GetDeadLetter(ctx, js, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return fmt.Errorf("no dead letter with seq %d in %s (replayed or purged? `eventmesh dlq ls` lists what is there)", seq, streams.DLQ)
 		}
@@ -368,24 +369,12 @@ func (a *command) dlqReplay(args []string) int {
 		return a.usageErr("--seq and --since cannot be combined")
 	}
 	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
-		var dls []consumers.DeadLetter
-		if *seq != 0 {
-			dl, err := consumers.GetDeadLetter(ctx, js, *seq)
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				return fmt.Errorf("no dead letter with seq %d in %s (replayed or purged already?)", *seq, streams.DLQ)
-			}
-			if err != nil {
-				return err
-			}
-			if sel.consumer != "" && dl.Consumer != sel.consumer {
-				return fmt.Errorf("dead letter seq %d belongs to consumer %s, not %s", *seq, dl.Consumer, sel.consumer)
-			}
-			dls = append(dls, dl)
-		} else {
-			var err error
-			if dls, err = consumers.ListDeadLetters(ctx, js, s, sel.consumer, sel.since.t); err != nil {
-				return err
-			}
+		dls, err := admin.SelectDeadLetters(ctx, js, s, admin.Selection{Consumer: sel.consumer, Since: sel.since.t, Seq: *seq})
+		if *seq != 0 && errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("no dead letter with seq %d in %s (replayed or purged already?)", *seq, streams.DLQ)
+		}
+		if err != nil {
+			return err
 		}
 		if len(dls) == 0 {
 			fmt.Fprintf(a.stdout, "nothing to replay: no dead letters%s\n", sel)
@@ -397,32 +386,17 @@ func (a *command) dlqReplay(args []string) int {
 		for i, dl := range dls {
 			names[i] = dl.Consumer
 		}
-		if i, err := missingDurable(ctx, js, names...); err != nil || i >= 0 {
-			if err != nil {
-				return err
-			}
+		var nd *admin.NoDurableError
+		if err := admin.RequireDurables(ctx, js, names...); errors.As(err, &nd) {
 			return fmt.Errorf("consumer %s has no durable on %s, so a replay would reach nobody: start the consumer first, or narrow the replay with --consumer (dead letter seq %d)",
-				dls[i].Consumer, streams.Events, dls[i].Seq)
+				nd.Consumer, streams.Events, dls[nd.Index].Seq)
+		} else if err != nil {
+			return err
 		}
-		n, err := consumers.ReplayDeadLetters(ctx, js, s, dls, time.Now)
+		n, err := admin.ReplayDeadLetters(ctx, js, s, dls, time.Now)
 		a.replayed(s, dls[:n], len(dls))
 		return err
 	})
-}
-
-// missingDurable returns the index of the first name with no durable on
-// ENMESHED (-1: all have one). A replay to such a consumer reaches nobody.
-func missingDurable(ctx context.Context, js jetstream.JetStream, names ...string) (int, error) {
-	ds, err := consumers.Durables(ctx, js)
-	if err != nil {
-		return -1, err
-	}
-	for i, name := range names {
-		if !slices.ContainsFunc(ds, func(d *jetstream.ConsumerInfo) bool { return d.Name == name }) {
-			return i, nil
-		}
-	}
-	return -1, nil
 }
 
 // replayed prints how many dead letters were replayed and to which
@@ -461,7 +435,7 @@ func (a *command) dlqPurge(args []string) int {
 		return a.usageErr("refusing to delete the dead letters %s without --yes (they cannot be replayed afterwards)", whose)
 	}
 	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
-		n, err := consumers.PurgeDeadLetters(ctx, js, s, *consumer)
+		n, err := admin.PurgeDeadLetters(ctx, js, s, *consumer)
 		if err != nil {
 			return err
 		}

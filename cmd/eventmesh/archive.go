@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/consumers/archiver"
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
 	"github.com/eventmesh/eventmesh/router"
@@ -241,12 +243,12 @@ func (a *command) archiveReplay(args []string) int {
 	}
 	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
 		if *to != "" {
-			if i, err := missingDurable(ctx, js, *to); err != nil || i >= 0 {
-				if err != nil {
-					return err
-				}
+			var nd *admin.NoDurableError
+			if err := admin.RequireDurables(ctx, js, *to); errors.As(err, &nd) {
 				return fmt.Errorf("consumer %s has no durable on %s, so the replay would reach nobody: start it first, or check the name (eventmesh status lists the consumers)",
 					*to, streams.Events)
+			} else if err != nil {
+				return err
 			}
 		}
 		n, err := archiver.Replay(ctx, js, s, events, *to, time.Now)
