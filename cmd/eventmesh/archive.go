@@ -220,17 +220,8 @@ func (a *command) archiveReplay(args []string) int {
 	}
 	var events []store.Event
 	if code := a.withStore(func(st store.Store) error {
-		for {
-			page, err := st.Query(a.ctx, f)
-			if err != nil {
-				return err
-			}
-			events = append(events, page.Events...)
-			if page.Next == "" {
-				return nil
-			}
-			f.Cursor = page.Next
-		}
+		events, err = archiver.Select(a.ctx, st, f)
+		return err
 	}); code != 0 {
 		return code
 	}
