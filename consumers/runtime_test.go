@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/natstest"
@@ -86,7 +87,7 @@ func (r *rig) run(name string, cfg consumers.Config, h consumers.HandlerFunc) (s
 
 func (r *rig) deadLetters(consumer string) []consumers.DeadLetter {
 	r.t.Helper()
-	dls, err := consumers.ListDeadLetters(context.Background(), r.js, subjects, consumer, time.Time{})
+	dls, err := admin.ListDeadLetters(context.Background(), r.js, subjects, consumer, time.Time{})
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -19,6 +19,7 @@ import (
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go/jetstream"
@@ -67,7 +68,7 @@ func runAdmin(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 		fmt.Fprintf(stderr, "eventmesh %s: missing subcommand\n\nUsage: %s\n", strings.Join(args, " "), adminUsage)
 		return 2
 	}
-	a := &admin{ctx: ctx, environ: environ, stdout: stdout, stderr: stderr, name: args[0] + " " + args[1]}
+	a := &command{ctx: ctx, environ: environ, stdout: stdout, stderr: stderr, name: args[0] + " " + args[1]}
 	rest := args[2:]
 	switch a.name {
 	case "dlq ls", "dlq list":
@@ -89,8 +90,8 @@ func runAdmin(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	return 2
 }
 
-// admin is one run of an admin subcommand.
-type admin struct {
+// command is one run of an admin subcommand.
+type command struct {
 	ctx            context.Context
 	environ        []string
 	stdout, stderr io.Writer
@@ -99,7 +100,7 @@ type admin struct {
 
 // flags returns the flag set of the subcommand; synopsis follows its name
 // in the usage line.
-func (a *admin) flags(synopsis string) *flag.FlagSet {
+func (a *command) flags(synopsis string) *flag.FlagSet {
 	fs := flag.NewFlagSet("eventmesh "+a.name, flag.ContinueOnError)
 	fs.SetOutput(a.stderr)
 	fs.Usage = func() {
@@ -111,7 +112,7 @@ func (a *admin) flags(synopsis string) *flag.FlagSet {
 
 // parse parses args into fs and checks the number of positional
 // arguments; it returns an exit code when the command should stop.
-func (a *admin) parse(fs *flag.FlagSet, args []string, positional int) (int, bool) {
+func (a *command) parse(fs *flag.FlagSet, args []string, positional int) (int, bool) {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0, false
@@ -131,14 +132,14 @@ func (a *admin) parse(fs *flag.FlagSet, args []string, positional int) (int, boo
 }
 
 // usageErr reports a usage error and returns its exit code.
-func (a *admin) usageErr(format string, args ...any) int {
+func (a *command) usageErr(format string, args ...any) int {
 	fmt.Fprintf(a.stderr, "eventmesh %s: %s\n", a.name, fmt.Sprintf(format, args...))
 	return 2
 }
 
 // run loads the configuration, connects, and calls f; an error from f is
 // a failure, reported on stderr.
-func (a *admin) run(f func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error) int {
+func (a *command) run(f func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error) int {
 	cfg, err := app.Load[adminConfig](a.environ)
 	if err != nil {
 		fmt.Fprintf(a.stderr, "eventmesh %s: configuration: %v\n", a.name, err)
@@ -211,7 +212,7 @@ type selection struct {
 	since    sinceFlag
 }
 
-func (a *admin) selectionFlags(fs *flag.FlagSet) *selection {
+func (a *command) selectionFlags(fs *flag.FlagSet) *selection {
 	sel := &selection{since: sinceFlag{now: time.Now}}
 	fs.StringVar(&sel.consumer, "consumer", "", "only the dead letters of this consumer (durable name)")
 	fs.Var(&sel.since, "since", "only dead letters stored since this RFC 3339 time or duration ago (24h, 7d)")
@@ -239,7 +240,7 @@ func (sel *selection) String() string {
 	return " (" + strings.Join(parts, ", ") + ")"
 }
 
-func (a *admin) dlqList(args []string) int {
+func (a *command) dlqList(args []string) int {
 	fs := a.flags("[--consumer C] [--since T] [--json]")
 	sel := a.selectionFlags(fs)
 	asJSON := fs.Bool("json", false, "one JSON object per line")
@@ -250,7 +251,7 @@ func (a *admin) dlqList(args []string) int {
 		return a.usageErr("--consumer: %v", err)
 	}
 	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
-		dls, err := consumers.ListDeadLetters(ctx, js, s, sel.consumer, sel.since.t)
+		dls, err := admin.SelectDeadLetters(ctx, js, s, admin.Selection{Consumer: sel.consumer, Since: sel.since.t})
 		if errors.Is(err, jetstream.ErrStreamNotFound) {
 			if !*asJSON {
 				fmt.Fprintf(a.stdout, "no dead letters: stream %s does not exist yet (a consumer creates it when it starts)\n", streams.DLQ)
@@ -284,7 +285,7 @@ func (a *admin) dlqList(args []string) int {
 	})
 }
 
-func (a *admin) dlqShow(args []string) int {
+func (a *command) dlqShow(args []string) int {
 	fs := a.flags("SEQ")
 	if code, ok := a.parse(fs, args, 1); !ok {
 		return code
@@ -294,7 +295,7 @@ func (a *admin) dlqShow(args []string) int {
 		return a.usageErr("SEQ %q: want the sequence number `eventmesh dlq ls` shows", fs.Arg(0))
 	}
 	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
-		dl, err := consumers.GetDeadLetter(ctx, js, seq)
+		dl, err := admin.GetDeadLetter(ctx, js, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			return fmt.Errorf("no dead letter with seq %d in %s (replayed or purged? `eventmesh dlq ls` lists what is there)", seq, streams.DLQ)
 		}
@@ -354,7 +355,7 @@ func adminBody(w io.Writer, data []byte) {
 	}
 }
 
-func (a *admin) dlqReplay(args []string) int {
+func (a *command) dlqReplay(args []string) int {
 	fs := a.flags("[--consumer C] [--since T] [--seq N]")
 	sel := a.selectionFlags(fs)
 	seq := fs.Uint64("seq", 0, "only the dead letter with this sequence number (from `eventmesh dlq ls`)")
@@ -368,24 +369,12 @@ func (a *admin) dlqReplay(args []string) int {
 		return a.usageErr("--seq and --since cannot be combined")
 	}
 	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
-		var dls []consumers.DeadLetter
-		if *seq != 0 {
-			dl, err := consumers.GetDeadLetter(ctx, js, *seq)
-			if errors.Is(err, jetstream.ErrMsgNotFound) {
-				return fmt.Errorf("no dead letter with seq %d in %s (replayed or purged already?)", *seq, streams.DLQ)
-			}
-			if err != nil {
-				return err
-			}
-			if sel.consumer != "" && dl.Consumer != sel.consumer {
-				return fmt.Errorf("dead letter seq %d belongs to consumer %s, not %s", *seq, dl.Consumer, sel.consumer)
-			}
-			dls = append(dls, dl)
-		} else {
-			var err error
-			if dls, err = consumers.ListDeadLetters(ctx, js, s, sel.consumer, sel.since.t); err != nil {
-				return err
-			}
+		dls, err := admin.SelectDeadLetters(ctx, js, s, admin.Selection{Consumer: sel.consumer, Since: sel.since.t, Seq: *seq})
+		if *seq != 0 && errors.Is(err, jetstream.ErrMsgNotFound) {
+			return fmt.Errorf("no dead letter with seq %d in %s (replayed or purged already?)", *seq, streams.DLQ)
+		}
+		if err != nil {
+			return err
 		}
 		if len(dls) == 0 {
 			fmt.Fprintf(a.stdout, "nothing to replay: no dead letters%s\n", sel)
@@ -397,37 +386,22 @@ func (a *admin) dlqReplay(args []string) int {
 		for i, dl := range dls {
 			names[i] = dl.Consumer
 		}
-		if i, err := missingDurable(ctx, js, names...); err != nil || i >= 0 {
-			if err != nil {
-				return err
-			}
+		var nd *admin.NoDurableError
+		if err := admin.RequireDurables(ctx, js, names...); errors.As(err, &nd) {
 			return fmt.Errorf("consumer %s has no durable on %s, so a replay would reach nobody: start the consumer first, or narrow the replay with --consumer (dead letter seq %d)",
-				dls[i].Consumer, streams.Events, dls[i].Seq)
+				nd.Consumer, streams.Events, dls[nd.Index].Seq)
+		} else if err != nil {
+			return err
 		}
-		n, err := consumers.ReplayDeadLetters(ctx, js, s, dls, time.Now)
+		n, err := admin.ReplayDeadLetters(ctx, js, s, dls, time.Now)
 		a.replayed(s, dls[:n], len(dls))
 		return err
 	})
 }
 
-// missingDurable returns the index of the first name with no durable on
-// ENMESHED (-1: all have one). A replay to such a consumer reaches nobody.
-func missingDurable(ctx context.Context, js jetstream.JetStream, names ...string) (int, error) {
-	ds, err := consumers.Durables(ctx, js)
-	if err != nil {
-		return -1, err
-	}
-	for i, name := range names {
-		if !slices.ContainsFunc(ds, func(d *jetstream.ConsumerInfo) bool { return d.Name == name }) {
-			return i, nil
-		}
-	}
-	return -1, nil
-}
-
 // replayed prints how many dead letters were replayed and to which
 // subjects.
-func (a *admin) replayed(s router.Subjects, done []consumers.DeadLetter, total int) {
+func (a *command) replayed(s router.Subjects, done []consumers.DeadLetter, total int) {
 	fmt.Fprintf(a.stdout, "replayed %d of %d dead letters\n", len(done), total)
 	var subjects []string
 	count := map[string]int{}
@@ -443,7 +417,7 @@ func (a *admin) replayed(s router.Subjects, done []consumers.DeadLetter, total i
 	}
 }
 
-func (a *admin) dlqPurge(args []string) int {
+func (a *command) dlqPurge(args []string) int {
 	fs := a.flags("[--consumer C] --yes")
 	consumer := fs.String("consumer", "", "only the dead letters of this consumer (durable name)")
 	yes := fs.Bool("yes", false, "really delete them")
@@ -461,7 +435,7 @@ func (a *admin) dlqPurge(args []string) int {
 		return a.usageErr("refusing to delete the dead letters %s without --yes (they cannot be replayed afterwards)", whose)
 	}
 	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
-		n, err := consumers.PurgeDeadLetters(ctx, js, s, *consumer)
+		n, err := admin.PurgeDeadLetters(ctx, js, s, *consumer)
 		if err != nil {
 			return err
 		}
@@ -470,7 +444,7 @@ func (a *admin) dlqPurge(args []string) int {
 	})
 }
 
-func (a *admin) consumerList(args []string) int {
+func (a *command) consumerList(args []string) int {
 	fs := a.flags("")
 	if code, ok := a.parse(fs, args, 0); !ok {
 		return code
@@ -506,7 +480,7 @@ func adminState(d *jetstream.ConsumerInfo) string {
 }
 
 // consumerPause pauses (pause) or resumes the durable NAME on the server.
-func (a *admin) consumerPause(args []string, pause bool) int {
+func (a *command) consumerPause(args []string, pause bool) int {
 	fs := a.flags("NAME")
 	if code, ok := a.parse(fs, args, 1); !ok {
 		return code

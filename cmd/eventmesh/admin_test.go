@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/natstest"
@@ -91,7 +92,7 @@ func adminRun(ctx context.Context, environ []string, args ...string) (int, strin
 
 func (r *adminRig) dlqCount(t *testing.T) int {
 	t.Helper()
-	dls, err := consumers.ListDeadLetters(r.ctx, r.js, r.s, "", time.Time{})
+	dls, err := admin.ListDeadLetters(r.ctx, r.js, r.s, "", time.Time{})
 	if err != nil {
 		t.Fatal(err)
 	}

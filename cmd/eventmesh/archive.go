@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"strings"
@@ -10,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/consumers/archiver"
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
 	"github.com/eventmesh/eventmesh/router"
@@ -48,7 +50,7 @@ func runArchive(ctx context.Context, args, environ []string, stdout, stderr io.W
 		fmt.Fprintf(stderr, "eventmesh archive: missing subcommand\n\nUsage: %s\n", archiveUsage)
 		return 2
 	}
-	a := &admin{ctx: ctx, environ: environ, stdout: stdout, stderr: stderr, name: args[0] + " " + args[1]}
+	a := &command{ctx: ctx, environ: environ, stdout: stdout, stderr: stderr, name: args[0] + " " + args[1]}
 	switch args[1] {
 	case "query":
 		return a.archiveQuery(args[2:])
@@ -62,7 +64,7 @@ func runArchive(ctx context.Context, args, environ []string, stdout, stderr io.W
 }
 
 // withStore opens the archive store and calls f.
-func (a *admin) withStore(f func(st store.Store) error) int {
+func (a *command) withStore(f func(st store.Store) error) int {
 	cfg, err := app.Load[archiveConfig](a.environ)
 	if err != nil {
 		fmt.Fprintf(a.stderr, "eventmesh %s: configuration: %v\n", a.name, err)
@@ -86,7 +88,7 @@ type filterFlags struct {
 	limit                                        int
 }
 
-func (a *admin) filterFlags(fs interface {
+func (a *command) filterFlags(fs interface {
 	StringVar(*string, string, string, string)
 	IntVar(*int, string, int, string)
 }) *filterFlags {
@@ -108,7 +110,7 @@ func (f *filterFlags) filter() (store.Filter, error) {
 	return archiver.FilterFromQuery(q, time.Now())
 }
 
-func (a *admin) archiveQuery(args []string) int {
+func (a *command) archiveQuery(args []string) int {
 	fs := a.flags("[flags]")
 	ff := a.filterFlags(fs)
 	asJSON := fs.Bool("json", false, "print JSON lines (fields: id, subject, type, source, time, stream_seq, origin, headers, data or data_base64, unsubscribed, archived_at, outcomes)")
@@ -171,7 +173,7 @@ func outcomeSummary(e store.Event) string {
 	return strings.Join(parts, " ")
 }
 
-func (a *admin) archiveErase(args []string) int {
+func (a *command) archiveErase(args []string) int {
 	fs := a.flags("--peer ADDRESS --yes")
 	peer := fs.String("peer", "", "the peer's address (e.g. did:e:…)")
 	yes := fs.Bool("yes", false, "really erase")
@@ -194,7 +196,7 @@ func (a *admin) archiveErase(args []string) int {
 	})
 }
 
-func (a *admin) archiveReplay(args []string) int {
+func (a *command) archiveReplay(args []string) int {
 	fs := a.flags("--since T [--until T] [--type T] [--to-consumer C] [--dry-run]")
 	since := fs.String("since", "", "from this time (required)")
 	until := fs.String("until", "", "before this time")
@@ -218,17 +220,8 @@ func (a *admin) archiveReplay(args []string) int {
 	}
 	var events []store.Event
 	if code := a.withStore(func(st store.Store) error {
-		for {
-			page, err := st.Query(a.ctx, f)
-			if err != nil {
-				return err
-			}
-			events = append(events, page.Events...)
-			if page.Next == "" {
-				return nil
-			}
-			f.Cursor = page.Next
-		}
+		events, err = archiver.Select(a.ctx, st, f)
+		return err
 	}); code != 0 {
 		return code
 	}
@@ -241,12 +234,12 @@ func (a *admin) archiveReplay(args []string) int {
 	}
 	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
 		if *to != "" {
-			if i, err := missingDurable(ctx, js, *to); err != nil || i >= 0 {
-				if err != nil {
-					return err
-				}
+			var nd *admin.NoDurableError
+			if err := admin.RequireDurables(ctx, js, *to); errors.As(err, &nd) {
 				return fmt.Errorf("consumer %s has no durable on %s, so the replay would reach nobody: start it first, or check the name (eventmesh status lists the consumers)",
 					*to, streams.Events)
+			} else if err != nil {
+				return err
 			}
 		}
 		n, err := archiver.Replay(ctx, js, s, events, *to, time.Now)

@@ -44,7 +44,7 @@ func runSQLSource(ctx context.Context, args, environ []string, stdout, stderr io
 		fmt.Fprintf(stderr, "eventmesh sql-source: missing subcommand\n\nUsage: %s\n", sqlSourceUsage)
 		return 2
 	}
-	a := &admin{ctx: ctx, environ: environ, stdout: stdout, stderr: stderr, name: args[0] + " " + args[1]}
+	a := &command{ctx: ctx, environ: environ, stdout: stdout, stderr: stderr, name: args[0] + " " + args[1]}
 	if args[1] != "init" {
 		fmt.Fprintf(stderr, "eventmesh: unknown command %q\n\nUsage: %s\n", a.name, sqlSourceUsage)
 		return 2
@@ -52,7 +52,7 @@ func runSQLSource(ctx context.Context, args, environ []string, stdout, stderr io
 	return a.sqlSourceInit(args[2:])
 }
 
-func (a *admin) sqlSourceInit(args []string) int {
+func (a *command) sqlSourceInit(args []string) int {
 	fs := a.flags("[--dialect postgres|sqlite] [--apply [--example]]")
 	dialect := fs.String("dialect", "", "postgres or sqlite (default: that of SQL_SOURCE_DSN, else postgres)")
 	apply := fs.Bool("apply", false, "run the DDL on SQL_SOURCE_DSN instead of printing it")

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/natstest"
@@ -86,13 +87,13 @@ func statusRun(ctx context.Context, environ []string, args ...string) (int, stri
 // statusJSON runs `eventmesh status --json` with a short interval, checks
 // that the document carries every documented field, and returns it with
 // the exit code.
-func (r *statusRig) statusJSON(t *testing.T) (int, statusReport) {
+func (r *statusRig) statusJSON(t *testing.T) (int, admin.StatusReport) {
 	t.Helper()
 	return r.statusJSONEvery(t, "200ms")
 }
 
 // statusJSONEvery runs status --json with the given --interval.
-func (r *statusRig) statusJSONEvery(t *testing.T, interval string) (int, statusReport) {
+func (r *statusRig) statusJSONEvery(t *testing.T, interval string) (int, admin.StatusReport) {
 	t.Helper()
 	code, out, errOut := r.status(t, "--json", "--interval", interval)
 	var raw struct {
@@ -116,7 +117,7 @@ func (r *statusRig) statusJSONEvery(t *testing.T, interval string) (int, statusR
 			}
 		}
 	}
-	var rep statusReport
+	var rep admin.StatusReport
 	if err := json.Unmarshal([]byte(out), &rep); err != nil {
 		t.Fatal(err)
 	}
@@ -126,7 +127,7 @@ func (r *statusRig) statusJSONEvery(t *testing.T, interval string) (int, statusR
 	return code, rep
 }
 
-func onlyConsumer(t *testing.T, rep statusReport, name string) consumerStatus {
+func onlyConsumer(t *testing.T, rep admin.StatusReport, name string) admin.ConsumerStatus {
 	t.Helper()
 	if len(rep.Consumers) != 1 || rep.Consumers[0].Name != name {
 		t.Fatalf("consumers %+v, want only %s", rep.Consumers, name)
@@ -188,7 +189,7 @@ func TestStatusHealthyThenPaused(t *testing.T) {
 		t.Errorf("stream %+v", rep.Stream)
 	}
 	c := onlyConsumer(t, rep, "archiver")
-	if c.State != stateOK || len(c.Problems) != 0 || c.Pending != 0 || c.AckPending != 0 || c.DeadLettered != 2 ||
+	if c.State != admin.StateOK || len(c.Problems) != 0 || c.Pending != 0 || c.AckPending != 0 || c.DeadLettered != 2 ||
 		c.PausedUntil != nil || c.LastActive == nil || c.OldestPendingAge != nil || c.OldestPendingSeq != 0 || c.AckWait != 2 || c.Note != "" {
 		t.Errorf("caught-up consumer %+v", c)
 	}
@@ -217,7 +218,7 @@ func TestStatusHealthyThenPaused(t *testing.T) {
 	}
 	code, rep = r.statusJSON(t)
 	c = onlyConsumer(t, rep, "archiver")
-	if code != 1 || rep.Healthy || c.State != statePaused || c.PausedUntil == nil || c.PausedUntil.Before(time.Now().AddDate(90, 0, 0)) ||
+	if code != 1 || rep.Healthy || c.State != admin.StatePaused || c.PausedUntil == nil || c.PausedUntil.Before(time.Now().AddDate(90, 0, 0)) ||
 		!strings.Contains(c.Note, "paused until resumed") {
 		t.Errorf("paused: exit %d, consumer %+v", code, c)
 	}
@@ -240,7 +241,7 @@ func TestStatusHealthyThenPaused(t *testing.T) {
 	if err := consumers.ResumeConsumer(r.ctx, r.js, "archiver"); err != nil {
 		t.Fatal(err)
 	}
-	if code, rep := r.statusJSON(t); code != 0 || onlyConsumer(t, rep, "archiver").State != stateOK {
+	if code, rep := r.statusJSON(t); code != 0 || onlyConsumer(t, rep, "archiver").State != admin.StateOK {
 		t.Errorf("resumed: exit %d %+v", code, rep)
 	}
 }
@@ -262,15 +263,15 @@ func TestStatusStalled(t *testing.T) {
 
 	// Busy, not stalled: it was active a moment ago.
 	code, rep := r.statusJSON(t)
-	if s := onlyConsumer(t, rep, "stuck"); code != 0 || s.State != stateOK || s.Pending != 1 || s.AckPending != 1 || s.OldestPendingSeq != 1 {
+	if s := onlyConsumer(t, rep, "stuck"); code != 0 || s.State != admin.StateOK || s.Pending != 1 || s.AckPending != 1 || s.OldestPendingSeq != 1 {
 		t.Fatalf("just fetched: exit %d, %+v", code, s)
 	}
 
 	// Nobody fetches or acknowledges for more than 3 ack waits.
-	time.Sleep(time.Until(fetched.Add(stallAckWaits*ackWait + 200*time.Millisecond)))
+	time.Sleep(time.Until(fetched.Add(admin.StallAckWaits*ackWait + 200*time.Millisecond)))
 	code, rep = r.statusJSON(t)
 	s := onlyConsumer(t, rep, "stuck")
-	if code != 1 || rep.Healthy || s.State != stateStalled || s.AckFloorMoved || s.Pending != 1 || s.AckPending != 1 ||
+	if code != 1 || rep.Healthy || s.State != admin.StateStalled || s.AckFloorMoved || s.Pending != 1 || s.AckPending != 1 ||
 		s.OldestPendingAge == nil || *s.OldestPendingAge < 3 || !strings.Contains(s.Note, "no progress for") ||
 		!strings.Contains(s.Note, "no client is fetching") {
 		t.Errorf("stalled: exit %d, %+v", code, s)
@@ -310,7 +311,7 @@ func TestStatusAtRisk(t *testing.T) {
 	}
 
 	code, rep := r.statusJSON(t)
-	if s := onlyConsumer(t, rep, "behind"); code != 0 || s.State != stateOK || s.OldestPendingSeq != 3 || s.Pending != 1 {
+	if s := onlyConsumer(t, rep, "behind"); code != 0 || s.State != admin.StateOK || s.OldestPendingSeq != 3 || s.Pending != 1 {
 		t.Fatalf("young backlog: exit %d, %+v", code, s)
 	}
 
@@ -318,7 +319,7 @@ func TestStatusAtRisk(t *testing.T) {
 	time.Sleep(time.Until(published.Add(maxAge/2 + 300*time.Millisecond)))
 	code, rep = r.statusJSON(t)
 	s := onlyConsumer(t, rep, "behind")
-	if code != 1 || rep.Healthy || s.State != stateAtRisk || s.OldestPendingSeq != 3 || s.OldestPendingAge == nil ||
+	if code != 1 || rep.Healthy || s.State != admin.StateAtRisk || s.OldestPendingSeq != 3 || s.OldestPendingAge == nil ||
 		*s.OldestPendingAge < maxAge.Seconds()/2 || *s.OldestPendingAge >= maxAge.Seconds() || !strings.Contains(s.Note, "expires in") {
 		t.Errorf("at risk: exit %d, %+v", code, s)
 	}
@@ -367,22 +368,5 @@ func TestStatusNoConsumers(t *testing.T) {
 	}
 	if code, out, _ := r.status(t); code != 0 || !strings.Contains(out, "no durable consumers on ENMESHED") {
 		t.Errorf("no consumers table: exit %d\n%s", code, out)
-	}
-}
-
-func TestStatusShortDuration(t *testing.T) {
-	for d, want := range map[time.Duration]string{
-		0:                         "0s",
-		1500 * time.Millisecond:   "1.5s",
-		90 * time.Second:          "1m30s",
-		time.Hour:                 "1h",
-		time.Hour + 2*time.Second: "1h2s",
-		50 * time.Hour:            "2d2h",
-		7 * 24 * time.Hour:        "7d",
-		-3 * time.Second:          "-3s",
-	} {
-		if got := shortDuration(d); got != want {
-			t.Errorf("shortDuration(%s) = %q, want %q", d, got, want)
-		}
 	}
 }

@@ -7,6 +7,7 @@ import (
 
 	"github.com/eventmesh/eventmesh/connector"
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/consumers/autoaccept"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
@@ -107,7 +108,7 @@ func (r *rig) status(id string) string {
 }
 
 func (r *rig) deadLetters() int {
-	dls, err := consumers.ListDeadLetters(context.Background(), r.js, subjects, autoaccept.Name, time.Time{})
+	dls, err := admin.ListDeadLetters(context.Background(), r.js, subjects, autoaccept.Name, time.Time{})
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/consumers/webhook"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
@@ -265,7 +266,7 @@ func TestBadRequestDeadLetteredAndReplayed(t *testing.T) {
 	ctx := context.Background()
 	var dls []consumers.DeadLetter
 	natstest.WaitFor(t, 10*time.Second, "dead letter", func() bool {
-		dls, _ = consumers.ListDeadLetters(ctx, m.js, subjects, "", time.Time{})
+		dls, _ = admin.ListDeadLetters(ctx, m.js, subjects, "", time.Time{})
 		return len(dls) == 1
 	})
 	if dls[0].Consumer != durableA || dls[0].Event.ID != e.ID || !strings.Contains(dls[0].Reason, "400") || dls[0].Attempts != 1 {
@@ -274,7 +275,7 @@ func TestBadRequestDeadLetteredAndReplayed(t *testing.T) {
 	mu.Lock()
 	broken = false
 	mu.Unlock()
-	if n, err := consumers.ReplayDeadLetters(ctx, m.js, subjects, dls, time.Now); err != nil || n != 1 {
+	if n, err := admin.ReplayDeadLetters(ctx, m.js, subjects, dls, time.Now); err != nil || n != 1 {
 		t.Fatalf("replay: %d %v", n, err)
 	}
 	if got := rcA.wait(1); got[e.ID] != 1 {
@@ -291,7 +292,7 @@ func TestBadRequestDeadLetteredAndReplayed(t *testing.T) {
 	if q := rcA.requests(e.ID); len(q) != 2 || q[1].header.Get(webhook.HeaderID) != e.ID {
 		t.Errorf("replay to A: %d requests", len(q))
 	}
-	if dls, _ := consumers.ListDeadLetters(ctx, m.js, subjects, "", time.Time{}); len(dls) != 0 {
+	if dls, _ := admin.ListDeadLetters(ctx, m.js, subjects, "", time.Time{}); len(dls) != 0 {
 		t.Errorf("dead letters after replay: %d", len(dls))
 	}
 }
@@ -330,7 +331,7 @@ func TestGonePausesUntilResumed(t *testing.T) {
 	if got := rc.wait(1); got[e.ID] != 1 {
 		t.Errorf("after resume: %v", got)
 	}
-	if dls, _ := consumers.ListDeadLetters(ctx, m.js, subjects, "", time.Time{}); len(dls) != 0 {
+	if dls, _ := admin.ListDeadLetters(ctx, m.js, subjects, "", time.Time{}); len(dls) != 0 {
 		t.Errorf("410 must not dead-letter: %d", len(dls))
 	}
 }

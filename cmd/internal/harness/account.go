@@ -11,7 +11,7 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
@@ -376,7 +376,7 @@ func (a *accountant) account(ctx context.Context) (Report, error) {
 func (a *accountant) deadLetters(ctx context.Context) (map[string]int, map[string]string, error) {
 	ids := map[string]int{}
 	reasons := map[string]string{}
-	dls, err := consumers.ListDeadLetters(ctx, a.src.JS, a.subjects, a.src.Consumer, time.Time{})
+	dls, err := admin.ListDeadLetters(ctx, a.src.JS, a.subjects, a.src.Consumer, time.Time{})
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
 		return ids, reasons, nil // no consumer ever dead-lettered anything
 	}
