@@ -11,9 +11,10 @@ import (
 	"os"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/cmd/internal/archiving"
 	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/streams"
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -23,7 +24,7 @@ type config struct {
 	Prefix   streams.PrefixConfig
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:"127.0.0.1:9090" desc:"address of /healthz, /readyz and /metrics"`
 	DataDir  string `env:"DATA_DIR" envDefault:"./data" desc:"directory of the SQLite archive (archive.db) when ARCHIVE_DSN is not set"`
-	Archive  app.ArchiveConfig
+	Archive  archiving.Config
 }
 
 func (c config) Validate() error {
@@ -48,8 +49,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return app.ServeConsumer(ctx, cfg.NATS, "archiver", cfg.HTTPAddr, log, func(nc *nats.Conn, reg *prometheus.Registry) (app.Runner, func(), error) {
-		arch, err := app.NewArchive(ctx, nc, subjects, cfg.Archive, cfg.DataDir, consumers.NewMetrics(reg), reg, log)
+	return app.ServeConsumer(ctx, cfg.NATS, "archiver", cfg.HTTPAddr, log, func(js jetstream.JetStream, reg *prometheus.Registry) (app.Runner, func(), error) {
+		arch, err := archiving.New(ctx, js, subjects, cfg.Archive, cfg.DataDir, consumers.NewMetrics(reg), reg, log)
 		if err != nil {
 			return nil, nil, err
 		}

@@ -13,8 +13,9 @@ import (
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
 	"github.com/eventmesh/eventmesh/connector"
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/autoaccept"
 	"github.com/eventmesh/eventmesh/streams"
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -24,7 +25,7 @@ type config struct {
 	Prefix    streams.PrefixConfig
 	HTTPAddr  string `env:"HTTP_ADDR" envDefault:"127.0.0.1:9090" desc:"address of /healthz, /readyz and /metrics"`
 	Connector connector.Config
-	Accept    app.AutoAcceptConfig
+	Accept    autoaccept.ConsumerConfig
 }
 
 func (c config) Validate() error {
@@ -53,8 +54,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return app.ServeConsumer(ctx, cfg.NATS, "autoaccept", cfg.HTTPAddr, log, func(nc *nats.Conn, reg *prometheus.Registry) (app.Runner, func(), error) {
-		rt, err := app.NewAutoAccept(nc, subjects, cfg.Accept, cfg.Connector, consumers.NewMetrics(reg), reg, log)
+	return app.ServeConsumer(ctx, cfg.NATS, "autoaccept", cfg.HTTPAddr, log, func(js jetstream.JetStream, reg *prometheus.Registry) (app.Runner, func(), error) {
+		rt, err := autoaccept.New(js, subjects, cfg.Accept, cfg.Connector, consumers.NewMetrics(reg), reg, log)
 		return rt, nil, err
 	})
 }

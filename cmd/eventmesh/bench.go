@@ -31,6 +31,8 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/cmd/internal/archiving"
+	"github.com/eventmesh/eventmesh/cmd/internal/producing"
 	"github.com/eventmesh/eventmesh/connector"
 	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/archiver"
@@ -163,7 +165,7 @@ type bencher struct {
 	environ []string
 	tmp     string
 	figs    map[string]*benchFigure
-	pcfg    app.ProducerConfig
+	pcfg    producing.Config
 	subj    router.Subjects
 	seq     atomic.Int64 // distinct event ids across runs
 	bins    string       // the built binaries, "" when the RSS figure is skipped
@@ -246,7 +248,7 @@ func runBench(ctx context.Context, args, environ []string, stdout, stderr io.Wri
 	for _, s := range benchSpecs {
 		b.figs[s.key] = &benchFigure{Key: s.key, Name: s.name, Unit: s.unit, Ceiling: s.ceiling, spec: s}
 	}
-	if b.pcfg, err = app.Load[app.ProducerConfig]([]string{"INGEST_ADDR=127.0.0.1:0", "STREAM_MAX_BYTES=4GiB"}); err != nil {
+	if b.pcfg, err = app.Load[producing.Config]([]string{"INGEST_ADDR=127.0.0.1:0", "STREAM_MAX_BYTES=4GiB"}); err != nil {
 		fmt.Fprintln(stderr, "eventmesh bench:", err)
 		return 1
 	}
@@ -551,7 +553,7 @@ func (b *bencher) benchHTTP(ctx context.Context, run int) error {
 	return nil
 }
 
-// benchIngest: the producer as eventmesh wires it (app.StartProducer) under
+// benchIngest: the producer as eventmesh wires it (producing.Start) under
 // the load of the bare handler.
 func (b *bencher) benchIngest(ctx context.Context, run int) error {
 	env, err := b.startEnv()
@@ -559,7 +561,7 @@ func (b *bencher) benchIngest(ctx context.Context, run int) error {
 		return err
 	}
 	defer env.close()
-	prod, err := app.StartProducer(ctx, b.pcfg, env.nc, app.NewRegistry(), b.log)
+	prod, err := producing.Start(ctx, b.pcfg, env.nc, app.NewRegistry(), b.log)
 	if err != nil {
 		return err
 	}
@@ -596,13 +598,13 @@ func (b *bencher) benchWebhook(ctx context.Context, run int) error {
 		return err
 	}
 	reg := app.NewRegistry()
-	rt, err := app.NewWebhook(env.nc, b.subj, wcfg, consumers.NewMetrics(reg), b.log)
+	rt, err := webhook.New(env.js, b.subj, wcfg, consumers.NewMetrics(reg), b.log)
 	if err != nil {
 		return err
 	}
 	running := app.StartRuntimes(ctx, b.log, rt)
 	defer running.Stop()
-	prod, err := app.StartProducer(ctx, b.pcfg, env.nc, reg, b.log, running.Ready)
+	prod, err := producing.Start(ctx, b.pcfg, env.nc, reg, b.log, running.Ready)
 	if err != nil {
 		return err
 	}
@@ -714,7 +716,7 @@ func (b *bencher) benchFanout(ctx context.Context, run int) error {
 		if err != nil {
 			return err
 		}
-		wh, err := app.NewWebhook(env.nc, b.subj, wcfg, metrics, b.log)
+		wh, err := webhook.New(env.js, b.subj, wcfg, metrics, b.log)
 		if err != nil {
 			return err
 		}
@@ -722,12 +724,12 @@ func (b *bencher) benchFanout(ctx context.Context, run int) error {
 		if err != nil {
 			return err
 		}
-		arch, err := app.NewArchive(ctx, env.nc, b.subj, acfg, filepath.Join(env.dir, "archive"), metrics, reg, b.log)
+		arch, err := archiving.New(ctx, env.js, b.subj, acfg, filepath.Join(env.dir, "archive"), metrics, reg, b.log)
 		if err != nil {
 			return err
 		}
 		defer arch.Close()
-		xcfg, err := app.Load[app.AutoAcceptConfig]([]string{"AUTOACCEPT_ENABLED=true"})
+		xcfg, err := app.Load[autoaccept.ConsumerConfig]([]string{"AUTOACCEPT_ENABLED=true"})
 		if err != nil {
 			return err
 		}
@@ -735,7 +737,7 @@ func (b *bencher) benchFanout(ctx context.Context, run int) error {
 		if err != nil {
 			return err
 		}
-		aa, err := app.NewAutoAccept(env.nc, b.subj, xcfg, conn, metrics, reg, b.log)
+		aa, err := autoaccept.New(env.js, b.subj, xcfg, conn, metrics, reg, b.log)
 		if err != nil {
 			return err
 		}
@@ -768,7 +770,7 @@ func (b *bencher) benchFanout(ctx context.Context, run int) error {
 }
 
 // benchArchive: n events in the stream (published once, not timed); the
-// archiver as eventmesh wires it (app.NewArchive: SQLite under DATA_DIR, or
+// archiver as eventmesh wires it (archiving.New: SQLite under DATA_DIR, or
 // ARCHIVE_DSN) from its start until every event is stored and acked,
 // against InsertEvents of the very rows it writes, in batches of 256,
 // without NATS, into a fresh store of the same kind.
@@ -810,7 +812,7 @@ func (b *bencher) benchArchive(ctx context.Context, run int) error {
 		if err != nil {
 			return err
 		}
-		arch, err := app.NewArchive(ctx, env.nc, b.subj, acfg, dir, consumers.NewMetrics(app.NewRegistry()), app.NewRegistry(), b.log)
+		arch, err := archiving.New(ctx, env.js, b.subj, acfg, dir, consumers.NewMetrics(app.NewRegistry()), app.NewRegistry(), b.log)
 		if err != nil {
 			return err
 		}
@@ -1032,18 +1034,18 @@ func (b *bencher) ensureStream(ctx context.Context, js jetstream.JetStream) erro
 // webhookConfig is the webhook consumer's configuration: the defaults
 // (WEBHOOK_CONCURRENCY 16, …), signed, to url, starting at start (""
 // keeps the default, new).
-func (b *bencher) webhookConfig(url, start string) (app.WebhookConfig, error) {
+func (b *bencher) webhookConfig(url, start string) (webhook.ConsumerConfig, error) {
 	env := []string{"WEBHOOK_URL=" + url, "WEBHOOK_SECRET=" + benchSecret}
 	if start != "" {
 		env = append(env, "WEBHOOK_START="+start)
 	}
-	return app.Load[app.WebhookConfig](env)
+	return app.Load[webhook.ConsumerConfig](env)
 }
 
 // archiveConfig is the archiver's configuration: the defaults, the store
 // dsn names, no HTTP API.
-func (b *bencher) archiveConfig(dsn string) (app.ArchiveConfig, error) {
-	c, err := app.Load[app.ArchiveConfig]([]string{"ARCHIVE_DSN=" + dsn})
+func (b *bencher) archiveConfig(dsn string) (archiving.Config, error) {
+	c, err := app.Load[archiving.Config]([]string{"ARCHIVE_DSN=" + dsn})
 	c.Archive.Addr = ""
 	return c, err
 }

@@ -15,7 +15,11 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/cmd/internal/archiving"
+	"github.com/eventmesh/eventmesh/cmd/internal/producing"
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/autoaccept"
+	"github.com/eventmesh/eventmesh/consumers/webhook"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/embedded"
 	"github.com/nats-io/nats.go"
@@ -25,10 +29,10 @@ type config struct {
 	Log      app.LogConfig
 	Embedded embedded.Config
 	NATS     streams.ConnConfig
-	Producer app.ProducerConfig
-	Webhook  app.WebhookConfig
-	Archive  app.ArchiveConfig
-	Accept   app.AutoAcceptConfig
+	Producer producing.Config
+	Webhook  webhook.ConsumerConfig
+	Archive  archiving.Config
+	Accept   autoaccept.ConsumerConfig
 }
 
 func (c config) Validate() error {
@@ -179,23 +183,27 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	reg := app.NewRegistry()
 	subjects, _ := cfg.Producer.Prefix.Subjects()
 	metrics := consumers.NewMetrics(reg)
+	js, err := streams.NewJetStream(nc, log) // the consumers'; the producer makes its own
+	if err != nil {
+		return err
+	}
 	var rts []app.Runner
 	if cfg.Webhook.Enabled() {
-		rt, err := app.NewWebhook(nc, subjects, cfg.Webhook, metrics, log)
+		rt, err := webhook.New(js, subjects, cfg.Webhook, metrics, log)
 		if err != nil {
 			return err
 		}
 		rts = append(rts, rt)
 	}
 	if cfg.Accept.AutoAccept.Enabled {
-		rt, err := app.NewAutoAccept(nc, subjects, cfg.Accept, cfg.Producer.Connector, metrics, reg, log)
+		rt, err := autoaccept.New(js, subjects, cfg.Accept, cfg.Producer.Connector, metrics, reg, log)
 		if err != nil {
 			return err
 		}
 		rts = append(rts, rt)
 	}
 	if cfg.Archive.Archive.Enabled {
-		arch, err := app.NewArchive(ctx, nc, subjects, cfg.Archive, cfg.Embedded.DataDir, metrics, reg, log)
+		arch, err := archiving.New(ctx, js, subjects, cfg.Archive, cfg.Embedded.DataDir, metrics, reg, log)
 		if err != nil {
 			return err
 		}
@@ -204,7 +212,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	}
 	// The consumers wait for the stream, which the producer creates.
 	running := app.StartRuntimes(ctx, log, rts...)
-	prod, err := app.StartProducer(ctx, cfg.Producer, nc, reg, log, running.Ready)
+	prod, err := producing.Start(ctx, cfg.Producer, nc, reg, log, running.Ready)
 	if err != nil {
 		running.Stop()
 		return err

@@ -6,7 +6,7 @@ import (
 	"fmt"
 	"io"
 
-	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/cmd/internal/permissions"
 	"github.com/eventmesh/eventmesh/router"
 )
 
@@ -35,7 +35,7 @@ func runPermissions(_ context.Context, args []string, stdout, stderr io.Writer) 
 		fmt.Fprintln(stderr, "eventmesh permissions:", err)
 		return 2
 	}
-	p, err := app.PermissionsFor(binary, s, *durable)
+	p, err := permissions.For(binary, s, *durable)
 	if err != nil {
 		fmt.Fprintln(stderr, "eventmesh permissions:", err)
 		return 2

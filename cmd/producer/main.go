@@ -13,13 +13,14 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/cmd/internal/producing"
 	"github.com/eventmesh/eventmesh/streams"
 )
 
 type config struct {
 	Log      app.LogConfig
 	NATS     streams.ConnConfig
-	Producer app.ProducerConfig
+	Producer producing.Config
 }
 
 func (c config) Validate() error {
@@ -47,7 +48,7 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		return err
 	}
 	defer app.Drain(nc, 10*time.Second)
-	prod, err := app.StartProducer(ctx, cfg.Producer, nc, app.NewRegistry(), log)
+	prod, err := producing.Start(ctx, cfg.Producer, nc, app.NewRegistry(), log)
 	if err != nil {
 		return err
 	}

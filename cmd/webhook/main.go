@@ -12,8 +12,9 @@ import (
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/webhook"
 	"github.com/eventmesh/eventmesh/streams"
-	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -22,7 +23,7 @@ type config struct {
 	NATS     streams.ConnConfig
 	Prefix   streams.PrefixConfig
 	HTTPAddr string `env:"HTTP_ADDR" envDefault:"127.0.0.1:9090" desc:"address of /healthz, /readyz and /metrics"`
-	Webhook  app.WebhookConfig
+	Webhook  webhook.ConsumerConfig
 }
 
 func (c config) Validate() error {
@@ -51,8 +52,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	return app.ServeConsumer(ctx, cfg.NATS, "webhook", cfg.HTTPAddr, log, func(nc *nats.Conn, reg *prometheus.Registry) (app.Runner, func(), error) {
-		rt, err := app.NewWebhook(nc, subjects, cfg.Webhook, consumers.NewMetrics(reg), log)
+	return app.ServeConsumer(ctx, cfg.NATS, "webhook", cfg.HTTPAddr, log, func(js jetstream.JetStream, reg *prometheus.Registry) (app.Runner, func(), error) {
+		rt, err := webhook.New(js, subjects, cfg.Webhook, consumers.NewMetrics(reg), log)
 		return rt, nil, err
 	})
 }

@@ -50,16 +50,9 @@ func (r *rig) run(c autoaccept.Config) {
 	cc := r.double.ClientConfig()
 	cc.Attempts = 1 // retries belong to the runtime here
 	cc.APIKey = key // what CONNECTOR_API_KEY says, whatever the double expects now
-	client, err := connector.New(cc, natstest.Logger(r.t))
-	if err != nil {
-		r.t.Fatal(err)
-	}
 	rc := consumers.Config{Start: "all", AckWait: 5 * time.Second, MaxDeliver: 20, MaxAckPending: 100, Concurrency: 4,
 		Backoff: consumers.Schedule{50 * time.Millisecond}, DrainTimeout: 5 * time.Second}
-	reg := prometheus.NewRegistry()
-	rt, err := consumers.New(r.js, subjects, rc, consumers.Options{Name: autoaccept.Name,
-		Filters: []string{subjects.Event(autoaccept.Namespace)}, DefaultStart: "all",
-		Handler: autoaccept.NewHandler(client, c, reg, natstest.Logger(r.t)), Log: natstest.Logger(r.t)})
+	rt, err := autoaccept.New(r.js, subjects, autoaccept.ConsumerConfig{AutoAccept: c, Runtime: rc}, cc, nil, prometheus.NewRegistry(), natstest.Logger(r.t))
 	if err != nil {
 		r.t.Fatal(err)
 	}

@@ -143,14 +143,8 @@ func (m *mesh) webhookConsumer(url string, change ...func(*webhook.Config, *cons
 	if err := wc.Validate(); err != nil {
 		m.t.Fatal(err)
 	}
-	sender, err := webhook.NewSender(wc, natstest.Logger(m.t))
-	if err != nil {
-		m.t.Fatal(err)
-	}
-	patterns, _ := router.ParsePatterns(wc.Triggers)
-	filters, _ := patterns.FilterSubjects(subjects.Prefix())
-	rt, err := consumers.New(m.js, subjects, rc, consumers.Options{Name: wc.DurableName(), Filters: filters, Match: patterns.Match,
-		DefaultStart: "new", Handler: sender.Handler(), Metrics: consumers.NewMetrics(prometheus.NewRegistry()), Log: natstest.Logger(m.t)})
+	rt, err := webhook.New(m.js, subjects, webhook.ConsumerConfig{Webhook: wc, Order: "none", Runtime: rc},
+		consumers.NewMetrics(prometheus.NewRegistry()), natstest.Logger(m.t))
 	if err != nil {
 		m.t.Fatal(err)
 	}

@@ -9,6 +9,7 @@ import (
 
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
 
@@ -56,14 +57,18 @@ func Main[T any](ctx context.Context, b Binary[T], args, environ []string, stdou
 // serves /healthz, /readyz and /metrics on httpAddr, and on shutdown stops
 // fetching, lets in-flight work settle and drains the connection.
 func ServeConsumer(ctx context.Context, conn streams.ConnConfig, name, httpAddr string, log *slog.Logger,
-	build func(nc *nats.Conn, reg *prometheus.Registry) (Runner, func(), error)) error {
+	build func(js jetstream.JetStream, reg *prometheus.Registry) (Runner, func(), error)) error {
 	nc, err := streams.Connect(ctx, conn, "eventmesh-"+name, log)
 	if err != nil {
 		return err
 	}
 	defer Drain(nc, 10*time.Second)
+	js, err := streams.NewJetStream(nc, log)
+	if err != nil {
+		return err
+	}
 	reg := NewRegistry()
-	runner, cleanup, err := build(nc, reg)
+	runner, cleanup, err := build(js, reg)
 	if err != nil {
 		return err
 	}
@@ -84,4 +89,19 @@ func ServeConsumer(ctx context.Context, conn streams.ConnConfig, name, httpAddr 
 	rts.Stop()
 	srv.Shutdown(5 * time.Second)
 	return err
+}
+
+// Drain flushes nc's pending publishes and closes it, waiting up to timeout.
+func Drain(nc *nats.Conn, timeout time.Duration) {
+	closed := make(chan struct{})
+	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
+	if err := nc.Drain(); err != nil {
+		nc.Close()
+		return
+	}
+	select {
+	case <-closed:
+	case <-time.After(timeout):
+		nc.Close()
+	}
 }

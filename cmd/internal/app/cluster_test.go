@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/cmd/internal/producing"
 	"github.com/eventmesh/eventmesh/consumers/webhook"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
@@ -75,7 +76,7 @@ func TestClusterLeaderKilled(t *testing.T) {
 		t.Cleanup(nc.Close)
 		return nc
 	}
-	pcfg, err := app.Load[app.ProducerConfig]([]string{
+	pcfg, err := app.Load[producing.Config]([]string{
 		"STREAM_REPLICAS=3",
 		"STREAM_MAX_BYTES=64MiB",
 		"STREAM_DUPLICATE_WINDOW=2m",
@@ -87,13 +88,13 @@ func TestClusterLeaderKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	pnc := connect("test-producer")
-	prod, err := app.StartProducer(ctx, pcfg, pnc, app.NewRegistry(), log)
+	prod, err := producing.Start(ctx, pcfg, pnc, app.NewRegistry(), log)
 	if err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(prod.Shutdown)
 
-	wcfg, err := app.Load[app.WebhookConfig]([]string{
+	wcfg, err := app.Load[webhook.ConsumerConfig]([]string{
 		"WEBHOOK_URL=" + rc.URL + "/hook",
 		"WEBHOOK_REPLICAS=3",
 		"WEBHOOK_START=all",
@@ -110,7 +111,11 @@ func TestClusterLeaderKilled(t *testing.T) {
 		t.Fatal(err)
 	}
 	wnc := connect("test-webhook")
-	rt, err := app.NewWebhook(wnc, subjects, wcfg, nil, log)
+	wjs, err := streams.NewJetStream(wnc, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	rt, err := webhook.New(wjs, subjects, wcfg, nil, log)
 	if err != nil {
 		t.Fatal(err)
 	}

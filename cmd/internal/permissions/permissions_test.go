@@ -1,4 +1,4 @@
-package app_test
+package permissions_test
 
 import (
 	"bytes"
@@ -18,6 +18,9 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/cmd/internal/archiving"
+	"github.com/eventmesh/eventmesh/cmd/internal/permissions"
+	"github.com/eventmesh/eventmesh/cmd/internal/producing"
 	"github.com/eventmesh/eventmesh/connector"
 	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/archiver"
@@ -35,12 +38,12 @@ import (
 
 var permSubjects = router.MustSubjects("enmeshed")
 
-// permsFor is PermissionsFor that fails the test on error.
-func permsFor(t *testing.T, binary, durable string) app.Permissions {
+// permsFor is permissions.For that fails the test on error.
+func permsFor(t *testing.T, binary, durable string) permissions.Set {
 	t.Helper()
-	p, err := app.PermissionsFor(binary, permSubjects, durable)
+	p, err := permissions.For(binary, permSubjects, durable)
 	if err != nil {
-		t.Fatalf("PermissionsFor(%s, %q): %v", binary, durable, err)
+		t.Fatalf("permissions.For(%s, %q): %v", binary, durable, err)
 	}
 	return p
 }
@@ -50,8 +53,8 @@ func permsFor(t *testing.T, binary, durable string) app.Permissions {
 // entry described for the documentation.
 func TestPermissionsForShape(t *testing.T) {
 	known := []string{streams.Events, streams.DLQ, streams.Advisories, streams.Outcomes, "KV_" + streams.SyncBucket}
-	for binary, durable := range map[string]string{app.BinaryProducer: "", app.BinaryWebhook: "webhook-0a1b2c3d",
-		app.BinaryAutoAccept: "", app.BinaryArchiver: ""} {
+	for binary, durable := range map[string]string{permissions.BinaryProducer: "", permissions.BinaryWebhook: "webhook-0a1b2c3d",
+		permissions.BinaryAutoAccept: "", permissions.BinaryArchiver: ""} {
 		p := permsFor(t, binary, durable)
 		if !slices.Equal(p.Subscribe, []string{"_INBOX.>"}) {
 			t.Errorf("%s subscribes to %v, want only _INBOX.>", binary, p.Subscribe)
@@ -84,22 +87,22 @@ func TestPermissionsForShape(t *testing.T) {
 		}
 	}
 	// A consumer touches its own durable only.
-	p := permsFor(t, app.BinaryWebhook, "webhook-0a1b2c3d")
+	p := permsFor(t, permissions.BinaryWebhook, "webhook-0a1b2c3d")
 	for _, s := range p.Publish {
 		if strings.Contains(s, "CONSUMER.") && !strings.Contains(s, ".webhook-0a1b2c3d") {
 			t.Errorf("webhook: %s names no durable of its own", s)
 		}
 	}
 	for _, bad := range []struct{ binary, durable string }{
-		{"eventmesh", ""}, {app.BinaryWebhook, ""}, {app.BinaryWebhook, "a.b"}, {app.BinaryWebhook, ">"},
-		{app.BinaryProducer, "x"}, {app.BinaryAutoAccept, "other"}, {app.BinaryArchiver, "other"},
+		{"eventmesh", ""}, {permissions.BinaryWebhook, ""}, {permissions.BinaryWebhook, "a.b"}, {permissions.BinaryWebhook, ">"},
+		{permissions.BinaryProducer, "x"}, {permissions.BinaryAutoAccept, "other"}, {permissions.BinaryArchiver, "other"},
 	} {
-		if _, err := app.PermissionsFor(bad.binary, permSubjects, bad.durable); err == nil {
-			t.Errorf("PermissionsFor(%s, %q) accepted", bad.binary, bad.durable)
+		if _, err := permissions.For(bad.binary, permSubjects, bad.durable); err == nil {
+			t.Errorf("permissions.For(%s, %q) accepted", bad.binary, bad.durable)
 		}
 	}
-	if _, err := app.PermissionsFor(app.BinaryProducer, router.Subjects{}, ""); err == nil {
-		t.Error("PermissionsFor accepted the zero Subjects")
+	if _, err := permissions.For(permissions.BinaryProducer, router.Subjects{}, ""); err == nil {
+		t.Error("permissions.For accepted the zero Subjects")
 	}
 }
 
@@ -121,10 +124,10 @@ func apiKind(s string) string {
 func TestPermissionsServerConfig(t *testing.T) {
 	var conf strings.Builder
 	conf.WriteString("authorization {\n  users = [\n")
-	want := map[string]app.Permissions{}
-	for _, b := range []string{app.BinaryProducer, app.BinaryWebhook, app.BinaryAutoAccept, app.BinaryArchiver} {
+	want := map[string]permissions.Set{}
+	for _, b := range []string{permissions.BinaryProducer, permissions.BinaryWebhook, permissions.BinaryAutoAccept, permissions.BinaryArchiver} {
 		durable := ""
-		if b == app.BinaryWebhook {
+		if b == permissions.BinaryWebhook {
 			durable = "webhook-0a1b2c3d"
 		}
 		p := permsFor(t, b, durable)
@@ -175,7 +178,7 @@ func (v *violations) list() []string {
 	return slices.Clone(v.errs)
 }
 
-func serverPermissions(p app.Permissions) *server.Permissions {
+func serverPermissions(p permissions.Set) *server.Permissions {
 	return &server.Permissions{
 		Publish:   &server.SubjectPermission{Allow: slices.Clone(p.Publish)},
 		Subscribe: &server.SubjectPermission{Allow: slices.Clone(p.Subscribe)},
@@ -185,7 +188,7 @@ func serverPermissions(p app.Permissions) *server.Permissions {
 // startAuthServer starts a JetStream server with one user per entry of
 // users (password = user name) and an admin user with every right, with
 // the given nats-server feature flags.
-func startAuthServer(t *testing.T, users map[string]app.Permissions, featureFlags map[string]bool) string {
+func startAuthServer(t *testing.T, users map[string]permissions.Set, featureFlags map[string]bool) string {
 	t.Helper()
 	us := []*server.User{{Username: "admin", Password: "admin"}}
 	for name, p := range users {
@@ -229,6 +232,16 @@ func load[T any](t *testing.T, env ...string) T {
 		t.Fatal(err)
 	}
 	return c
+}
+
+// jetStream is the JetStream context the binaries make of nc.
+func jetStream(t *testing.T, nc *nats.Conn) jetstream.JetStream {
+	t.Helper()
+	js, err := streams.NewJetStream(nc, natstest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js
 }
 
 // ingestResult is the ingest endpoint's answer to one event.
@@ -308,7 +321,7 @@ func newReceiver(t *testing.T) *receiver {
 
 func (rc *receiver) got(id string) bool { rc.mu.Lock(); defer rc.mu.Unlock(); return rc.delivered[id] }
 
-// Each binary runs as its own NATS user with exactly PermissionsFor and
+// Each binary runs as its own NATS user with exactly permissions.For and
 // does its whole job: the producer creates and updates ENMESHED, ingests
 // and polls the Connector; the webhook consumer delivers, retries,
 // dead-letters, records outcomes, catches a max-deliveries advisory and
@@ -366,11 +379,11 @@ func (m *mesh) check(what string, err error) {
 
 // startProducer starts the producer with env on its connection, giving
 // up after 20 seconds.
-func (m *mesh) startProducer(nc *nats.Conn, env ...string) *app.Producer {
+func (m *mesh) startProducer(nc *nats.Conn, env ...string) *producing.Producer {
 	m.t.Helper()
 	ctx, cancel := context.WithTimeout(m.ctx, 20*time.Second)
 	defer cancel()
-	p, err := app.StartProducer(ctx, load[app.ProducerConfig](m.t, env...), nc, prometheus.NewRegistry(), natstest.Logger(m.t))
+	p, err := producing.Start(ctx, load[producing.Config](m.t, env...), nc, prometheus.NewRegistry(), natstest.Logger(m.t))
 	m.check("start the producer", err)
 	return p
 }
@@ -399,24 +412,24 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 	}
 	t.Cleanup(double.Close)
 	rc := newReceiver(t)
-	whCfg := load[app.WebhookConfig](t, "WEBHOOK_URL="+rc.srv.URL+"/hook", "WEBHOOK_START=all", "WEBHOOK_BACKOFF=100ms")
+	whCfg := load[webhook.ConsumerConfig](t, "WEBHOOK_URL="+rc.srv.URL+"/hook", "WEBHOOK_START=all", "WEBHOOK_BACKOFF=100ms")
 	whDurable := whCfg.Webhook.DurableName()
 	const brokenUser, brokenDurable = "webhook-nodlq", "webhook-nodlq"
 
-	perms := map[string]app.Permissions{
-		app.BinaryProducer:   permsFor(t, app.BinaryProducer, ""),
-		app.BinaryWebhook:    permsFor(t, app.BinaryWebhook, whDurable),
-		app.BinaryAutoAccept: permsFor(t, app.BinaryAutoAccept, ""),
-		app.BinaryArchiver:   permsFor(t, app.BinaryArchiver, ""),
+	perms := map[string]permissions.Set{
+		permissions.BinaryProducer:   permsFor(t, permissions.BinaryProducer, ""),
+		permissions.BinaryWebhook:    permsFor(t, permissions.BinaryWebhook, whDurable),
+		permissions.BinaryAutoAccept: permsFor(t, permissions.BinaryAutoAccept, ""),
+		permissions.BinaryArchiver:   permsFor(t, permissions.BinaryArchiver, ""),
 	}
 	// The broken user lacks one needed entry: the webhook's dead letters.
-	broken := permsFor(t, app.BinaryWebhook, brokenDurable)
+	broken := permsFor(t, permissions.BinaryWebhook, brokenDurable)
 	dlqEntry := permSubjects.DLQFor(brokenDurable)
 	if !slices.Contains(broken.Publish, dlqEntry) {
 		t.Fatalf("the webhook's permissions lack %s: %v", dlqEntry, broken.Publish)
 	}
 	broken.Publish = slices.DeleteFunc(slices.Clone(broken.Publish), func(s string) bool { return s == dlqEntry })
-	users := map[string]app.Permissions{brokenUser: broken}
+	users := map[string]permissions.Set{brokenUser: broken}
 	for b, p := range perms {
 		users[b] = p
 	}
@@ -441,10 +454,10 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 	// again with another STREAM_MAX_AGE, updating both.
 	producerEnv := []string{"INGEST_ADDR=127.0.0.1:0", "CONNECTOR_URL=" + double.URL(), "CONNECTOR_API_KEY=" + apiKey,
 		"SYNC_INTERVAL=1s", "STREAM_MAX_BYTES=64MiB"}
-	first := m.startProducer(conns[app.BinaryProducer], append(producerEnv, "STREAM_MAX_AGE=2h")...)
+	first := m.startProducer(conns[permissions.BinaryProducer], append(producerEnv, "STREAM_MAX_AGE=2h")...)
 	m.wait("a first sync round", func() bool { return first.Poller.Status().Rounds >= 1 })
 	first.Shutdown()
-	prod := m.startProducer(conns[app.BinaryProducer], producerEnv...)
+	prod := m.startProducer(conns[permissions.BinaryProducer], producerEnv...)
 	if age := prod.Stream.CachedInfo().Config.MaxAge; age != 168*time.Hour {
 		t.Fatalf("ENMESHED not updated: max age %s", age)
 	}
@@ -453,16 +466,16 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 
 	// The three consumers, each on its own connection.
 	reg := prometheus.NewRegistry()
-	wh, err := app.NewWebhook(conns[app.BinaryWebhook], permSubjects, whCfg, consumers.NewMetrics(reg), log)
+	wh, err := webhook.New(jetStream(t, conns[permissions.BinaryWebhook]), permSubjects, whCfg, consumers.NewMetrics(reg), log)
 	m.check("webhook", err)
-	aaCfg := load[app.AutoAcceptConfig](t, "AUTOACCEPT_ENABLED=true", "AUTOACCEPT_BACKOFF=100ms")
+	aaCfg := load[autoaccept.ConsumerConfig](t, "AUTOACCEPT_ENABLED=true", "AUTOACCEPT_BACKOFF=100ms")
 	reg = prometheus.NewRegistry()
-	aa, err := app.NewAutoAccept(conns[app.BinaryAutoAccept], permSubjects, aaCfg, double.ClientConfig(), consumers.NewMetrics(reg), reg, log)
+	aa, err := autoaccept.New(jetStream(t, conns[permissions.BinaryAutoAccept]), permSubjects, aaCfg, double.ClientConfig(), consumers.NewMetrics(reg), reg, log)
 	m.check("auto-accept", err)
-	arCfg := load[app.ArchiveConfig](t, "ARCHIVE_DSN="+filepath.Join(t.TempDir(), "archive.db"), "ARCHIVE_BACKOFF=100ms")
+	arCfg := load[archiving.Config](t, "ARCHIVE_DSN="+filepath.Join(t.TempDir(), "archive.db"), "ARCHIVE_BACKOFF=100ms")
 	arCfg.Archive.Addr = "" // no HTTP API: it does not touch NATS
 	reg = prometheus.NewRegistry()
-	arch, err := app.NewArchive(ctx, conns[app.BinaryArchiver], permSubjects, arCfg, "", consumers.NewMetrics(reg), reg, log)
+	arch, err := archiving.New(ctx, jetStream(t, conns[permissions.BinaryArchiver]), permSubjects, arCfg, "", consumers.NewMetrics(reg), reg, log)
 	m.check("archiver", err)
 	rts := app.StartRuntimes(ctx, log, wh, aa, arch.Archiver)
 	m.wait("consumers ready", func() bool { return rts.Ready(ctx) == nil })
@@ -557,9 +570,9 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 			nc := connectAs(t, url, brokenUser, v)
 			bad := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { w.WriteHeader(http.StatusBadRequest) }))
 			defer bad.Close()
-			cfg := load[app.WebhookConfig](t, "WEBHOOK_URL="+bad.URL, "WEBHOOK_DURABLE="+brokenDurable, "WEBHOOK_START=all",
+			cfg := load[webhook.ConsumerConfig](t, "WEBHOOK_URL="+bad.URL, "WEBHOOK_DURABLE="+brokenDurable, "WEBHOOK_START=all",
 				"WEBHOOK_CONCURRENCY=1", "WEBHOOK_DRAIN_TIMEOUT=1s")
-			rt, err := app.NewWebhook(nc, permSubjects, cfg, consumers.NewMetrics(prometheus.NewRegistry()), log)
+			rt, err := webhook.New(jetStream(t, nc), permSubjects, cfg, consumers.NewMetrics(prometheus.NewRegistry()), log)
 			if err != nil {
 				t.Fatal(err)
 			}

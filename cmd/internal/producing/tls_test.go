@@ -1,4 +1,4 @@
-package app_test
+package producing_test
 
 import (
 	"context"
@@ -18,7 +18,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/cmd/internal/producing"
 	"github.com/eventmesh/eventmesh/connector"
 	"github.com/eventmesh/eventmesh/producer"
 	"github.com/eventmesh/eventmesh/streams"
@@ -49,8 +49,8 @@ func writeCert(t *testing.T, dir string, serial int64) (certFile, keyFile string
 	return certFile, keyFile, cert
 }
 
-func testProducerConfig() app.ProducerConfig {
-	return app.ProducerConfig{
+func testProducerConfig() producing.Config {
+	return producing.Config{
 		Prefix:    streams.PrefixConfig{Prefix: "enmeshed"},
 		Stream:    streams.StreamConfig{Replicas: 1, MaxAge: time.Hour, MaxBytes: 64 << 20, DuplicateWindow: time.Minute},
 		Publish:   producer.PublisherConfig{Timeout: 2 * time.Second, Attempts: 3},
@@ -72,7 +72,7 @@ func TestIngestTLS(t *testing.T) {
 	if err := c.Validate(); err != nil {
 		t.Fatal(err)
 	}
-	p, err := app.StartProducer(context.Background(), c, nc, prometheus.NewRegistry(), natstest.Logger(t))
+	p, err := producing.Start(context.Background(), c, nc, prometheus.NewRegistry(), natstest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,8 @@
-package app
+// Package producing wires the producer for the binaries that run it
+// (producer, eventmesh): the ENMESHED stream, the ingest endpoint, the
+// Connector sync poller and the SQL event-table source. It links the SQL
+// drivers of that source, so only those binaries import it.
+package producing
 
 import (
 	"context"
@@ -10,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eventmesh/eventmesh/cmd/internal/app"
 	"github.com/eventmesh/eventmesh/connector"
 	"github.com/eventmesh/eventmesh/producer"
 	"github.com/eventmesh/eventmesh/producer/sqlsource"
@@ -19,8 +24,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// ProducerConfig is what the producer reads (cmd/producer, cmd/eventmesh).
-type ProducerConfig struct {
+// Config is what the producer reads (cmd/producer, cmd/eventmesh).
+type Config struct {
 	Prefix    streams.PrefixConfig
 	Stream    streams.StreamConfig
 	Publish   producer.PublisherConfig
@@ -31,7 +36,7 @@ type ProducerConfig struct {
 }
 
 // Validate checks every part.
-func (c ProducerConfig) Validate() error {
+func (c Config) Validate() error {
 	err := errors.Join(c.Prefix.Validate(), c.Stream.Validate(), c.Publish.Validate(), c.Ingest.Validate(), c.Connector.Validate())
 	if c.Connector.Enabled() {
 		err = errors.Join(err, c.Sync.Validate(c.Stream.DuplicateWindow))
@@ -45,7 +50,7 @@ func (c ProducerConfig) Validate() error {
 // Producer is the running producer: the ENMESHED stream ensured, the
 // ingest endpoint serving.
 type Producer struct {
-	HTTP    *HTTPServer
+	HTTP    *app.HTTPServer
 	Stream  jetstream.Stream
 	Poller  *producer.Poller // nil without CONNECTOR_URL
 	log     *slog.Logger
@@ -54,11 +59,11 @@ type Producer struct {
 	sqlDone chan struct{} // nil without SQL_SOURCE_DSN
 }
 
-// StartProducer ensures the ENMESHED stream (the producer owns it) and
+// Start ensures the ENMESHED stream (the producer owns it) and
 // starts the ingest endpoint on c.Ingest.Addr.
 // extraReady are further readiness checks for /readyz (eventmesh adds its
 // consumers', so a new webhook durable exists before it reports ready).
-func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *prometheus.Registry, log *slog.Logger, extraReady ...func(context.Context) error) (*Producer, error) {
+func Start(ctx context.Context, c Config, nc *nats.Conn, reg *prometheus.Registry, log *slog.Logger, extraReady ...func(context.Context) error) (*Producer, error) {
 	subjects, err := c.Prefix.Subjects()
 	if err != nil {
 		return nil, err
@@ -115,7 +120,7 @@ func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *pr
 		go func() { defer close(p.sqlDone); defer src.Close(); src.Run(pctx) }()
 	}
 	streamReady := readyCheck(nc, js, streams.Events)
-	Ops(mux, reg, func(ctx context.Context) error {
+	app.Ops(mux, reg, func(ctx context.Context) error {
 		if err := streamReady(ctx); err != nil {
 			return err
 		}
@@ -129,12 +134,12 @@ func StartProducer(ctx context.Context, c ProducerConfig, nc *nats.Conn, reg *pr
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		producer.WriteError(w, http.StatusNotFound, producer.CodeNotFound, "no such endpoint: POST /events, /events/{trigger}, /connectors/{connector}/events[/{trigger}]")
 	})
-	tlsConfig, err := TLSFiles{c.Ingest.TLSCert, c.Ingest.TLSKey}.Config("INGEST_TLS")
+	tlsConfig, err := app.TLSFiles{Cert: c.Ingest.TLSCert, Key: c.Ingest.TLSKey}.Config("INGEST_TLS")
 	if err != nil {
 		stop()
 		return nil, err
 	}
-	srv, err := Listen("INGEST_ADDR", c.Ingest.Addr, mux, log, tlsConfig)
+	srv, err := app.Listen("INGEST_ADDR", c.Ingest.Addr, mux, log, tlsConfig)
 	if err != nil {
 		stop()
 		return nil, err
@@ -184,20 +189,5 @@ func readyCheck(nc *nats.Conn, js jetstream.JetStream, stream string) func(conte
 		}
 		last = time.Now()
 		return lastErr
-	}
-}
-
-// Drain flushes nc's pending publishes and closes it, waiting up to timeout.
-func Drain(nc *nats.Conn, timeout time.Duration) {
-	closed := make(chan struct{})
-	nc.SetClosedHandler(func(*nats.Conn) { close(closed) })
-	if err := nc.Drain(); err != nil {
-		nc.Close()
-		return
-	}
-	select {
-	case <-closed:
-	case <-time.After(timeout):
-		nc.Close()
 	}
 }

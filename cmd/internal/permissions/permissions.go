@@ -1,4 +1,7 @@
-package app
+// Package permissions derives the least NATS permissions of each binary
+// (eventmesh permissions). Only eventmesh imports it: it names the durables
+// of every consumer, so it imports their packages.
+package permissions
 
 import (
 	"fmt"
@@ -11,10 +14,9 @@ import (
 	"github.com/eventmesh/eventmesh/streams"
 )
 
-// Permissions are the NATS subjects one binary may publish to and subscribe
-// to: the least it needs to run, every JetStream API subject scoped to the
-// stream (and durable) it works on, no ">" or "$JS.API.>". PermissionsFor
-// returns them; ServerConfig renders them for a nats-server configuration:
+// Set is the NATS subjects one binary may publish to and subscribe to: the
+// least it needs to run, every JetStream API subject scoped to the stream
+// (and durable) it works on, no ">" or "$JS.API.>". For returns it; ServerConfig renders them for a nats-server configuration:
 //
 //	authorization {
 //	  users = [
@@ -22,14 +24,14 @@ import (
 //	  ]
 //	}
 //
-// They hold for the binaries as they are: the default JetStream API prefix
+// It holds for the binaries as they are: the default JetStream API prefix
 // ($JS.API, no domain) and the default inbox prefix (_INBOX).
-type Permissions struct {
+type Set struct {
 	Publish   []string
 	Subscribe []string
 }
 
-// The binaries PermissionsFor knows.
+// The binaries For knows.
 const (
 	BinaryProducer   = "producer"
 	BinaryWebhook    = "webhook"
@@ -44,19 +46,19 @@ const (
 // binaries use no custom inbox prefix that would narrow it.
 const Inbox = "_INBOX.>"
 
-// PermissionsFor returns the permissions of binary (BinaryProducer,
-// BinaryWebhook, BinaryAutoAccept or BinaryArchiver) under the subject
-// scheme s. durable is the webhook consumer's durable name
-// (WebhookConfig.Webhook.DurableName(): WEBHOOK_DURABLE or the name derived
-// from WEBHOOK_URL), required for the webhook; the auto-accept consumer and
-// the archiver have fixed durables ("" or their name), the producer none
-// (""). One process with several consumers (eventmesh) needs the union.
+// For returns the permissions of binary (BinaryProducer, BinaryWebhook,
+// BinaryAutoAccept or BinaryArchiver) under the subject scheme s. durable
+// is the webhook consumer's durable name (webhook.Config.DurableName():
+// WEBHOOK_DURABLE or the name derived from WEBHOOK_URL), required for the
+// webhook; the auto-accept consumer and the archiver have fixed durables
+// ("" or their name), the producer none (""). One process with several
+// consumers (eventmesh) needs the union.
 //
 // The producer's include the sync poller's (account info and the
 // ENMESHED_SYNC bucket); without CONNECTOR_URL those go unused.
-func PermissionsFor(binary string, s router.Subjects, durable string) (Permissions, error) {
+func For(binary string, s router.Subjects, durable string) (Set, error) {
 	if err := router.ValidateToken(s.Prefix()); err != nil {
-		return Permissions{}, fmt.Errorf("permissions: subject prefix: %w", err)
+		return Set{}, fmt.Errorf("permissions: subject prefix: %w", err)
 	}
 	fixed := func(name string) error {
 		if durable != "" && durable != name {
@@ -68,34 +70,34 @@ func PermissionsFor(binary string, s router.Subjects, durable string) (Permissio
 	switch binary {
 	case BinaryProducer:
 		if durable != "" {
-			return Permissions{}, fmt.Errorf("permissions: the producer has no durable (got %q)", durable)
+			return Set{}, fmt.Errorf("permissions: the producer has no durable (got %q)", durable)
 		}
 		pub = producerPublish(s)
 	case BinaryWebhook:
 		if durable == "" {
-			return Permissions{}, fmt.Errorf("permissions: the webhook consumer needs its durable name (WEBHOOK_DURABLE, or the one derived from WEBHOOK_URL)")
+			return Set{}, fmt.Errorf("permissions: the webhook consumer needs its durable name (WEBHOOK_DURABLE, or the one derived from WEBHOOK_URL)")
 		}
 		if err := router.ValidateToken(durable); err != nil {
-			return Permissions{}, fmt.Errorf("permissions: durable: %w", err)
+			return Set{}, fmt.Errorf("permissions: durable: %w", err)
 		}
 		pub = runtimePublish(s, durable, true, true)
 	case BinaryAutoAccept:
 		if err := fixed(autoaccept.Name); err != nil {
-			return Permissions{}, err
+			return Set{}, err
 		}
 		pub = runtimePublish(s, autoaccept.Name, true, true)
 	case BinaryArchiver:
 		if err := fixed(archiver.Name); err != nil {
-			return Permissions{}, err
+			return Set{}, err
 		}
 		// No outcomes of its own (the archive is its outcome), and no
 		// pause: a store error is retried, never a reason to pause.
 		pub = append(runtimePublish(s, archiver.Name, false, false), archiverPublish()...)
 	default:
-		return Permissions{}, fmt.Errorf("permissions: unknown binary %q (want %s, %s, %s or %s)",
+		return Set{}, fmt.Errorf("permissions: unknown binary %q (want %s, %s, %s or %s)",
 			binary, BinaryProducer, BinaryWebhook, BinaryAutoAccept, BinaryArchiver)
 	}
-	return Permissions{Publish: pub, Subscribe: []string{Inbox}}, nil
+	return Set{Publish: pub, Subscribe: []string{Inbox}}, nil
 }
 
 // jsAPI is a JetStream API subject: $JS.API.<tokens joined by dots>.
@@ -116,7 +118,8 @@ func jsAcks(stream, durable string) []string {
 // kvStream is the stream behind a key-value bucket.
 func kvStream(bucket string) string { return "KV_" + bucket }
 
-// producerPublish is what StartProducer and its sync poller publish.
+// producerPublish is what the producer (producing.Start) and its sync
+// poller publish.
 func producerPublish(s router.Subjects) []string {
 	return []string{
 		// EnsureStream looks ENMESHED up (and so does /readyz), creates it
@@ -227,8 +230,8 @@ const maxAligned = 64
 
 // ServerConfig renders p as a nats-server permissions block, each subject
 // with a comment saying what it is for, to paste into a user entry of an
-// authorization block (see Permissions).
-func (p Permissions) ServerConfig() string {
+// authorization block (see Set).
+func (p Set) ServerConfig() string {
 	// Comments line up, except after the few very long subjects.
 	width := 0
 	for _, s := range append(append([]string(nil), p.Publish...), p.Subscribe...) {
@@ -256,7 +259,7 @@ func (p Permissions) ServerConfig() string {
 	return b.String()
 }
 
-// describe says what a subject of PermissionsFor is for ("" when it does
+// describe says what a subject of For is for ("" when it does
 // not know the subject).
 func describe(subject string) string {
 	if subject == Inbox {
