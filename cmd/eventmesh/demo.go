@@ -148,8 +148,8 @@ func getenv(environ []string, key, def string) string {
 	return def
 }
 
-// freePort returns a free loopback address (the demo and the bench need addresses
-// before the servers start, to wire them to each other).
+// freePort returns a free loopback address (the demo needs addresses before
+// the servers start, to wire them to each other).
 func freePort() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

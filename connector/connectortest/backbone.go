@@ -103,6 +103,7 @@ func (d *Server) addRelationship(peer, templateID, creator string) connector.Rel
 		}},
 	})
 	d.rels = append(d.rels, o)
+	d.relByID[o.dto.ID] = o
 	d.pending = append(d.pending, func(time.Time) []event {
 		o.visible = true
 		return []event{{EventRelationshipChanged, o.raw}}

@@ -5,6 +5,6 @@
 // on the Backbone apart from what the Connector has synced, and sends
 // webhooks as the Connector's webhooks module does.
 //
-// It is test machinery: tests use it, and so does `eventmesh demo`; no
-// product binary links it.
+// It is test machinery: tests use it, and so do `eventmesh demo` and
+// `eventmesh bench`; no product binary links it.
 package connectortest

@@ -284,10 +284,8 @@ func (d *Server) accept(id string) (reply, []event) {
 // relationship finds a relationship by id, only among synced ones if
 // visibleOnly; d.mu held.
 func (d *Server) relationship(id string, visibleOnly bool) *object[relationshipDTO] {
-	for _, o := range d.rels {
-		if o.dto.ID == id && (o.visible || !visibleOnly) {
-			return o
-		}
+	if o := d.relByID[id]; o != nil && (o.visible || !visibleOnly) {
+		return o
 	}
 	return nil
 }

@@ -99,6 +99,7 @@ type Server struct {
 	// order added. Only visible objects are served.
 	messages []*object[messageDTO]
 	rels     []*object[relationshipDTO]
+	relByID  map[string]*object[relationshipDTO] // rels by id: thousands of them in the benchmark
 	reqs     []*object[requestDTO]
 	// pending are the Backbone changes the next sync applies, in order.
 	// Each returns the events it fires.
@@ -169,6 +170,7 @@ func NewServer(apiKey string, log *slog.Logger) (*Server, error) {
 		calls:    map[string]int{},
 		accepts:  map[string]int{},
 		peerKeys: map[string]string{},
+		relByID:  map[string]*object[relationshipDTO]{},
 
 		accepting: map[string]bool{},
 	}
