@@ -1,4 +1,4 @@
-package connector
+package connector_test
 
 import (
 	"bytes"
@@ -13,13 +13,16 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	. "github.com/eventmesh/eventmesh/connector"
+	"github.com/eventmesh/eventmesh/connector/connectortest"
 )
 
 func TestClientReadsDTOsAndKeepsRaw(t *testing.T) {
 	d := newDouble(t)
 	cl := newClient(t, d.ClientConfig())
 	ctx := context.Background()
-	peer := NewAddress()
+	peer := connectortest.NewAddress()
 
 	rel := d.AddIncomingRelationship(peer, "")
 	// <, > and & are escaped by Go's encoder but not by the Connector's
@@ -106,7 +109,7 @@ func TestClientFilters(t *testing.T) {
 	d := newDouble(t)
 	cl := newClient(t, d.ClientConfig())
 	ctx := context.Background()
-	a, b := NewAddress(), NewAddress()
+	a, b := connectortest.NewAddress(), connectortest.NewAddress()
 	d.AddIncomingRelationship(a, "")
 	out := d.AddOutgoingRelationship(b, "")
 	early := d.AddIncomingMessage(a, "early", time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC))
@@ -155,8 +158,8 @@ func TestClientFilters(t *testing.T) {
 	if !errors.As(err, &e) || e.Status != http.StatusBadRequest || e.Code != CodeInvalidPropertyValue {
 		t.Errorf("unknown filter: %v, want 400 %s", err, CodeInvalidPropertyValue)
 	}
-	if n := d.Calls(RouteMessages); n != len(cases)+1 {
-		t.Errorf("%d calls of %s, want %d (a 400 is not retried)", n, RouteMessages, len(cases)+1)
+	if n := d.Calls(connectortest.RouteMessages); n != len(cases)+1 {
+		t.Errorf("%d calls of %s, want %d (a 400 is not retried)", n, connectortest.RouteMessages, len(cases)+1)
 	}
 }
 
@@ -185,7 +188,7 @@ func TestClientUnauthorized(t *testing.T) {
 	if strings.Contains(err.Error(), c.APIKey) || strings.Contains(err.Error(), testKey) {
 		t.Errorf("error %q contains a key", err)
 	}
-	if n := d.Calls(RouteIdentityInfo); n != 1 {
+	if n := d.Calls(connectortest.RouteIdentityInfo); n != 1 {
 		t.Errorf("%d attempts, want 1: a 4xx is never retried", n)
 	}
 
@@ -209,7 +212,7 @@ func TestClientNotFoundAndBadIDs(t *testing.T) {
 	if IsUnavailable(err) || IsAuth(err) {
 		t.Errorf("404 classified as unavailable or auth: %v", err)
 	}
-	if n := d.Calls(RouteRelationship); n != 1 {
+	if n := d.Calls(connectortest.RouteRelationship); n != 1 {
 		t.Errorf("%d attempts for a 404, want 1", n)
 	}
 
@@ -221,7 +224,7 @@ func TestClientNotFoundAndBadIDs(t *testing.T) {
 			t.Errorf("AcceptRelationship(%q) accepted the id", id)
 		}
 	}
-	if n := d.Calls(RouteMessage) + d.Calls(RouteAcceptRelationship) + d.Calls(RouteSync); n != 0 {
+	if n := d.Calls(connectortest.RouteMessage) + d.Calls(connectortest.RouteAcceptRelationship) + d.Calls(connectortest.RouteSync); n != 0 {
 		t.Errorf("%d requests sent for invalid ids", n)
 	}
 
@@ -234,7 +237,7 @@ func TestClientNotFoundAndBadIDs(t *testing.T) {
 
 func TestClientRetriesWhileUnavailable(t *testing.T) {
 	d := newDouble(t)
-	d.AddIncomingMessage(NewAddress(), "hello", time.Time{})
+	d.AddIncomingMessage(connectortest.NewAddress(), "hello", time.Time{})
 	d.SyncNow()
 	d.SetDown(true)
 	// Up again after the first attempt, which got a 503.
@@ -252,7 +255,7 @@ func TestClientRetriesWhileUnavailable(t *testing.T) {
 	if n := rt.n.Load(); n != 2 {
 		t.Errorf("%d attempts, want 2", n)
 	}
-	if n := d.Calls(RouteMessages); n != 2 {
+	if n := d.Calls(connectortest.RouteMessages); n != 2 {
 		t.Errorf("the double saw %d calls, want 2", n)
 	}
 }
@@ -309,9 +312,9 @@ func TestClientGivesUpAfterAttempts(t *testing.T) {
 
 func TestClientLostAcceptReply(t *testing.T) {
 	d := newDouble(t)
-	rc := newReceiver(t)
-	d.SetWebhook(rc.srv.URL+"/{{trigger}}", nil)
-	rel := d.AddIncomingRelationship(NewAddress(), "")
+	hs := newHooks(t)
+	d.SetWebhook(hs.srv.URL+"/{{trigger}}", nil)
+	rel := d.AddIncomingRelationship(connectortest.NewAddress(), "")
 	d.SyncNow()
 	d.FlushWebhooks()
 	rt := newCounting(nil)
@@ -337,7 +340,7 @@ func TestClientLostAcceptReply(t *testing.T) {
 		t.Fatalf("after the lost reply: %+v, %v", got, err)
 	}
 	d.FlushWebhooks()
-	if n := len(rc.byTrigger()["/"+EventRelationshipChanged]); n != 2 {
+	if n := hs.count(connectortest.EventRelationshipChanged); n != 2 {
 		t.Errorf("%d relationshipChanged webhooks, want 2 (sync, accept)", n)
 	}
 
@@ -439,7 +442,7 @@ func TestClientNonEnvelopeError(t *testing.T) {
 	if !errors.As(err, &e) || e.Status != http.StatusBadGateway || e.Code != "" {
 		t.Fatalf("502: %v", err)
 	}
-	if !strings.Contains(e.Message, "Bad Gateway") || len(e.Message) > maxExcerpt+len("…") {
+	if !strings.Contains(e.Message, "Bad Gateway") || len(e.Message) > MaxExcerpt+len("…") {
 		t.Errorf("excerpt %q", e.Message)
 	}
 	if strings.Contains(err.Error(), testKey) || !strings.Contains(e.Message, "[redacted]") {

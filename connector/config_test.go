@@ -1,4 +1,4 @@
-package connector
+package connector_test
 
 import (
 	"bytes"
@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	. "github.com/eventmesh/eventmesh/connector"
 )
 
 func validConfig() Config {

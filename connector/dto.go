@@ -21,7 +21,7 @@ const (
 	StatusDeletionProposed = "DeletionProposed"
 )
 
-// Audit-log reasons the mesh and the double use (RelationshipAuditLogEntryReason).
+// Audit-log reasons the mesh and connectortest use (RelationshipAuditLogEntryReason).
 const (
 	ReasonCreation             = "Creation"
 	ReasonAcceptanceOfCreation = "AcceptanceOfCreation"

@@ -42,9 +42,10 @@ const (
 	// spec; from the same accept method, which checks that the last
 	// audit-log entry was created by the peer.
 	CodeOperationOnlyAllowedForPeer = "error.transport.relationships.operationOnlyAllowedForPeer"
-	// CodeUnavailable: the double's answer while SetDown(true) (503). Our
-	// choice: a real Connector that is down does not answer at all, and a
-	// proxy in front of it answers 503 in its own format.
+	// CodeUnavailable: the answer of connectortest's double while
+	// SetDown(true) (503). Our choice: a real Connector that is down does
+	// not answer at all, and a proxy in front of it answers 503 in its own
+	// format.
 	CodeUnavailable = "error.connector.unavailable"
 )
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/connector"
+	"github.com/eventmesh/eventmesh/connector/connectortest"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/natstest"
@@ -32,7 +33,7 @@ func BenchmarkSyncRound(b *testing.B) {
 	if _, err := streams.EnsureStream(ctx, js, streams.EventsStream(s, sc), log); err != nil {
 		b.Fatal(err)
 	}
-	d, err := connector.NewDouble("k", log)
+	d, err := connectortest.NewServer("k", log)
 	if err != nil {
 		b.Fatal(err)
 	}

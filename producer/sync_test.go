@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/connector"
+	"github.com/eventmesh/eventmesh/connector/connectortest"
 	"github.com/eventmesh/eventmesh/producer"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
@@ -18,14 +19,14 @@ import (
 
 type syncRig struct {
 	*env
-	double *connector.Double
+	double *connectortest.Server
 	pub    *producer.Publisher
 	ingest *httptest.Server
 }
 
 func newSyncRig(t *testing.T) *syncRig {
 	e := setup(t)
-	d, err := connector.NewDouble("k", natstest.Logger(t))
+	d, err := connectortest.NewServer("k", natstest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +83,7 @@ func (r *syncRig) byType(t *testing.T) (map[string]int, map[string][]string) {
 
 func TestPollerFirstRunRecordsWithoutHistory(t *testing.T) {
 	r := newSyncRig(t)
-	r.double.AddIncomingMessage(connector.NewAddress(), "old news", time.Time{})
+	r.double.AddIncomingMessage(connectortest.NewAddress(), "old news", time.Time{})
 	r.runPoller(t, 1, false)
 	if types, _ := r.byType(t); len(types) != 0 {
 		t.Errorf("the first run published history: %v", types)
@@ -91,7 +92,7 @@ func TestPollerFirstRunRecordsWithoutHistory(t *testing.T) {
 
 func TestPollerBackfill(t *testing.T) {
 	r := newSyncRig(t)
-	r.double.AddIncomingMessage(connector.NewAddress(), "old news", time.Time{})
+	r.double.AddIncomingMessage(connectortest.NewAddress(), "old news", time.Time{})
 	r.runPoller(t, 1, true)
 	if types, _ := r.byType(t); types["transport.messageReceived"] != 1 {
 		t.Errorf("backfill published %v", types)
@@ -107,9 +108,9 @@ func TestPollerCatchesUpAndDeduplicatesWithWebhooks(t *testing.T) {
 	r.runPoller(t, 1, false) // the bucket knows the (empty) Connector
 
 	// Phase A: the producer is down; the Connector's webhooks are lost.
-	peer := connector.NewAddress()
+	peer := connectortest.NewAddress()
 	late := r.double.AddIncomingMessage(peer, "sent a year ago, received now", time.Now().AddDate(-1, 0, 0))
-	rel := r.double.AddIncomingRelationship(connector.NewAddress(), "")
+	rel := r.double.AddIncomingRelationship(connectortest.NewAddress(), "")
 	r.double.AddIncomingRequest(peer)
 	r.double.SyncNow() // the Connector learns of them; its webhooks go nowhere
 	r.runPoller(t, 2, false)
@@ -133,7 +134,7 @@ func TestPollerCatchesUpAndDeduplicatesWithWebhooks(t *testing.T) {
 	if _, err := client.AcceptRelationship(context.Background(), rel.ID); err != nil { // fires relationshipChanged by webhook
 		t.Fatal(err)
 	}
-	m2 := r.double.AddIncomingMessage(connector.NewAddress(), "both paths", time.Time{})
+	m2 := r.double.AddIncomingMessage(connectortest.NewAddress(), "both paths", time.Time{})
 	r.runPoller(t, 2, false) // its Sync fires the webhooks too
 	r.double.FlushWebhooks()
 	types, ids = r.byType(t)
@@ -166,7 +167,7 @@ func TestPollerCatchesUpAndDeduplicatesWithWebhooks(t *testing.T) {
 func TestPollerConnectorDown(t *testing.T) {
 	r := newSyncRig(t)
 	r.runPoller(t, 1, false)
-	r.double.AddIncomingMessage(connector.NewAddress(), "while down", time.Time{})
+	r.double.AddIncomingMessage(connectortest.NewAddress(), "while down", time.Time{})
 	r.double.SetDown(true)
 	p := r.runPoller(t, 2, false)
 	if st := p.Status(); st.ConsecutiveFailures == 0 || st.LastError == "" {
@@ -193,8 +194,8 @@ func TestSyncIntervalInsideDuplicateWindow(t *testing.T) {
 // changes, or a new message, must still be published — each once.
 func TestPollerPublishesChangesBetweenRounds(t *testing.T) {
 	r := newSyncRig(t)
-	rel := r.double.AddIncomingRelationship(connector.NewAddress(), "")
-	r.double.AddIncomingMessage(connector.NewAddress(), "known", time.Time{})
+	rel := r.double.AddIncomingRelationship(connectortest.NewAddress(), "")
+	r.double.AddIncomingMessage(connectortest.NewAddress(), "known", time.Time{})
 	client, err := connector.New(r.double.ClientConfig(), natstest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
@@ -223,7 +224,7 @@ func TestPollerPublishesChangesBetweenRounds(t *testing.T) {
 	if _, err := client.AcceptRelationship(context.Background(), rel.ID); err != nil {
 		t.Fatal(err)
 	}
-	r.double.AddIncomingMessage(connector.NewAddress(), "new", time.Time{})
+	r.double.AddIncomingMessage(connectortest.NewAddress(), "new", time.Time{})
 	// The first signal may be a round's from before the changes, the
 	// second one's that started before them: the third round saw them.
 	nextRound()
@@ -250,8 +251,8 @@ func TestPollerPublishesChangesBetweenRounds(t *testing.T) {
 func TestPollerSkipsWhatCannotBePublished(t *testing.T) {
 	r := newSyncRig(t)
 	huge := strings.Repeat("x", int(r.nc.MaxPayload())+1)
-	r.double.AddIncomingMessage(connector.NewAddress(), huge, time.Time{})
-	r.double.AddIncomingMessage(connector.NewAddress(), "after the huge one", time.Time{})
+	r.double.AddIncomingMessage(connectortest.NewAddress(), huge, time.Time{})
+	r.double.AddIncomingMessage(connectortest.NewAddress(), "after the huge one", time.Time{})
 	p := r.runPoller(t, 2, true)
 	if types, _ := r.byType(t); types["transport.messageReceived"] != 1 {
 		t.Errorf("published %v, want the second message", types)
@@ -266,7 +267,7 @@ func TestPollerSkipsWhatCannotBePublished(t *testing.T) {
 func TestPollerBucketReplicas(t *testing.T) {
 	c := natstest.StartCluster(t, 3)
 	js := natstest.JetStream(t, natstest.Connect(t, c.URLs()))
-	d, err := connector.NewDouble("k", natstest.Logger(t))
+	d, err := connectortest.NewServer("k", natstest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
-	"github.com/eventmesh/eventmesh/connector"
+	"github.com/eventmesh/eventmesh/connector/connectortest"
 	"github.com/eventmesh/eventmesh/consumers/webhook"
 )
 
@@ -41,7 +41,7 @@ func runDemo(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 	}
 	defer os.RemoveAll(dir)
 
-	double, err := connector.NewDouble("demo-connector-key", app.LogConfig{Format: "text"}.Logger(io.Discard))
+	double, err := connectortest.NewServer("demo-connector-key", app.LogConfig{Format: "text"}.Logger(io.Discard))
 	if err != nil {
 		fmt.Fprintln(stderr, "demo:", err)
 		return 1
@@ -148,8 +148,8 @@ func getenv(environ []string, key, def string) string {
 	return def
 }
 
-// freePort returns a free loopback address (the demo and the bench need addresses
-// before the servers start, to wire them to each other).
+// freePort returns a free loopback address (the demo needs addresses before
+// the servers start, to wire them to each other).
 func freePort() string {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

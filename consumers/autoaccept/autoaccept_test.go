@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/connector"
+	"github.com/eventmesh/eventmesh/connector/connectortest"
 	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/consumers/autoaccept"
@@ -26,7 +27,7 @@ const key = "connector-key-for-tests"
 type rig struct {
 	t      *testing.T
 	js     jetstream.JetStream
-	double *connector.Double
+	double *connectortest.Server
 }
 
 func newRig(t *testing.T) *rig {
@@ -36,7 +37,7 @@ func newRig(t *testing.T) *rig {
 	if _, err := streams.EnsureStream(context.Background(), js, streams.EventsStream(subjects, sc), natstest.Logger(t)); err != nil {
 		t.Fatal(err)
 	}
-	d, err := connector.NewDouble(key, natstest.Logger(t))
+	d, err := connectortest.NewServer(key, natstest.Logger(t))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -110,7 +111,7 @@ func (r *rig) deadLetters() int {
 
 func TestAcceptsIncomingOnceEvenWhenDeliveredTwice(t *testing.T) {
 	r := newRig(t)
-	rel := r.double.AddIncomingRelationship(connector.NewAddress(), "")
+	rel := r.double.AddIncomingRelationship(connectortest.NewAddress(), "")
 	r.double.SyncNow()
 	r.publish(rel, "")
 	r.publish(rel, "second-copy") // the same event again (webhook and poller, or a replay)
@@ -126,7 +127,7 @@ func TestAcceptsIncomingOnceEvenWhenDeliveredTwice(t *testing.T) {
 
 func TestLostAcceptReply(t *testing.T) {
 	r := newRig(t)
-	rel := r.double.AddIncomingRelationship(connector.NewAddress(), "")
+	rel := r.double.AddIncomingRelationship(connectortest.NewAddress(), "")
 	r.double.SyncNow()
 	r.double.DropNextAcceptReply()
 	r.publish(rel, "")
@@ -142,10 +143,10 @@ func TestLostAcceptReply(t *testing.T) {
 
 func TestNoCallForOwnActiveOrNotAllowed(t *testing.T) {
 	r := newRig(t)
-	own := r.double.AddOutgoingRelationship(connector.NewAddress(), "")
+	own := r.double.AddOutgoingRelationship(connectortest.NewAddress(), "")
 	allowedTemplate := "RLTallowed0000000001"
-	other := r.double.AddIncomingRelationship(connector.NewAddress(), "RLTother00000000000a")
-	active := r.double.AddIncomingRelationship(connector.NewAddress(), allowedTemplate)
+	other := r.double.AddIncomingRelationship(connectortest.NewAddress(), "RLTother00000000000a")
+	active := r.double.AddIncomingRelationship(connectortest.NewAddress(), allowedTemplate)
 	r.double.SyncNow()
 	// Make `active` Active before its (stale, Pending) event is handled.
 	client, _ := connector.New(r.double.ClientConfig(), natstest.Logger(t))
@@ -170,9 +171,9 @@ func TestNoCallForOwnActiveOrNotAllowed(t *testing.T) {
 
 func TestPeerAllowListAndDryRun(t *testing.T) {
 	r := newRig(t)
-	peer := connector.NewAddress()
+	peer := connectortest.NewAddress()
 	allowed := r.double.AddIncomingRelationship(peer, "")
-	stranger := r.double.AddIncomingRelationship(connector.NewAddress(), "")
+	stranger := r.double.AddIncomingRelationship(connectortest.NewAddress(), "")
 	r.double.SyncNow()
 	r.publish(allowed, "")
 	r.publish(stranger, "")
@@ -187,9 +188,9 @@ func TestPeerAllowListAndDryRun(t *testing.T) {
 // the stranger's is left alone.
 func TestPeerAllowList(t *testing.T) {
 	r := newRig(t)
-	peer := connector.NewAddress()
+	peer := connectortest.NewAddress()
 	allowed := r.double.AddIncomingRelationship(peer, "")
-	stranger := r.double.AddIncomingRelationship(connector.NewAddress(), "")
+	stranger := r.double.AddIncomingRelationship(connectortest.NewAddress(), "")
 	r.double.SyncNow()
 	r.publish(allowed, "")
 	r.publish(stranger, "")
@@ -205,12 +206,12 @@ func TestPeerAllowList(t *testing.T) {
 
 func TestConnectorDownThenBack(t *testing.T) {
 	r := newRig(t)
-	rel := r.double.AddIncomingRelationship(connector.NewAddress(), "")
+	rel := r.double.AddIncomingRelationship(connectortest.NewAddress(), "")
 	r.double.SyncNow()
 	r.double.SetDown(true)
 	r.publish(rel, "")
 	r.run(autoaccept.Config{})
-	natstest.WaitFor(t, 10*time.Second, "attempts while down", func() bool { return r.double.Calls(connector.RouteIdentityInfo) >= 2 })
+	natstest.WaitFor(t, 10*time.Second, "attempts while down", func() bool { return r.double.Calls(connectortest.RouteIdentityInfo) >= 2 })
 	r.double.SetDown(false)
 	r.settled()
 	if s := r.status(rel.ID); s != connector.StatusActive || r.double.AcceptCalls(rel.ID) != 1 {
@@ -220,7 +221,7 @@ func TestConnectorDownThenBack(t *testing.T) {
 
 func TestWrongKeyPausesThenResumeAccepts(t *testing.T) {
 	r := newRig(t)
-	rel := r.double.AddIncomingRelationship(connector.NewAddress(), "")
+	rel := r.double.AddIncomingRelationship(connectortest.NewAddress(), "")
 	r.double.SyncNow()
 	r.double.SetAPIKey("rotated-key") // our CONNECTOR_API_KEY is now wrong
 	r.publish(rel, "")

@@ -11,7 +11,6 @@
 package harness
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -26,12 +25,17 @@ import (
 // returns the path of each executable by name. The module is found from
 // this package's source directory, else from the working directory.
 func Build(dir string, binaries ...string) (map[string]string, error) {
-	if len(binaries) == 0 {
-		return nil, errors.New("harness: build: no binaries named")
-	}
 	root, err := ModuleRoot()
 	if err != nil {
 		return nil, err
+	}
+	return BuildFrom(root, dir, binaries...)
+}
+
+// BuildFrom is Build from the module's source checkout at root.
+func BuildFrom(root, dir string, binaries ...string) (map[string]string, error) {
+	if len(binaries) == 0 {
+		return nil, errors.New("harness: build: no binaries named")
 	}
 	abs, err := filepath.Abs(dir)
 	if err != nil {
@@ -65,25 +69,42 @@ func Build(dir string, binaries ...string) (map[string]string, error) {
 	return paths, nil
 }
 
-// ModuleRoot returns the directory of the module's go.mod, asking
-// `go env GOMOD` in this package's source directory (known when the
-// harness runs from a test of the module), else in the working directory.
+// module is the path of the module whose binaries Build builds.
+const module = "github.com/eventmesh/eventmesh"
+
+// ModuleRoot returns the root of the module's source checkout: the one
+// holding this package's source directory (known when the harness runs
+// from a test of the module), else the working directory.
 func ModuleRoot() (string, error) {
-	dir := ""
 	if _, file, _, ok := runtime.Caller(0); ok {
 		if st, err := os.Stat(filepath.Dir(file)); err == nil && st.IsDir() {
-			dir = filepath.Dir(file)
+			return ModuleRootOf(filepath.Dir(file))
 		}
 	}
-	cmd := exec.Command("go", "env", "GOMOD")
-	cmd.Dir = dir
-	out, err := cmd.Output()
+	wd, err := os.Getwd()
 	if err != nil {
-		return "", fmt.Errorf("harness: go env GOMOD: %w", err)
+		return "", fmt.Errorf("harness: %w", err)
 	}
-	gomod := string(bytes.TrimSpace(out))
-	if gomod == "" || gomod == os.DevNull {
-		return "", errors.New("harness: not inside a Go module (go env GOMOD is empty): run from the eventmesh module")
+	return ModuleRootOf(wd)
+}
+
+// ModuleRootOf returns the directory of the go.mod at or above dir, as the
+// go command finds it, which must be the eventmesh module's.
+func ModuleRootOf(dir string) (string, error) {
+	for {
+		mod, err := os.ReadFile(filepath.Join(dir, "go.mod"))
+		if err == nil {
+			for line := range strings.Lines(string(mod)) {
+				if path, ok := strings.CutPrefix(strings.TrimSpace(line), "module "); ok && strings.Trim(strings.TrimSpace(path), `"`) == module {
+					return dir, nil
+				}
+			}
+			return "", fmt.Errorf("harness: %s is not the go.mod of %s: run from the eventmesh module", filepath.Join(dir, "go.mod"), module)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			return "", fmt.Errorf("harness: not inside a source checkout of %s (no go.mod at or above the directory): run from the eventmesh module", module)
+		}
+		dir = parent
 	}
-	return filepath.Dir(gomod), nil
 }

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -209,6 +210,34 @@ func (p *Process) Starts() int { p.mu.Lock(); defer p.mu.Unlock(); return p.star
 
 // Kills is how many times Kill sent SIGKILL.
 func (p *Process) Kills() int { p.mu.Lock(); defer p.mu.Unlock(); return p.kills }
+
+// PeakRSS returns the peak resident set size of the running process in
+// bytes: VmHWM of /proc/<pid>/status, so Linux only.
+func (p *Process) PeakRSS() (int64, error) {
+	p.mu.Lock()
+	if p.cmd == nil || p.exitedLocked() {
+		err := p.waitErr
+		p.mu.Unlock()
+		return 0, fmt.Errorf("%s is not running: %v\n%s", p.Name, err, p.out.Tail(2000))
+	}
+	pid := p.cmd.Process.Pid
+	p.mu.Unlock()
+	status := fmt.Sprintf("/proc/%d/status", pid)
+	b, err := os.ReadFile(status)
+	if err != nil {
+		return 0, fmt.Errorf("peak RSS of %s: %w (it needs Linux's /proc)", p.Name, err)
+	}
+	for line := range strings.Lines(string(b)) {
+		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("VmHWM of %s: %q", p.Name, strings.TrimSpace(rest))
+			}
+			return kb * 1024, nil
+		}
+	}
+	return 0, fmt.Errorf("no VmHWM in %s", status)
+}
 
 // Output returns what the process wrote (over all runs; the oldest part is
 // dropped beyond 4 MiB).

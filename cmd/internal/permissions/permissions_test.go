@@ -22,6 +22,7 @@ import (
 	"github.com/eventmesh/eventmesh/cmd/internal/permissions"
 	"github.com/eventmesh/eventmesh/cmd/internal/producing"
 	"github.com/eventmesh/eventmesh/connector"
+	"github.com/eventmesh/eventmesh/connector/connectortest"
 	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/archiver"
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
@@ -406,7 +407,7 @@ func (m *mesh) post(ingest, trigger string, data any) ingestResult {
 func runMesh(t *testing.T, featureFlags map[string]bool) {
 	log := natstest.Logger(t)
 	const apiKey = "connector-key-for-permissions"
-	double, err := connector.NewDouble(apiKey, log)
+	double, err := connectortest.NewServer(apiKey, log)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -496,7 +497,7 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 
 	// Auto-accept: a relationship the peer created appears at the next
 	// sync, the Connector's webhook brings it to ingest, and it is accepted.
-	rel := double.AddIncomingRelationship(connector.NewAddress(), "")
+	rel := double.AddIncomingRelationship(connectortest.NewAddress(), "")
 	client, err := connector.New(double.ClientConfig(), log)
 	if err != nil {
 		t.Fatal(err)
@@ -551,7 +552,7 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 	// Connector rejects auto-accept's API key.
 	m.post(ingest, "transport.messageReceived", map[string]any{"id": "MSGpermGONE"})
 	double.SetAPIKey("rotated")
-	peer := connector.NewAddress()
+	peer := connectortest.NewAddress()
 	m.post(ingest, autoaccept.Namespace, map[string]any{"id": "RELPERMISSIONSTEST01", "status": "Pending", "peer": peer,
 		"auditLog": []map[string]any{{"createdBy": peer}}})
 	for _, d := range []string{whDurable, autoaccept.Name} {

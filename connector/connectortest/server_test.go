@@ -1,4 +1,4 @@
-package connector
+package connectortest
 
 import (
 	"bytes"
@@ -10,9 +10,11 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eventmesh/eventmesh/connector"
 )
 
-const base = DefaultBasePath
+const base = connector.DefaultBasePath
 
 func TestDoubleIdentity(t *testing.T) {
 	d := newDouble(t)
@@ -22,8 +24,8 @@ func TestDoubleIdentity(t *testing.T) {
 	if !strings.HasPrefix(d.URL(), "http://127.0.0.1:") {
 		t.Errorf("URL %q", d.URL())
 	}
-	if _, err := NewDouble("", nil); err == nil {
-		t.Error("NewDouble accepted an empty key")
+	if _, err := NewServer("", nil); err == nil {
+		t.Error("NewServer accepted an empty key")
 	}
 	ids := regexp.MustCompile(`^(MSG|REL|REQ|RLT)[A-Za-z0-9]{17}$`)
 	m := d.AddIncomingMessage(NewAddress(), "s", time.Time{})
@@ -55,7 +57,7 @@ func TestDoubleAuthAndRouting(t *testing.T) {
 			if status != http.StatusUnauthorized {
 				t.Errorf("%s with key %q: %d, want 401", route, key, status)
 			}
-			wantEnvelope(t, body, CodeUnauthorized)
+			wantEnvelope(t, body, connector.CodeUnauthorized)
 		}
 		if n := d.Calls(route); n != 2 {
 			t.Errorf("Calls(%s) = %d, want 2", route, n)
@@ -70,12 +72,12 @@ func TestDoubleAuthAndRouting(t *testing.T) {
 	if status != http.StatusNotFound {
 		t.Errorf("unknown route: %d", status)
 	}
-	wantEnvelope(t, body, CodeRouteDoesNotExist)
+	wantEnvelope(t, body, connector.CodeRouteDoesNotExist)
 	status, body, hdr := call(t, d, "GET", base+"/Account/Sync", testKey)
 	if status != http.StatusMethodNotAllowed || hdr.Get("Allow") != "POST" {
 		t.Errorf("GET /Account/Sync: %d, Allow %q", status, hdr.Get("Allow"))
 	}
-	wantEnvelope(t, body, CodeMethodNotAllowed)
+	wantEnvelope(t, body, connector.CodeMethodNotAllowed)
 	if status, _, _ := call(t, d, "POST", base+"/Relationships/RELaaaaaaaaaaaaaaaaa/Accept", testKey); status != http.StatusMethodNotAllowed {
 		t.Errorf("POST .../Accept: %d, want 405", status)
 	}
@@ -98,7 +100,7 @@ func TestDoubleSyncVisibility(t *testing.T) {
 	if status != http.StatusNotFound {
 		t.Errorf("GET one before sync: %d", status)
 	}
-	wantEnvelope(t, body, CodeRecordNotFound)
+	wantEnvelope(t, body, connector.CodeRecordNotFound)
 	d.FlushWebhooks()
 	if n := d.WebhooksSent(); n != 0 {
 		t.Errorf("%d webhooks before sync", n)
@@ -154,11 +156,11 @@ func TestDoubleAccept(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if got.Status != StatusActive || got.AuditLen() != 2 {
+	if got.Status != connector.StatusActive || got.AuditLen() != 2 {
 		t.Fatalf("accepted: %+v", got)
 	}
 	a := got.AuditLog[1]
-	if a.Reason != ReasonAcceptanceOfCreation || a.OldStatus != StatusPending || a.NewStatus != StatusActive || a.CreatedBy != d.Address() {
+	if a.Reason != connector.ReasonAcceptanceOfCreation || a.OldStatus != connector.StatusPending || a.NewStatus != connector.StatusActive || a.CreatedBy != d.Address() {
 		t.Errorf("audit entry %+v", a)
 	}
 	if !bytes.HasPrefix(got.Raw, incoming.Raw[:bytes.Index(incoming.Raw, []byte(`"status"`))]) {
@@ -184,16 +186,16 @@ func TestDoubleAccept(t *testing.T) {
 		status int
 		code   string
 	}{
-		{"active", incoming.ID, http.StatusBadRequest, CodeWrongRelationshipStatus},
-		{"own pending", own.ID, http.StatusBadRequest, CodeOperationOnlyAllowedForPeer},
-		{"unknown", "RELzzzzzzzzzzzzzzzzz", http.StatusNotFound, CodeRecordNotFound},
-		{"not synced yet", unsynced.ID, http.StatusNotFound, CodeRecordNotFound},
-		{"malformed", "MSGaaaaaaaaaaaaaaaaa", http.StatusBadRequest, CodeInvalidPropertyValue},
+		{"active", incoming.ID, http.StatusBadRequest, connector.CodeWrongRelationshipStatus},
+		{"own pending", own.ID, http.StatusBadRequest, connector.CodeOperationOnlyAllowedForPeer},
+		{"unknown", "RELzzzzzzzzzzzzzzzzz", http.StatusNotFound, connector.CodeRecordNotFound},
+		{"not synced yet", unsynced.ID, http.StatusNotFound, connector.CodeRecordNotFound},
+		{"malformed", "MSGaaaaaaaaaaaaaaaaa", http.StatusBadRequest, connector.CodeInvalidPropertyValue},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			_, err := cl.AcceptRelationship(ctx, c.id)
-			var e *Error
+			var e *connector.Error
 			if !errors.As(err, &e) || e.Status != c.status || e.Code != c.code {
 				t.Fatalf("accept: %v, want %d %s", err, c.status, c.code)
 			}
@@ -211,7 +213,7 @@ func TestDoubleAccept(t *testing.T) {
 			}
 		})
 	}
-	if r, err := cl.Relationship(ctx, own.ID); err != nil || r.Status != StatusPending {
+	if r, err := cl.Relationship(ctx, own.ID); err != nil || r.Status != connector.StatusPending {
 		t.Errorf("own relationship changed: %+v %v", r, err)
 	}
 	d.FlushWebhooks()
@@ -237,14 +239,14 @@ func TestDoublePeerAccepts(t *testing.T) {
 	if err := d.PeerAcceptRelationship(own.ID); err == nil {
 		t.Error("accepted twice")
 	}
-	if r, _ := cl.Relationship(ctx, own.ID); r.Status != StatusPending {
+	if r, _ := cl.Relationship(ctx, own.ID); r.Status != connector.StatusPending {
 		t.Errorf("before sync: %s", r.Status)
 	}
 	if err := cl.Sync(ctx); err != nil {
 		t.Fatal(err)
 	}
 	r, err := cl.Relationship(ctx, own.ID)
-	if err != nil || r.Status != StatusActive || r.AuditLen() != 2 || r.AuditLog[1].CreatedBy != r.Peer {
+	if err != nil || r.Status != connector.StatusActive || r.AuditLen() != 2 || r.AuditLog[1].CreatedBy != r.Peer {
 		t.Errorf("after sync: %+v %v", r, err)
 	}
 }
@@ -358,7 +360,7 @@ func TestDoubleDown(t *testing.T) {
 			if status != http.StatusServiceUnavailable {
 				t.Errorf("%s while down: %d", route, status)
 			}
-			wantEnvelope(t, body, CodeUnavailable)
+			wantEnvelope(t, body, connector.CodeUnavailable)
 		}
 	}
 	d.SyncNow()

@@ -1,4 +1,4 @@
-package connector
+package connectortest
 
 import (
 	"bytes"
@@ -10,13 +10,15 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/eventmesh/eventmesh/connector"
 )
 
 // route is one REST route of the double.
 type route struct {
 	method string
 	path   []string // "{id}" matches any one segment
-	handle func(d *Double, r *http.Request, id string) reply
+	handle func(d *Server, r *http.Request, id string) reply
 }
 
 // name is the route as Calls names it, e.g. "GET /Messages/{id}".
@@ -25,14 +27,14 @@ func (rt route) name() string { return rt.method + " /" + strings.Join(rt.path, 
 // routes are the Connector 7.x routes the mesh uses (openapi.yml, paths
 // /api/core/v1/...), with the status codes the spec gives for success.
 var routes = []route{
-	{http.MethodPost, []string{"Account", "Sync"}, (*Double).serveSync},
-	{http.MethodGet, []string{"Account", "IdentityInfo"}, (*Double).serveIdentityInfo},
-	{http.MethodGet, []string{"Messages"}, (*Double).serveMessages},
-	{http.MethodGet, []string{"Messages", "{id}"}, (*Double).serveMessage},
-	{http.MethodGet, []string{"Relationships"}, (*Double).serveRelationships},
-	{http.MethodGet, []string{"Relationships", "{id}"}, (*Double).serveRelationship},
-	{http.MethodPut, []string{"Relationships", "{id}", "Accept"}, (*Double).serveAccept},
-	{http.MethodGet, []string{"Requests", "Incoming"}, (*Double).serveIncomingRequests},
+	{http.MethodPost, []string{"Account", "Sync"}, (*Server).serveSync},
+	{http.MethodGet, []string{"Account", "IdentityInfo"}, (*Server).serveIdentityInfo},
+	{http.MethodGet, []string{"Messages"}, (*Server).serveMessages},
+	{http.MethodGet, []string{"Messages", "{id}"}, (*Server).serveMessage},
+	{http.MethodGet, []string{"Relationships"}, (*Server).serveRelationships},
+	{http.MethodGet, []string{"Relationships", "{id}"}, (*Server).serveRelationship},
+	{http.MethodPut, []string{"Relationships", "{id}", "Accept"}, (*Server).serveAccept},
+	{http.MethodGet, []string{"Requests", "Incoming"}, (*Server).serveIncomingRequests},
 }
 
 // reply is a handler's answer, written by ServeHTTP.
@@ -47,7 +49,7 @@ type reply struct {
 // Connector authenticates before routing), 404 or 405 for unknown routes
 // or methods, then the route. Paths match case-insensitively, as Express
 // routes do.
-func (d *Double) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+func (d *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	d.mu.Lock()
 	base, down, key, hdr := d.basePath, d.down, d.apiKey, d.keyHdr
@@ -63,14 +65,14 @@ func (d *Double) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var rep reply
 	switch {
 	case down:
-		rep = errorReply(http.StatusServiceUnavailable, CodeUnavailable, "The Connector is not available.")
+		rep = errorReply(http.StatusServiceUnavailable, connector.CodeUnavailable, "The Connector is not available.")
 	case key == "" || subtle.ConstantTimeCompare([]byte(r.Header.Get(hdr)), []byte(key)) != 1:
-		rep = errorReply(http.StatusUnauthorized, CodeUnauthorized, "Unauthorized.")
+		rep = errorReply(http.StatusUnauthorized, connector.CodeUnauthorized, "Unauthorized.")
 	case rt == nil && allowed != "":
 		w.Header().Set("Allow", allowed)
-		rep = errorReply(http.StatusMethodNotAllowed, CodeMethodNotAllowed, "The request method is not supported for the requested resource.")
+		rep = errorReply(http.StatusMethodNotAllowed, connector.CodeMethodNotAllowed, "The request method is not supported for the requested resource.")
 	case rt == nil:
-		rep = errorReply(http.StatusNotFound, CodeRouteDoesNotExist, "The requested route does not exist.")
+		rep = errorReply(http.StatusNotFound, connector.CodeRouteDoesNotExist, "The requested route does not exist.")
 	default:
 		rep = rt.handle(d, r, id)
 	}
@@ -154,14 +156,14 @@ func dropConnection(w http.ResponseWriter) {
 
 // serveSync: POST /Account/Sync, 204 No Content. The events of the sync
 // carry the request's x-correlation-id to the webhooks.
-func (d *Double) serveSync(r *http.Request, _ string) reply {
+func (d *Server) serveSync(r *http.Request, _ string) reply {
 	d.sync(r.Header.Get("x-correlation-id"))
 	return reply{status: http.StatusNoContent}
 }
 
 // serveIdentityInfo: GET /Account/IdentityInfo, 200 {"result": IdentityInfo}.
-func (d *Double) serveIdentityInfo(*http.Request, string) reply {
-	return result(http.StatusOK, encodeJSON(IdentityInfo{Address: d.address, PublicKey: d.publicKey}))
+func (d *Server) serveIdentityInfo(*http.Request, string) reply {
+	return result(http.StatusOK, encodeJSON(connector.IdentityInfo{Address: d.address, PublicKey: d.publicKey}))
 }
 
 // Filters each list route takes (openapi.yml, the routes' query
@@ -180,7 +182,7 @@ var (
 )
 
 // serveMessages: GET /Messages, 200 {"result": [MessageDTO…]}.
-func (d *Double) serveMessages(r *http.Request, _ string) reply {
+func (d *Server) serveMessages(r *http.Request, _ string) reply {
 	d.mu.Lock()
 	raws := visibleRaws(d.messages, nil)
 	d.mu.Unlock()
@@ -190,7 +192,7 @@ func (d *Double) serveMessages(r *http.Request, _ string) reply {
 // serveMessage: GET /Messages/{id}, 200 {"result": MessageDTO}. The spec's
 // MessageWithAttachments lists attachments as file metadata; the double's
 // messages have none, so it is the MessageDTO.
-func (d *Double) serveMessage(_ *http.Request, id string) reply {
+func (d *Server) serveMessage(_ *http.Request, id string) reply {
 	if rep, ok := checkDoubleID("id", "MSG", id); !ok {
 		return rep
 	}
@@ -205,7 +207,7 @@ func (d *Double) serveMessage(_ *http.Request, id string) reply {
 }
 
 // serveRelationships: GET /Relationships, 200 {"result": [RelationshipDTO…]}.
-func (d *Double) serveRelationships(r *http.Request, _ string) reply {
+func (d *Server) serveRelationships(r *http.Request, _ string) reply {
 	d.mu.Lock()
 	raws := visibleRaws(d.rels, nil)
 	d.mu.Unlock()
@@ -213,7 +215,7 @@ func (d *Double) serveRelationships(r *http.Request, _ string) reply {
 }
 
 // serveRelationship: GET /Relationships/{id}, 200 {"result": RelationshipDTO}.
-func (d *Double) serveRelationship(_ *http.Request, id string) reply {
+func (d *Server) serveRelationship(_ *http.Request, id string) reply {
 	if rep, ok := checkDoubleID("id", "REL", id); !ok {
 		return rep
 	}
@@ -226,7 +228,7 @@ func (d *Double) serveRelationship(_ *http.Request, id string) reply {
 }
 
 // serveIncomingRequests: GET /Requests/Incoming, 200 {"result": [LocalRequestDTO…]}.
-func (d *Double) serveIncomingRequests(r *http.Request, _ string) reply {
+func (d *Server) serveIncomingRequests(r *http.Request, _ string) reply {
 	d.mu.Lock()
 	raws := visibleRaws(d.reqs, func(q requestDTO) bool { return !q.IsOwn })
 	d.mu.Unlock()
@@ -235,11 +237,11 @@ func (d *Double) serveIncomingRequests(r *http.Request, _ string) reply {
 
 // serveAccept: PUT /Relationships/{id}/Accept, no request body, 200
 // {"result": RelationshipDTO}. As the transport library's accept: the
-// relationship must be Pending (else CodeWrongRelationshipStatus) and its
+// relationship must be Pending (else connector.CodeWrongRelationshipStatus) and its
 // last audit-log entry created by the peer (else
-// CodeOperationOnlyAllowedForPeer), both 400. Success appends an
+// connector.CodeOperationOnlyAllowedForPeer), both 400. Success appends an
 // AcceptanceOfCreation entry and fires transport.relationshipChanged.
-func (d *Double) serveAccept(r *http.Request, id string) reply {
+func (d *Server) serveAccept(r *http.Request, id string) reply {
 	d.mu.Lock()
 	drop := d.drop
 	d.drop = false
@@ -252,7 +254,7 @@ func (d *Double) serveAccept(r *http.Request, id string) reply {
 	return rep
 }
 
-func (d *Double) accept(id string) (reply, []event) {
+func (d *Server) accept(id string) (reply, []event) {
 	if rep, ok := checkDoubleID("relationshipId", "REL", id); !ok {
 		return rep, nil
 	}
@@ -262,18 +264,18 @@ func (d *Double) accept(id string) (reply, []event) {
 	if o == nil {
 		return notFound("Relationship"), nil
 	}
-	if o.dto.Status != StatusPending {
-		return errorReply(http.StatusBadRequest, CodeWrongRelationshipStatus,
+	if o.dto.Status != connector.StatusPending {
+		return errorReply(http.StatusBadRequest, connector.CodeWrongRelationshipStatus,
 			fmt.Sprintf("The Relationship '%s' has the wrong status '%s' to run this operation.", id, o.dto.Status)), nil
 	}
 	if o.dto.AuditLog[len(o.dto.AuditLog)-1].CreatedBy != o.dto.Peer {
-		return errorReply(http.StatusBadRequest, CodeOperationOnlyAllowedForPeer,
+		return errorReply(http.StatusBadRequest, connector.CodeOperationOnlyAllowedForPeer,
 			"Only your peer can accept the relationship "+id), nil
 	}
-	o.dto.Status = StatusActive
+	o.dto.Status = connector.StatusActive
 	o.dto.AuditLog = append(o.dto.AuditLog, auditDTO{
 		CreatedAt: time.Now().UTC().Format(isoMillis), CreatedBy: d.address, CreatedByDevice: d.device,
-		Reason: ReasonAcceptanceOfCreation, OldStatus: StatusPending, NewStatus: StatusActive,
+		Reason: connector.ReasonAcceptanceOfCreation, OldStatus: connector.StatusPending, NewStatus: connector.StatusActive,
 	})
 	o.encode()
 	return result(http.StatusOK, o.raw), []event{{EventRelationshipChanged, o.raw}}
@@ -281,11 +283,9 @@ func (d *Double) accept(id string) (reply, []event) {
 
 // relationship finds a relationship by id, only among synced ones if
 // visibleOnly; d.mu held.
-func (d *Double) relationship(id string, visibleOnly bool) *object[relationshipDTO] {
-	for _, o := range d.rels {
-		if o.dto.ID == id && (o.visible || !visibleOnly) {
-			return o
-		}
+func (d *Server) relationship(id string, visibleOnly bool) *object[relationshipDTO] {
+	if o := d.relByID[id]; o != nil && (o.visible || !visibleOnly) {
+		return o
 	}
 	return nil
 }
@@ -308,7 +308,7 @@ func visibleRaws[T any](objs []*object[T], keep func(T) bool) []json.RawMessage 
 func list(r *http.Request, allowed []string, virtual map[string][]string, raws []json.RawMessage) reply {
 	fs, err := parseFilters(r.URL.Query(), allowed, virtual)
 	if err != nil {
-		return errorReply(http.StatusBadRequest, CodeInvalidPropertyValue, err.Error())
+		return errorReply(http.StatusBadRequest, connector.CodeInvalidPropertyValue, err.Error())
 	}
 	var b bytes.Buffer
 	b.WriteString(`{"result":[`)
@@ -316,7 +316,7 @@ func list(r *http.Request, allowed []string, virtual map[string][]string, raws [
 	for _, raw := range raws {
 		ok, err := fs.match(raw)
 		if err != nil {
-			return errorReply(http.StatusBadRequest, CodeInvalidPropertyValue, err.Error())
+			return errorReply(http.StatusBadRequest, connector.CodeInvalidPropertyValue, err.Error())
 		}
 		if !ok {
 			continue
@@ -339,7 +339,7 @@ func checkDoubleID(field, prefix, id string) (reply, bool) {
 		ok = strings.IndexByte(idChars, id[i]) >= 0
 	}
 	if !ok {
-		return errorReply(http.StatusBadRequest, CodeInvalidPropertyValue,
+		return errorReply(http.StatusBadRequest, connector.CodeInvalidPropertyValue,
 			fmt.Sprintf("%s must match the format of a %s id: %s and 17 letters or digits", field, prefix, prefix)), false
 	}
 	return reply{}, true
@@ -347,7 +347,7 @@ func checkDoubleID(field, prefix, id string) (reply, bool) {
 
 // notFound is the Runtime's recordNotFound answer for a type of object.
 func notFound(kind string) reply {
-	return errorReply(http.StatusNotFound, CodeRecordNotFound,
+	return errorReply(http.StatusNotFound, connector.CodeRecordNotFound,
 		kind+" not found. Make sure the ID exists and the record is not expired.")
 }
 
