@@ -124,9 +124,7 @@ func (k *keyedQueues) run(key string, msg jetstream.Msg) {
 		if paused := k.r.processInOrder(k.ctx, msg); paused {
 			// The consumer is paused: hand the rest of the key back in
 			// order rather than let it overtake the event just released.
-			for _, h := range k.take(key) {
-				h.msg.Nak()
-			}
+			k.giveBack(k.take(key)...)
 			return
 		}
 		k.mu.Lock()
@@ -157,9 +155,14 @@ func (k *keyedQueues) take(key string) []held {
 // order, for the next active process.
 func (k *keyedQueues) release(key string, msg jetstream.Msg) {
 	q := k.take(key)
-	msg.Nak()
+	k.r.giveBack(k.ctx, 0, msg)
+	k.giveBack(q...)
+}
+
+// giveBack hands the events q held back to the server, in order, at once.
+func (k *keyedQueues) giveBack(q ...held) {
 	for _, h := range q {
-		h.msg.Nak()
+		k.r.giveBack(k.ctx, 0, h.msg)
 	}
 }
 
@@ -178,18 +181,13 @@ func (r *Runtime) processInOrder(ctx context.Context, msg jetstream.Msg) (paused
 		return false
 	}
 	for {
-		err := r.handle(ctx, d) // keyedQueues keeps msg alive
-		if err == nil || IsPermanent(err) || IsPause(err) || d.Attempt >= r.cfg.MaxDeliver {
-			r.settle(ctx, msg, d, err)
-			return IsPause(err)
+		v := r.decide(r.handle(ctx, d), d) // keyedQueues keeps msg alive
+		r.carryOut(ctx, msg, d, v)
+		if v.fate != retryInPlace {
+			return v.fate == pause
 		}
-		delay := r.retryDelay(err, d.Attempt)
-		r.log.Warn("attempt failed; retrying in place to keep the key's order", "subject", d.Subject,
-			"stream_seq", d.StreamSeq, "num_delivered", d.Attempt, "event_id", d.Event.ID, "err", err, "retry_in", delay.Round(time.Millisecond))
-		r.opt.Metrics.count(r.opt.Metrics.retried, r.opt.Name, d.Event.Namespace)
-		r.record(d, ResultRetried, err)
-		if !r.waitOrStop(delay) {
-			msg.Nak() // shutting down: the next process takes over, in order
+		if !r.waitOrStop(v.delay) {
+			r.giveBack(ctx, 0, msg) // shutting down: the next process takes over, in order
 			return false
 		}
 		d.Attempt++

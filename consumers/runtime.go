@@ -3,7 +3,6 @@ package consumers
 import (
 	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -63,8 +62,7 @@ type Runtime struct {
 	events   jetstream.Stream
 	cons     jetstream.Consumer
 	ready    atomic.Bool
-	failures atomic.Int64 // consecutive failed attempts, for the breaker
-	trip     chan struct{}
+	breaker  *breaker
 	lost     chan struct{}   // the durable is gone from the server (watch, consume errors)
 	stopping <-chan struct{} // closed when Run's context ends
 	pinID    atomic.Value    // string: this process's pin in per-key order mode
@@ -92,7 +90,7 @@ func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Run
 		o.Metrics = NewMetrics(prometheus.NewRegistry()) // counted, not exported
 	}
 	return &Runtime{js: js, subjects: s, cfg: cfg, opt: o, log: o.Log.With("consumer", o.Name), now: time.Now,
-		trip: make(chan struct{}, 1), lost: make(chan struct{}, 1)}, nil
+		breaker: newBreaker(cfg, o), lost: make(chan struct{}, 1)}, nil
 }
 
 // Name returns the durable name.
@@ -292,11 +290,9 @@ func (r *Runtime) consume(ctx context.Context) error {
 				for msg := range work {
 					// The breaker may have tripped while msg waited for a
 					// worker: it let msg through, but msg must not run.
-					if r.breakerOpen() {
-						r.release(ctx, msg)
-						continue
+					if r.admit(ctx, msg) {
+						r.process(hctx, msg)
 					}
-					r.process(hctx, msg)
 				}
 			}()
 		}
@@ -321,9 +317,9 @@ func (r *Runtime) consume(ctx context.Context) error {
 		defer keyed.wait()
 	}
 	for ctx.Err() == nil {
-		if r.breakerOpen() {
+		if r.breaker.open() {
 			r.setBreaker(true)
-			r.log.Warn("circuit breaker open: not fetching", "cooldown", r.cfg.BreakerCooldown, "consecutive_failures", r.failures.Load())
+			r.log.Warn("circuit breaker open: not fetching", "cooldown", r.cfg.BreakerCooldown, "consecutive_failures", r.breaker.failures.Load())
 			select {
 			case <-ctx.Done():
 				return nil
@@ -334,8 +330,11 @@ func (r *Runtime) consume(ctx context.Context) error {
 		}
 		r.setBreaker(false)
 		cc, err := r.cons.Consume(func(msg jetstream.Msg) {
-			if ctx.Err() != nil || r.breakerOpen() {
-				r.release(ctx, msg)
+			if ctx.Err() != nil {
+				r.release(ctx, msg) // shutting down: at once
+				return
+			}
+			if !r.admit(ctx, msg) {
 				return
 			}
 			if keyed != nil {
@@ -348,7 +347,7 @@ func (r *Runtime) consume(ctx context.Context) error {
 			select {
 			case work <- msg:
 			case <-ctx.Done():
-				msg.Nak()
+				r.giveBack(ctx, 0, msg)
 			}
 		}, r.consumeOpts(ctx)...)
 		if err != nil {
@@ -363,7 +362,7 @@ func (r *Runtime) consume(ctx context.Context) error {
 		lost := false
 		select {
 		case <-ctx.Done():
-		case <-r.trip:
+		case <-r.breaker.trip:
 		case <-cc.Closed():
 			// Ended by the server, not by us: the durable was deleted
 			// (nats consumer rm, the stream re-created) or refused a pull.
@@ -440,15 +439,15 @@ func (r *Runtime) consumeOpts(ctx context.Context) []jetstream.PullConsumeOpt {
 	return opts
 }
 
-// release hands back a message this process will not handle now, instead
-// of letting it wait out AckWait in a buffer: at once on shutdown, after
-// the cool-down while the breaker is open.
-func (r *Runtime) release(ctx context.Context, msg jetstream.Msg) {
+// release hands back messages this process will not handle now, instead
+// of letting them wait out AckWait in a buffer: at once on shutdown (ctx,
+// the fetch loop's, ended), after the cool-down while the breaker is open.
+func (r *Runtime) release(ctx context.Context, msgs ...jetstream.Msg) {
 	delay := time.Duration(0)
 	if ctx.Err() == nil {
 		delay = r.cfg.BreakerCooldown
 	}
-	msg.NakWithDelay(delay)
+	r.giveBack(ctx, delay, msgs...)
 }
 
 // probe fetches and handles one event while the breaker is open; success
@@ -466,7 +465,7 @@ func (r *Runtime) probe(ctx, hctx context.Context) {
 			r.process(hctx, msg)
 		}
 	}
-	if ctx.Err() == nil && !r.breakerOpen() {
+	if ctx.Err() == nil && !r.breaker.open() {
 		r.log.Info("circuit breaker closed: the probe succeeded")
 	}
 }
@@ -499,11 +498,6 @@ func (r *Runtime) handOver() {
 	}
 }
 
-func (r *Runtime) breakerOpen() bool {
-	// In per-key order mode retries wait in place, so nothing is hammered.
-	return r.opt.OrderKey == nil && r.cfg.BreakerThreshold > 0 && r.failures.Load() >= int64(r.cfg.BreakerThreshold)
-}
-
 func (r *Runtime) setBreaker(open bool) {
 	v := 0.0
 	if open {
@@ -522,23 +516,25 @@ func (r *Runtime) process(ctx context.Context, msg jetstream.Msg) {
 }
 
 // prepare reads the delivery from msg; false when msg was settled already
-// (not an event of ours, or outside the trigger patterns).
+// (no delivery of a stream, not an event of ours, or outside the trigger
+// patterns).
 func (r *Runtime) prepare(ctx context.Context, msg jetstream.Msg) (Delivery, bool) {
 	md, err := msg.Metadata()
 	if err != nil {
-		r.log.Error("message without metadata; terminating", "subject", msg.Subject(), "err", err)
-		msg.Term()
+		r.carryOut(ctx, msg, Delivery{Subject: msg.Subject()}, verdict{fate: drop, reason: "message without metadata; terminating", err: err})
 		return Delivery{}, false
 	}
 	d := Delivery{Subject: msg.Subject(), StreamSeq: md.Sequence.Stream, Attempt: int(md.NumDelivered)}
 	ev, err := router.FromMsg(msg.Headers(), msg.Data())
 	if err != nil {
+		d.Event.Data = msg.Data() // all a dead letter can keep of it
 		r.settle(ctx, msg, d, Permanent(err))
 		return d, false
 	}
 	d.Event = ev
 	if r.opt.Match != nil && !r.subjects.IsReplay(d.Subject) && !r.opt.Match(ev.Namespace) {
-		msg.Ack() // outside the trigger patterns the server filter could not express
+		// Outside the trigger patterns the server filter could not express.
+		r.carryOut(ctx, msg, d, verdict{fate: ackOnly})
 		return d, false
 	}
 	return d, true
@@ -558,91 +554,6 @@ func (r *Runtime) handle(ctx context.Context, d Delivery) error {
 	err := r.opt.Handler.Handle(ctx, d)
 	r.opt.Metrics.latency.WithLabelValues(r.opt.Name).Observe(time.Since(start).Seconds())
 	return err
-}
-
-// settle is the one place that decides a message's fate: nil → ack; a
-// pause → pause the consumer on the server and release the event; a
-// permanent error or the last allowed attempt → dead-letter, then
-// terminate; anything else → NakWithDelay by the schedule (or the delay
-// the error asks for).
-func (r *Runtime) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err error) {
-	// Built only when something goes wrong: this runs for every event.
-	log := func() *slog.Logger {
-		return r.log.With("subject", d.Subject, "stream_seq", d.StreamSeq, "num_delivered", d.Attempt, "event_id", d.Event.ID)
-	}
-	ns := d.Event.Namespace
-	switch {
-	case err == nil:
-		if aerr := msg.Ack(); aerr != nil {
-			log().Warn("ack failed; the event will be redelivered", "err", aerr)
-		}
-		r.failures.Store(0)
-		r.opt.Metrics.count(r.opt.Metrics.delivered, r.opt.Name, ns)
-		r.record(d, ResultDelivered, nil)
-	case IsPause(err):
-		log().Error("PAUSING consumer on the server: "+err.Error(), "resume", "eventmesh consumer resume "+r.opt.Name)
-		if perr := PauseConsumer(ctx, r.js, r.opt.Name, err.Error()); perr != nil {
-			log().Error("pause failed", "err", perr)
-		}
-		r.opt.Metrics.paused.WithLabelValues(r.opt.Name).Set(1)
-		msg.NakWithDelay(time.Second)
-		r.record(d, ResultPaused, err)
-	case IsPermanent(err) || d.Attempt >= r.cfg.MaxDeliver:
-		reason := err.Error()
-		if !IsPermanent(err) {
-			reason = fmt.Sprintf("gave up after %d attempts: %s", d.Attempt, reason)
-		}
-		if derr := r.deadLetter(ctx, msg.Data(), d, reason); derr != nil {
-			// Never drop silently: keep the event and try again later.
-			log().Error("dead-letter failed; retrying later", "err", derr)
-			msg.NakWithDelay(r.cfg.Delay(1))
-			return
-		}
-		log().Warn("dead-lettered", "reason", reason)
-		msg.TermWithReason(truncate(reason, 256))
-		r.opt.Metrics.count(r.opt.Metrics.deadLettered, r.opt.Name, ns)
-		r.record(d, ResultDeadLettered, errors.New(reason))
-	default:
-		r.failures.Add(1)
-		delay := r.retryDelay(err, d.Attempt)
-		log().Warn("attempt failed; retrying", "err", err, "retry_in", delay.Round(time.Millisecond))
-		msg.NakWithDelay(delay)
-		r.opt.Metrics.count(r.opt.Metrics.retried, r.opt.Name, ns)
-		r.record(d, ResultRetried, err)
-		if r.breakerOpen() {
-			select {
-			case r.trip <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
-
-// AdvisoryDurable is the durable on ENMESHED_ADVISORIES that the
-// processes of consumer share to catch its max-deliveries advisories.
-func AdvisoryDurable(consumer string) string { return consumer + "-advisories" }
-
-// record queues the outcome of one settled attempt of d (none without
-// outcome records, or for a message that is not an event of ours).
-func (r *Runtime) record(d Delivery, result string, err error) {
-	if r.outcomes == nil || d.Event.ID == "" {
-		return
-	}
-	o := Outcome{Consumer: r.opt.Name, EventID: d.Event.ID, Result: result, Attempt: d.Attempt, Time: r.now(),
-		Subject: d.Subject, StreamSeq: d.StreamSeq}
-	if err != nil {
-		o.Error = truncate(err.Error(), 1024)
-	}
-	r.outcomes.add(o)
-}
-
-// retryDelay is the wait before the attempt after a failed attempt: what
-// the error asks for (Retry-After), else the retry schedule.
-func (r *Runtime) retryDelay(err error, attempt int) time.Duration {
-	if delay := RetryAfter(err); delay > 0 {
-		return delay
-	}
-	return r.cfg.Delay(attempt)
 }
 
 // keepAliveWhile signals progress for msgs every keepAliveEvery until the
@@ -670,12 +581,12 @@ func (r *Runtime) keepAliveWhile(msgs ...jetstream.Msg) (stop func()) {
 // signalled in progress, so AckWait does not fire under it.
 func (r *Runtime) keepAliveEvery() time.Duration { return max(r.cfg.AckWait/3, 100*time.Millisecond) }
 
-// deadLetter copies the event to ENMESHED_DLQ and waits for the ack. The
-// DLQ message id dlq:<consumer>:<seq> makes a second copy a no-op.
-func (r *Runtime) deadLetter(ctx context.Context, data []byte, d Delivery, reason string) error {
+// copyToDLQ copies the event of d to ENMESHED_DLQ and waits for the ack.
+// The DLQ message id dlq:<consumer>:<seq> makes a second copy a no-op.
+func (r *Runtime) copyToDLQ(ctx context.Context, d Delivery, reason string) error {
 	ev := d.Event
-	if ev.ID == "" { // not an event of ours: keep what there is
-		ev = router.Event{ID: fmt.Sprintf("seq-%d", d.StreamSeq), Namespace: "unknown", Data: data, Time: r.now()}
+	if ev.ID == "" { // not an event of ours: keep what there is, its body
+		ev = router.Event{ID: fmt.Sprintf("seq-%d", d.StreamSeq), Namespace: "unknown", Data: ev.Data, Time: r.now()}
 		if ns, ok := r.subjects.Namespace(d.Subject); ok {
 			ev.Namespace = ns
 		}
@@ -691,77 +602,6 @@ func (r *Runtime) deadLetter(ctx context.Context, data []byte, d Delivery, reaso
 		}
 	}
 	return err
-}
-
-// catchAdvisories dead-letters events that exhausted MaxDeliver without a
-// verdict (a process crashing on them): the server's max-deliveries
-// advisories are captured in ENMESHED_ADVISORIES and read through the
-// durable <consumer>-advisories that all replicas share.
-func (r *Runtime) catchAdvisories(ctx context.Context) {
-	name := AdvisoryDurable(r.opt.Name)
-	var cons jetstream.Consumer
-	err := streams.Retry(ctx, r.log, "durable "+name, func(ctx context.Context) (err error) {
-		cons, err = r.js.CreateOrUpdateConsumer(ctx, streams.Advisories, jetstream.ConsumerConfig{
-			Durable:       name,
-			Description:   "eventmesh: max-deliveries advisories of " + r.opt.Name,
-			FilterSubject: streams.AdvisorySubject(r.opt.Name),
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       30 * time.Second,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-		})
-		return err
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		r.log.Error("advisory consumer; events that exhaust their deliveries without a verdict will not be dead-lettered", "err", err)
-		return
-	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		var adv struct {
-			StreamSeq  uint64 `json:"stream_seq"`
-			Deliveries int    `json:"deliveries"`
-		}
-		if err := json.Unmarshal(msg.Data(), &adv); err != nil || adv.StreamSeq == 0 {
-			r.log.Warn("unreadable max-deliveries advisory", "err", err)
-			msg.Term()
-			return
-		}
-		orig, err := r.events.GetMsg(ctx, adv.StreamSeq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			r.log.Error("event exhausted its deliveries but is no longer in the stream", "stream_seq", adv.StreamSeq)
-			msg.Ack()
-			return
-		}
-		if err != nil {
-			msg.NakWithDelay(time.Second)
-			return
-		}
-		d := Delivery{Subject: orig.Subject, StreamSeq: adv.StreamSeq, Attempt: adv.Deliveries}
-		d.Event, _ = router.FromMsg(orig.Header, orig.Data)
-		reason := fmt.Sprintf("no verdict after %d deliveries (the handler crashed or timed out each time)", adv.Deliveries)
-		if err := r.deadLetter(ctx, orig.Data, d, reason); err != nil {
-			r.log.Error("dead-letter from advisory failed; retrying", "stream_seq", adv.StreamSeq, "err", err)
-			msg.NakWithDelay(time.Second)
-			return
-		}
-		r.log.Warn("dead-lettered from max-deliveries advisory", "stream_seq", adv.StreamSeq, "deliveries", adv.Deliveries)
-		r.opt.Metrics.count(r.opt.Metrics.deadLettered, r.opt.Name, d.Event.Namespace)
-		r.record(d, ResultDeadLettered, errors.New(reason))
-		msg.Ack()
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if ctx.Err() == nil {
-			r.log.Warn("advisory consume", "err", err)
-		}
-	}))
-	if err != nil {
-		r.log.Error("advisory consume", "err", err)
-		return
-	}
-	<-ctx.Done()
-	cc.Drain()
-	<-cc.Closed()
 }
 
 // watch refreshes the pending, ack-pending and paused gauges.
@@ -789,11 +629,4 @@ func (r *Runtime) watch(ctx context.Context) {
 		case <-t.C:
 		}
 	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

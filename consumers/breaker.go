@@ -1,0 +1,54 @@
+package consumers
+
+import (
+	"context"
+	"sync/atomic"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// breaker is the circuit breaker: after threshold consecutive failed
+// attempts this process stops fetching for the cool-down, then probes
+// with one event. It is local to the process, not a server pause.
+type breaker struct {
+	threshold int64         // 0: never opens
+	failures  atomic.Int64  // consecutive failed attempts
+	trip      chan struct{} // told when a failure opens it, to stop fetching
+}
+
+func newBreaker(cfg Config, o Options) *breaker {
+	b := &breaker{threshold: int64(cfg.BreakerThreshold), trip: make(chan struct{}, 1)}
+	if o.OrderKey != nil {
+		b.threshold = 0 // in per-key order mode retries wait in place, so nothing is hammered
+	}
+	return b
+}
+
+// open reports whether the breaker holds fetching.
+func (b *breaker) open() bool { return b.threshold > 0 && b.failures.Load() >= b.threshold }
+
+// failed counts a failed attempt; the one that opens the breaker trips it.
+func (b *breaker) failed() {
+	b.failures.Add(1)
+	if b.open() {
+		select {
+		case b.trip <- struct{}{}:
+		default:
+		}
+	}
+}
+
+// succeeded closes the breaker.
+func (b *breaker) succeeded() { b.failures.Store(0) }
+
+// admit is the breaker's check on messages about to be handled: it
+// reports whether msgs may go to a handler now. While the breaker is open
+// (it may have tripped while they waited for a worker or for their batch
+// to fill) it releases them instead. ctx is the fetch loop's.
+func (r *Runtime) admit(ctx context.Context, msgs ...jetstream.Msg) bool {
+	if !r.breaker.open() {
+		return true
+	}
+	r.release(ctx, msgs...)
+	return false
+}
