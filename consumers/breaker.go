@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"sync/atomic"
+	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 )
@@ -51,4 +52,33 @@ func (r *Runtime) admit(ctx context.Context, msgs ...jetstream.Msg) bool {
 	}
 	r.release(ctx, msgs...)
 	return false
+}
+
+// probe fetches and handles one event while the breaker is open; success
+// closes the breaker.
+func (r *Runtime) probe(ctx, hctx context.Context) {
+	batch, err := r.cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
+	if err != nil {
+		r.log.Warn("probe fetch", "err", err)
+		return
+	}
+	for msg := range batch.Messages() {
+		if r.opt.BatchHandler != nil {
+			r.processBatch(hctx, []jetstream.Msg{msg}) // a batch consumer has no single-event Handler
+		} else {
+			r.process(hctx, msg)
+		}
+	}
+	if ctx.Err() == nil && !r.breaker.open() {
+		r.log.Info("circuit breaker closed: the probe succeeded")
+	}
+}
+
+// setBreaker sets the breaker-open gauge.
+func (r *Runtime) setBreaker(open bool) {
+	v := 0.0
+	if open {
+		v = 1
+	}
+	r.opt.Metrics.breakerOpen.WithLabelValues(r.opt.Name).Set(v)
 }

@@ -9,6 +9,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// orderedGroup is the priority group of a durable in per-key order mode.
+const orderedGroup = "ordered"
+
+// pinIDHeader carries the pin of the process a pinned group delivers to.
+const pinIDHeader = "Nats-Pin-Id"
+
 // keyedQueues runs per-key order: one queue per key, at most one event of
 // a key in a handler at a time, at most concurrency keys at once.
 type keyedQueues struct {
@@ -204,5 +210,33 @@ func (r *Runtime) waitOrStop(d time.Duration) bool {
 		return true
 	case <-r.stopping:
 		return false
+	}
+}
+
+// handOver lifts this process's pin after a graceful stop, so a standby
+// takes over at once instead of after PinnedTTL (which is what a crash
+// costs). It unpins only if the pin is still ours: unpinning another
+// process would only make the group switch for nothing.
+func (r *Runtime) handOver() {
+	pin, _ := r.pinID.Load().(string)
+	if pin == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	info, err := r.cons.Info(ctx)
+	if err != nil {
+		r.log.Warn("pin hand-over: consumer info", "err", err)
+		return
+	}
+	for _, g := range info.PriorityGroups {
+		if g.Group != orderedGroup || g.PinnedClientID != pin {
+			continue
+		}
+		if err := r.events.UnpinConsumer(ctx, r.opt.Name, orderedGroup); err != nil {
+			r.log.Warn("pin hand-over: unpin", "err", err)
+			return
+		}
+		r.log.Info("pin handed over: a standby process takes over")
 	}
 }
