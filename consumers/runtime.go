@@ -31,16 +31,18 @@ type Options struct {
 	// non-empty key are handled one at a time in stream order, retries
 	// included, while other keys proceed in parallel; one process of the
 	// durable is active at a time (a pinned priority group) and the others
-	// stand by to take over.
+	// stand by to take over. It needs a Handler.
 	OrderKey func(Delivery) string
-	Handler  Handler
+	// Handler handles one event at a time. Exactly one of Handler and
+	// BatchHandler is set.
+	Handler Handler
 	// BatchHandler, when set instead of Handler, handles fetched events a
 	// batch at a time (up to BatchSize, waiting at most BatchLinger for a
 	// batch to fill): nil acknowledges them all, an error settles each as
 	// Handler's error would. The archiver writes one transaction per batch.
 	BatchHandler func(ctx context.Context, ds []Delivery) error
-	BatchSize    int
-	BatchLinger  time.Duration
+	BatchSize    int           // events per batch (0: 256); only with BatchHandler
+	BatchLinger  time.Duration // the longest wait for a batch to fill (0: 20ms); only with BatchHandler
 	// NoOutcomes turns off outcome records (the archiver's own handling is
 	// the archive itself).
 	NoOutcomes bool
@@ -67,13 +69,14 @@ type Runtime struct {
 	outcomes *outcomeBatcher // nil with NoOutcomes
 }
 
-// New returns a runtime; Run starts it.
+// New returns a runtime; Run starts it. It refuses options that cannot
+// work (see Options.validate).
 func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Runtime, error) {
-	if err := router.ValidateToken(o.Name); err != nil {
-		return nil, fmt.Errorf("durable name: %w", err)
+	if js == nil {
+		return nil, errors.New("consumer runtime: no JetStream")
 	}
-	if o.Handler == nil && o.BatchHandler == nil {
-		return nil, errors.New("consumer runtime: no handler")
+	if err := o.validate(); err != nil {
+		return nil, err
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -83,6 +86,33 @@ func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Run
 	}
 	return &Runtime{js: js, subjects: s, cfg: cfg, opt: o, log: o.Log.With("consumer", o.Name), now: time.Now,
 		breaker: newBreaker(cfg, o), lost: make(chan struct{}, 1)}, nil
+}
+
+// validate refuses options that cannot work, naming the fields.
+func (o Options) validate() error {
+	if err := router.ValidateToken(o.Name); err != nil {
+		return fmt.Errorf("durable name: %w", err)
+	}
+	prefix := "consumer runtime " + o.Name + ": "
+	switch {
+	case o.Handler == nil && o.BatchHandler == nil:
+		return errors.New(prefix + "no handler: set Handler or BatchHandler")
+	case o.Handler != nil && o.BatchHandler != nil:
+		return errors.New(prefix + "both Handler and BatchHandler are set: set one")
+	case o.OrderKey != nil && o.BatchHandler != nil:
+		// Per-key order hands events to a handler one key at a time.
+		return errors.New(prefix + "per-key order (OrderKey) needs a Handler, not a BatchHandler")
+	case o.BatchHandler == nil && (o.BatchSize != 0 || o.BatchLinger != 0):
+		return errors.New(prefix + "BatchSize and BatchLinger are for a BatchHandler: set one, or leave them zero")
+	case o.BatchSize < 0:
+		return fmt.Errorf(prefix+"BatchSize %d is negative (0: 256)", o.BatchSize)
+	case o.BatchLinger < 0:
+		return fmt.Errorf(prefix+"BatchLinger %s is negative (0: 20ms)", o.BatchLinger)
+	}
+	if _, _, err := (Config{}).StartPolicy(o.DefaultStart); err != nil {
+		return fmt.Errorf(prefix+"DefaultStart %w", err)
+	}
+	return nil
 }
 
 // Name returns the durable name.
