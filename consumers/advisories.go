@@ -9,6 +9,7 @@ import (
 
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
+	"github.com/nats-io/jsm.go/api/jetstream/advisory"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -48,14 +49,11 @@ func (r *Runtime) catchAdvisories(ctx context.Context) {
 // and returns the advisory's own verdict: acknowledged once the event is
 // dead-lettered (or gone), read again after a second when that failed.
 func (r *Runtime) judgeAdvisory(ctx context.Context, msg jetstream.Msg) (Delivery, verdict) {
-	var adv struct {
-		StreamSeq  uint64 `json:"stream_seq"`
-		Deliveries int    `json:"deliveries"`
-	}
+	var adv advisory.ConsumerDeliveryExceededAdvisoryV1 // io.nats.jetstream.advisory.v1.max_deliver
 	if err := json.Unmarshal(msg.Data(), &adv); err != nil || adv.StreamSeq == 0 {
 		return Delivery{}, verdict{fate: drop, reason: "unreadable max-deliveries advisory", err: err}
 	}
-	d := Delivery{StreamSeq: adv.StreamSeq, Attempt: adv.Deliveries}
+	d := Delivery{StreamSeq: adv.StreamSeq, Attempt: int(adv.Deliveries)}
 	orig, err := r.events.GetMsg(ctx, adv.StreamSeq)
 	if errors.Is(err, jetstream.ErrMsgNotFound) {
 		return d, verdict{fate: ackOnly, reason: "event exhausted its deliveries but is no longer in the stream"}
