@@ -5,6 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -52,6 +53,22 @@ func (r *Runtime) admit(ctx context.Context, msgs ...jetstream.Msg) bool {
 	}
 	r.release(ctx, msgs...)
 	return false
+}
+
+// coolDown reports whether the breaker is open, and while it is, holds
+// fetching for the cool-down and then probes with one event (ctx is the
+// fetch loop's, hctx the handlers'). It keeps the breaker gauge.
+func (r *Runtime) coolDown(ctx, hctx context.Context) bool {
+	if !r.breaker.open() {
+		r.setBreaker(false)
+		return false
+	}
+	r.setBreaker(true)
+	r.log.Warn("circuit breaker open: not fetching", "cooldown", r.cfg.BreakerCooldown, "consecutive_failures", r.breaker.failures.Load())
+	if streams.Sleep(ctx, r.cfg.BreakerCooldown) {
+		r.probe(ctx, hctx)
+	}
+	return true
 }
 
 // probe fetches and handles one event while the breaker is open; success

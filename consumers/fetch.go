@@ -15,43 +15,10 @@ import (
 // cool-down, then one event is fetched as a probe.
 func (r *Runtime) consume(ctx context.Context) error {
 	work := make(chan jetstream.Msg)
-	var workers sync.WaitGroup
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
-	if r.opt.BatchHandler != nil {
-		workers.Add(1)
-		go func() {
-			defer workers.Done()
-			r.batches(ctx, hctx, work)
-		}()
-	} else {
-		for range r.cfg.Concurrency {
-			workers.Add(1)
-			go func() {
-				defer workers.Done()
-				for msg := range work {
-					// The breaker may have tripped while msg waited for a
-					// worker: it let msg through, but msg must not run.
-					if r.admit(ctx, msg) {
-						r.process(hctx, msg)
-					}
-				}
-			}()
-		}
-	}
-	defer func() {
-		// Drain: no more dispatch; in-flight handlers get DrainTimeout.
-		close(work)
-		done := make(chan struct{})
-		go func() { workers.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(r.cfg.DrainTimeout):
-			r.log.Warn("drain timeout: cancelling handlers still running (their events are redelivered)")
-			cancelHandlers()
-			<-done
-		}
-	}()
+	drain := r.startWorkers(ctx, hctx, cancelHandlers, work)
+	defer drain()
 
 	var keyed *keyedQueues
 	if r.opt.OrderKey != nil {
@@ -59,18 +26,9 @@ func (r *Runtime) consume(ctx context.Context) error {
 		defer keyed.wait()
 	}
 	for ctx.Err() == nil {
-		if r.breaker.open() {
-			r.setBreaker(true)
-			r.log.Warn("circuit breaker open: not fetching", "cooldown", r.cfg.BreakerCooldown, "consecutive_failures", r.breaker.failures.Load())
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(r.cfg.BreakerCooldown):
-			}
-			r.probe(ctx, hctx)
+		if r.coolDown(ctx, hctx) {
 			continue
 		}
-		r.setBreaker(false)
 		cc, err := r.cons.Consume(func(msg jetstream.Msg) {
 			if ctx.Err() != nil {
 				r.release(ctx, msg) // shutting down: at once
@@ -121,6 +79,42 @@ func (r *Runtime) consume(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// startWorkers starts what handles the messages the fetch loop puts on
+// work: Concurrency workers, or one batcher. The returned drain stops
+// them: no more dispatch, in-flight handlers get DrainTimeout, then
+// cancelHandlers ends their context (ctx is the fetch loop's, hctx the
+// handlers').
+func (r *Runtime) startWorkers(ctx, hctx context.Context, cancelHandlers context.CancelFunc, work chan jetstream.Msg) (drain func()) {
+	var workers sync.WaitGroup
+	if r.opt.BatchHandler != nil {
+		workers.Go(func() { r.batches(ctx, hctx, work) })
+	} else {
+		for range r.cfg.Concurrency {
+			workers.Go(func() {
+				for msg := range work {
+					// The breaker may have tripped while msg waited for a
+					// worker: it let msg through, but msg must not run.
+					if r.admit(ctx, msg) {
+						r.process(hctx, msg)
+					}
+				}
+			})
+		}
+	}
+	return func() {
+		close(work)
+		done := make(chan struct{})
+		go func() { workers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(r.cfg.DrainTimeout):
+			r.log.Warn("drain timeout: cancelling handlers still running (their events are redelivered)")
+			cancelHandlers()
+			<-done
+		}
+	}
 }
 
 func (r *Runtime) consumeOpts(ctx context.Context) []jetstream.PullConsumeOpt {
