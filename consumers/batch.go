@@ -46,14 +46,10 @@ func (r *Runtime) batches(stop, ctx context.Context, work <-chan jetstream.Msg) 
 			}
 		}
 		timer.Stop()
-		// The breaker may have tripped while these waited: hand them back.
-		if r.breakerOpen() {
-			for _, m := range batch {
-				r.release(stop, m)
-			}
-			continue
+		// The breaker may have tripped while these waited.
+		if r.admit(stop, batch...) {
+			r.processBatch(ctx, batch)
 		}
-		r.processBatch(ctx, batch)
 	}
 }
 

@@ -1,8 +1,9 @@
 // Package consumers is the runtime every consumer binary shares: a durable
 // pull consumer on ENMESHED, one place that settles each message (ack,
-// retry with delay by a schedule, dead-letter, pause), dead letters caught
-// from max-deliveries advisories, graceful drain, a circuit breaker, and
-// metrics. The consumers themselves live in sub-packages.
+// retry with delay by a schedule, dead-letter, pause: decide and carryOut
+// in settle.go), dead letters caught from max-deliveries advisories,
+// graceful drain, a circuit breaker, and metrics. The consumers themselves
+// live in sub-packages.
 package consumers
 
 import (

@@ -9,6 +9,12 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// orderedGroup is the priority group of a durable in per-key order mode.
+const orderedGroup = "ordered"
+
+// pinIDHeader carries the pin of the process a pinned group delivers to.
+const pinIDHeader = "Nats-Pin-Id"
+
 // keyedQueues runs per-key order: one queue per key, at most one event of
 // a key in a handler at a time, at most concurrency keys at once.
 type keyedQueues struct {
@@ -124,9 +130,7 @@ func (k *keyedQueues) run(key string, msg jetstream.Msg) {
 		if paused := k.r.processInOrder(k.ctx, msg); paused {
 			// The consumer is paused: hand the rest of the key back in
 			// order rather than let it overtake the event just released.
-			for _, h := range k.take(key) {
-				h.msg.Nak()
-			}
+			k.giveBack(k.take(key)...)
 			return
 		}
 		k.mu.Lock()
@@ -157,9 +161,14 @@ func (k *keyedQueues) take(key string) []held {
 // order, for the next active process.
 func (k *keyedQueues) release(key string, msg jetstream.Msg) {
 	q := k.take(key)
-	msg.Nak()
+	k.r.giveBack(k.ctx, 0, msg)
+	k.giveBack(q...)
+}
+
+// giveBack hands the events q held back to the server, in order, at once.
+func (k *keyedQueues) giveBack(q ...held) {
 	for _, h := range q {
-		h.msg.Nak()
+		k.r.giveBack(k.ctx, 0, h.msg)
 	}
 }
 
@@ -178,18 +187,13 @@ func (r *Runtime) processInOrder(ctx context.Context, msg jetstream.Msg) (paused
 		return false
 	}
 	for {
-		err := r.handle(ctx, d) // keyedQueues keeps msg alive
-		if err == nil || IsPermanent(err) || IsPause(err) || d.Attempt >= r.cfg.MaxDeliver {
-			r.settle(ctx, msg, d, err)
-			return IsPause(err)
+		v := r.decide(r.handle(ctx, d), d) // keyedQueues keeps msg alive
+		r.carryOut(ctx, msg, d, v)
+		if v.fate != retryInPlace {
+			return v.fate == pause
 		}
-		delay := r.retryDelay(err, d.Attempt)
-		r.log.Warn("attempt failed; retrying in place to keep the key's order", "subject", d.Subject,
-			"stream_seq", d.StreamSeq, "num_delivered", d.Attempt, "event_id", d.Event.ID, "err", err, "retry_in", delay.Round(time.Millisecond))
-		r.opt.Metrics.count(r.opt.Metrics.retried, r.opt.Name, d.Event.Namespace)
-		r.record(d, ResultRetried, err)
-		if !r.waitOrStop(delay) {
-			msg.Nak() // shutting down: the next process takes over, in order
+		if !r.waitOrStop(v.delay) {
+			r.giveBack(ctx, 0, msg) // shutting down: the next process takes over, in order
 			return false
 		}
 		d.Attempt++
@@ -206,5 +210,33 @@ func (r *Runtime) waitOrStop(d time.Duration) bool {
 		return true
 	case <-r.stopping:
 		return false
+	}
+}
+
+// handOver lifts this process's pin after a graceful stop, so a standby
+// takes over at once instead of after PinnedTTL (which is what a crash
+// costs). It unpins only if the pin is still ours: unpinning another
+// process would only make the group switch for nothing.
+func (r *Runtime) handOver() {
+	pin, _ := r.pinID.Load().(string)
+	if pin == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
+	defer cancel()
+	info, err := r.cons.Info(ctx)
+	if err != nil {
+		r.log.Warn("pin hand-over: consumer info", "err", err)
+		return
+	}
+	for _, g := range info.PriorityGroups {
+		if g.Group != orderedGroup || g.PinnedClientID != pin {
+			continue
+		}
+		if err := r.events.UnpinConsumer(ctx, r.opt.Name, orderedGroup); err != nil {
+			r.log.Warn("pin hand-over: unpin", "err", err)
+			return
+		}
+		r.log.Info("pin handed over: a standby process takes over")
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/nats-io/nuid"
@@ -130,4 +131,60 @@ func (b *outcomeBatcher) flush(ctx context.Context) {
 		b.buf = b.buf[n:]
 		b.mu.Unlock()
 	}
+}
+
+// ReadOutcomes hands the outcome records of every consumer, read from
+// ENMESHED_OUTCOMES through durable, to store, one message (a batch) at a
+// time, until ctx ends; records may arrive before their event. It creates
+// the stream when missing (the consumers may not have run yet). A message
+// store fails on is read again after 1 s, 2 s, … 64 s (by its
+// deliveries), so a database outage is not hammered; an unreadable one is
+// dropped. Outcome messages themselves get no outcomes. The archiver
+// stores them beside the events.
+func (r *Runtime) ReadOutcomes(ctx context.Context, durable string, store func(context.Context, []Outcome) error) {
+	def := streams.OutcomesStream(r.subjects)
+	def.Replicas = r.cfg.SideStreamReplicas()
+	var cons jetstream.Consumer
+	for attempt := 1; ctx.Err() == nil; attempt++ {
+		if _, err := streams.EnsureFixedStream(ctx, r.js, def); err != nil {
+			r.log.Warn("outcomes stream", "err", err)
+		} else if cons, err = r.js.CreateOrUpdateConsumer(ctx, streams.Outcomes, jetstream.ConsumerConfig{
+			Durable: durable, Description: "eventmesh: the archiver's outcome reader",
+			AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverAllPolicy,
+		}); err == nil {
+			break
+		} else {
+			r.log.Warn("outcome consumer", "err", err)
+		}
+		if !streams.Sleep(ctx, min(time.Duration(attempt)*time.Second, 10*time.Second)) {
+			return
+		}
+	}
+	if cons == nil {
+		return
+	}
+	r.follow(ctx, "outcome", cons, func(msg jetstream.Msg) (Delivery, verdict) {
+		os, err := DecodeOutcomes(msg.Data())
+		if err != nil {
+			return Delivery{}, verdict{fate: drop, reason: "unreadable outcome message; dropping it", err: err}
+		}
+		// Bounded, so a hung database cannot hold shutdown forever.
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
+		err = store(sctx, os)
+		cancel()
+		if err != nil {
+			return Delivery{}, verdict{fate: handBack, delay: outcomeRetryDelay(msg), reason: "storing outcomes failed; retrying", err: err}
+		}
+		return Delivery{}, verdict{fate: ackOnly}
+	}, jetstream.PullMaxMessages(16))
+}
+
+// outcomeRetryDelay doubles with each delivery of an outcome message, from
+// 1 s up to 64 s.
+func outcomeRetryDelay(msg jetstream.Msg) time.Duration {
+	n := uint64(1)
+	if md, err := msg.Metadata(); err == nil {
+		n = md.NumDelivered
+	}
+	return time.Second << min(n-1, 6) // 1 s, 2 s, … 64 s
 }

@@ -1,9 +1,7 @@
 package consumers
 
 import (
-	"cmp"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -12,7 +10,6 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/router"
-	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -34,16 +31,18 @@ type Options struct {
 	// non-empty key are handled one at a time in stream order, retries
 	// included, while other keys proceed in parallel; one process of the
 	// durable is active at a time (a pinned priority group) and the others
-	// stand by to take over.
+	// stand by to take over. It needs a Handler.
 	OrderKey func(Delivery) string
-	Handler  Handler
+	// Handler handles one event at a time. Exactly one of Handler and
+	// BatchHandler is set.
+	Handler Handler
 	// BatchHandler, when set instead of Handler, handles fetched events a
 	// batch at a time (up to BatchSize, waiting at most BatchLinger for a
 	// batch to fill): nil acknowledges them all, an error settles each as
 	// Handler's error would. The archiver writes one transaction per batch.
 	BatchHandler func(ctx context.Context, ds []Delivery) error
-	BatchSize    int
-	BatchLinger  time.Duration
+	BatchSize    int           // events per batch (0: 256); only with BatchHandler
+	BatchLinger  time.Duration // the longest wait for a batch to fill (0: 20ms); only with BatchHandler
 	// NoOutcomes turns off outcome records (the archiver's own handling is
 	// the archive itself).
 	NoOutcomes bool
@@ -63,27 +62,21 @@ type Runtime struct {
 	events   jetstream.Stream
 	cons     jetstream.Consumer
 	ready    atomic.Bool
-	failures atomic.Int64 // consecutive failed attempts, for the breaker
-	trip     chan struct{}
+	breaker  *breaker
 	lost     chan struct{}   // the durable is gone from the server (watch, consume errors)
 	stopping <-chan struct{} // closed when Run's context ends
 	pinID    atomic.Value    // string: this process's pin in per-key order mode
 	outcomes *outcomeBatcher // nil with NoOutcomes
 }
 
-// orderedGroup is the priority group of a durable in per-key order mode.
-const orderedGroup = "ordered"
-
-// pinIDHeader carries the pin of the process a pinned group delivers to.
-const pinIDHeader = "Nats-Pin-Id"
-
-// New returns a runtime; Run starts it.
+// New returns a runtime; Run starts it. It refuses options that cannot
+// work (see Options.validate).
 func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Runtime, error) {
-	if err := router.ValidateToken(o.Name); err != nil {
-		return nil, fmt.Errorf("durable name: %w", err)
+	if js == nil {
+		return nil, errors.New("consumer runtime: no JetStream")
 	}
-	if o.Handler == nil && o.BatchHandler == nil {
-		return nil, errors.New("consumer runtime: no handler")
+	if err := o.validate(); err != nil {
+		return nil, err
 	}
 	if o.Log == nil {
 		o.Log = slog.Default()
@@ -92,7 +85,34 @@ func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Run
 		o.Metrics = NewMetrics(prometheus.NewRegistry()) // counted, not exported
 	}
 	return &Runtime{js: js, subjects: s, cfg: cfg, opt: o, log: o.Log.With("consumer", o.Name), now: time.Now,
-		trip: make(chan struct{}, 1), lost: make(chan struct{}, 1)}, nil
+		breaker: newBreaker(cfg, o), lost: make(chan struct{}, 1)}, nil
+}
+
+// validate refuses options that cannot work, naming the fields.
+func (o Options) validate() error {
+	if err := router.ValidateToken(o.Name); err != nil {
+		return fmt.Errorf("durable name: %w", err)
+	}
+	prefix := "consumer runtime " + o.Name + ": "
+	switch {
+	case o.Handler == nil && o.BatchHandler == nil:
+		return errors.New(prefix + "no handler: set Handler or BatchHandler")
+	case o.Handler != nil && o.BatchHandler != nil:
+		return errors.New(prefix + "both Handler and BatchHandler are set: set one")
+	case o.OrderKey != nil && o.BatchHandler != nil:
+		// Per-key order hands events to a handler one key at a time.
+		return errors.New(prefix + "per-key order (OrderKey) needs a Handler, not a BatchHandler")
+	case o.BatchHandler == nil && (o.BatchSize != 0 || o.BatchLinger != 0):
+		return errors.New(prefix + "BatchSize and BatchLinger are for a BatchHandler: set one, or leave them zero")
+	case o.BatchSize < 0:
+		return fmt.Errorf(prefix+"BatchSize %d is negative (0: 256)", o.BatchSize)
+	case o.BatchLinger < 0:
+		return fmt.Errorf(prefix+"BatchLinger %s is negative (0: 20ms)", o.BatchLinger)
+	}
+	if _, _, err := (Config{}).StartPolicy(o.DefaultStart); err != nil {
+		return fmt.Errorf(prefix+"DefaultStart %w", err)
+	}
+	return nil
 }
 
 // Name returns the durable name.
@@ -139,661 +159,4 @@ func (r *Runtime) Run(ctx context.Context) error {
 
 func (r *Runtime) filters() []string {
 	return append(append([]string(nil), r.opt.Filters...), r.subjects.Replays(r.opt.Name))
-}
-
-// setup waits for ENMESHED (a consumer never creates it), creates the
-// streams the runtime may create, and creates or updates the durable.
-func (r *Runtime) setup(ctx context.Context) error {
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		st, err := r.js.Stream(actx, streams.Events)
-		cancel()
-		if err == nil {
-			r.events = st
-			break
-		}
-		level := slog.LevelDebug // the producer may be starting right now
-		if attempt > 4 || !errors.Is(err, jetstream.ErrStreamNotFound) {
-			level = slog.LevelWarn
-		}
-		r.log.Log(ctx, level, "waiting for stream "+streams.Events+" (the producer creates it)", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)):
-		}
-	}
-	defs := []jetstream.StreamConfig{streams.DLQStream(r.subjects), streams.AdvisoriesStream()}
-	if !r.opt.NoOutcomes {
-		defs = append(defs, streams.OutcomesStream(r.subjects))
-		r.outcomes = newOutcomeBatcher(r.js, r.subjects.Outcome(r.opt.Name), r.log)
-	}
-	for _, def := range defs {
-		def.Replicas = r.cfg.SideStreamReplicas()
-		// Replicas started together create these streams together: in a
-		// cluster a lookup can go unanswered until the new stream has a
-		// leader, so not-ready answers are retried.
-		if err := streams.Retry(ctx, r.log, "stream "+def.Name, func(ctx context.Context) error {
-			_, err := streams.EnsureFixedStream(ctx, r.js, def)
-			return err
-		}); err != nil {
-			return err
-		}
-	}
-	var err error
-	r.cons, err = r.ensureDurableRetrying(ctx)
-	return err
-}
-
-// ensureDurableRetrying runs ensureDurable until JetStream can answer.
-func (r *Runtime) ensureDurableRetrying(ctx context.Context) (jetstream.Consumer, error) {
-	var cons jetstream.Consumer
-	err := streams.Retry(ctx, r.log, "durable "+r.opt.Name, func(ctx context.Context) (err error) {
-		cons, err = r.ensureDurable(ctx)
-		return err
-	})
-	return cons, err
-}
-
-func (r *Runtime) ensureDurable(ctx context.Context) (jetstream.Consumer, error) {
-	policy, start, err := r.cfg.StartPolicy(r.opt.DefaultStart)
-	if err != nil {
-		return nil, err
-	}
-	want := jetstream.ConsumerConfig{
-		Durable:        r.opt.Name,
-		Description:    "eventmesh consumer " + r.opt.Name,
-		FilterSubjects: r.filters(),
-		DeliverPolicy:  policy,
-		OptStartTime:   start,
-		AckPolicy:      jetstream.AckExplicitPolicy,
-		AckWait:        r.cfg.AckWait,
-		MaxDeliver:     r.cfg.MaxDeliver,
-		MaxAckPending:  r.cfg.MaxAckPending,
-		ReplayPolicy:   jetstream.ReplayInstantPolicy,
-		Replicas:       r.cfg.Replicas,
-	}
-	if r.opt.OrderKey != nil {
-		want.PriorityPolicy = jetstream.PriorityPolicyPinned
-		want.PriorityGroups = []string{orderedGroup}
-		want.PinnedTTL = max(2*r.cfg.AckWait, 15*time.Second)
-	}
-	existing, err := r.events.Consumer(ctx, r.opt.Name)
-	switch {
-	case errors.Is(err, jetstream.ErrConsumerNotFound):
-	case err != nil:
-		// Not "no durable": updating blind would lift a pause and skip
-		// the checks below. Retry decides whether to ask again.
-		return nil, fmt.Errorf("look up durable %s: %w", r.opt.Name, err)
-	default:
-		have := existing.CachedInfo().Config
-		if have.DeliverPolicy != want.DeliverPolicy || !sameTime(have.OptStartTime, want.OptStartTime) {
-			return nil, fmt.Errorf("durable %s was created with start %s; its start cannot change (asked: %s): "+
-				"keep the old start, or delete the durable (nats consumer rm %s %s) or pick a new name",
-				r.opt.Name, describeStart(have), describeStart(want), streams.Events, r.opt.Name)
-		}
-		if have.AckPolicy != want.AckPolicy {
-			return nil, fmt.Errorf("durable %s has ack policy %s, eventmesh needs explicit acks: delete it (nats consumer rm %s %s)",
-				r.opt.Name, have.AckPolicy, streams.Events, r.opt.Name)
-		}
-		want.PauseUntil = have.PauseUntil // a pause outlives restarts until someone resumes it
-	}
-	cons, err := r.js.CreateOrUpdateConsumer(ctx, streams.Events, want)
-	if err != nil {
-		return nil, fmt.Errorf("create or update durable %s: %w", r.opt.Name, err)
-	}
-	if info := cons.CachedInfo(); info.Paused {
-		r.log.Error("consumer is PAUSED on the server: nothing is delivered until `eventmesh consumer resume "+r.opt.Name+"`",
-			"paused_until", info.Config.PauseUntil)
-	}
-	return cons, nil
-}
-
-func sameTime(a, b *time.Time) bool {
-	if a == nil || b == nil {
-		return a == nil && b == nil
-	}
-	return a.Equal(*b)
-}
-
-func describeStart(c jetstream.ConsumerConfig) string {
-	switch c.DeliverPolicy {
-	case jetstream.DeliverNewPolicy:
-		return "new"
-	case jetstream.DeliverAllPolicy:
-		return "all"
-	case jetstream.DeliverByStartTimePolicy:
-		if c.OptStartTime != nil {
-			return c.OptStartTime.Format(time.RFC3339)
-		}
-	}
-	return c.DeliverPolicy.String()
-}
-
-// consume runs the fetch loop: Consume with a worker pool while the
-// circuit breaker is closed; while it is open, nothing is fetched for the
-// cool-down, then one event is fetched as a probe.
-func (r *Runtime) consume(ctx context.Context) error {
-	work := make(chan jetstream.Msg)
-	var workers sync.WaitGroup
-	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
-	defer cancelHandlers()
-	if r.opt.BatchHandler != nil {
-		workers.Add(1)
-		go func() {
-			defer workers.Done()
-			r.batches(ctx, hctx, work)
-		}()
-	} else {
-		for range r.cfg.Concurrency {
-			workers.Add(1)
-			go func() {
-				defer workers.Done()
-				for msg := range work {
-					// The breaker may have tripped while msg waited for a
-					// worker: it let msg through, but msg must not run.
-					if r.breakerOpen() {
-						r.release(ctx, msg)
-						continue
-					}
-					r.process(hctx, msg)
-				}
-			}()
-		}
-	}
-	defer func() {
-		// Drain: no more dispatch; in-flight handlers get DrainTimeout.
-		close(work)
-		done := make(chan struct{})
-		go func() { workers.Wait(); close(done) }()
-		select {
-		case <-done:
-		case <-time.After(r.cfg.DrainTimeout):
-			r.log.Warn("drain timeout: cancelling handlers still running (their events are redelivered)")
-			cancelHandlers()
-			<-done
-		}
-	}()
-
-	var keyed *keyedQueues
-	if r.opt.OrderKey != nil {
-		keyed = newKeyedQueues(r, hctx, r.cfg.Concurrency)
-		defer keyed.wait()
-	}
-	for ctx.Err() == nil {
-		if r.breakerOpen() {
-			r.setBreaker(true)
-			r.log.Warn("circuit breaker open: not fetching", "cooldown", r.cfg.BreakerCooldown, "consecutive_failures", r.failures.Load())
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(r.cfg.BreakerCooldown):
-			}
-			r.probe(ctx, hctx)
-			continue
-		}
-		r.setBreaker(false)
-		cc, err := r.cons.Consume(func(msg jetstream.Msg) {
-			if ctx.Err() != nil || r.breakerOpen() {
-				r.release(ctx, msg)
-				return
-			}
-			if keyed != nil {
-				if pin := msg.Headers().Get(pinIDHeader); pin != "" && pin != r.pinID.Load() {
-					r.pinID.Store(pin) // only on a change: a Store boxes the string
-				}
-				keyed.dispatch(msg)
-				return
-			}
-			select {
-			case work <- msg:
-			case <-ctx.Done():
-				msg.Nak()
-			}
-		}, r.consumeOpts(ctx)...)
-		if err != nil {
-			r.log.Error("consume failed; retrying", "err", err)
-			select {
-			case <-ctx.Done():
-				return nil
-			case <-time.After(time.Second):
-			}
-			continue
-		}
-		lost := false
-		select {
-		case <-ctx.Done():
-		case <-r.trip:
-		case <-cc.Closed():
-			// Ended by the server, not by us: the durable was deleted
-			// (nats consumer rm, the stream re-created) or refused a pull.
-			lost = ctx.Err() == nil
-		case <-r.lost:
-			lost = ctx.Err() == nil
-		}
-		cc.Drain()
-		<-cc.Closed()
-		if lost {
-			if err := r.setUpAgain(ctx); err != nil {
-				return err
-			}
-		}
-	}
-	return nil
-}
-
-// signalLost tells the fetch loop that the durable is gone.
-func (r *Runtime) signalLost() {
-	select {
-	case r.lost <- struct{}{}:
-	default:
-	}
-}
-
-// setUpAgain creates or updates the durable after the server ended its
-// subscription, instead of idling while still reporting ready. Handles
-// work by name, so the runtime's consumer handle stays valid.
-func (r *Runtime) setUpAgain(ctx context.Context) error {
-	r.ready.Store(false)
-	start := cmp.Or(r.cfg.Start, r.opt.DefaultStart)
-	r.log.Error("the server ended this consumer's subscription (durable deleted?): setting the durable up again; a new durable starts at "+start,
-		"start", start)
-	if _, err := r.ensureDurableRetrying(ctx); err != nil {
-		if ctx.Err() != nil {
-			return nil
-		}
-		return fmt.Errorf("durable %s was lost and could not be set up again: %w", r.opt.Name, err)
-	}
-	select {
-	case <-r.lost: // a second report of the same loss
-	default:
-	}
-	r.ready.Store(true)
-	return nil
-}
-
-func (r *Runtime) consumeOpts(ctx context.Context) []jetstream.PullConsumeOpt {
-	prefetch := r.cfg.Concurrency
-	if r.opt.BatchHandler != nil {
-		prefetch = 2 * r.batchSize() // the next batch arrives while one is written
-	}
-	opts := []jetstream.PullConsumeOpt{
-		jetstream.PullMaxMessages(prefetch),
-		// Short pull requests: after a pause is lifted (by any process) a
-		// new request reaches the server within seconds.
-		jetstream.PullExpiry(5 * time.Second),
-		// A pull the server lost is noticed after two missed heartbeats:
-		// keep that short, or a consumer can sit idle with work waiting.
-		jetstream.PullHeartbeat(time.Second),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			if ctx.Err() == nil {
-				r.log.Warn("consume", "err", err)
-			}
-			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
-				r.signalLost()
-			}
-		}),
-	}
-	if r.opt.OrderKey != nil {
-		opts = append(opts, jetstream.PullPriorityGroup(orderedGroup))
-	}
-	return opts
-}
-
-// release hands back a message this process will not handle now, instead
-// of letting it wait out AckWait in a buffer: at once on shutdown, after
-// the cool-down while the breaker is open.
-func (r *Runtime) release(ctx context.Context, msg jetstream.Msg) {
-	delay := time.Duration(0)
-	if ctx.Err() == nil {
-		delay = r.cfg.BreakerCooldown
-	}
-	msg.NakWithDelay(delay)
-}
-
-// probe fetches and handles one event while the breaker is open; success
-// closes the breaker.
-func (r *Runtime) probe(ctx, hctx context.Context) {
-	batch, err := r.cons.Fetch(1, jetstream.FetchMaxWait(5*time.Second))
-	if err != nil {
-		r.log.Warn("probe fetch", "err", err)
-		return
-	}
-	for msg := range batch.Messages() {
-		if r.opt.BatchHandler != nil {
-			r.processBatch(hctx, []jetstream.Msg{msg}) // a batch consumer has no single-event Handler
-		} else {
-			r.process(hctx, msg)
-		}
-	}
-	if ctx.Err() == nil && !r.breakerOpen() {
-		r.log.Info("circuit breaker closed: the probe succeeded")
-	}
-}
-
-// handOver lifts this process's pin after a graceful stop, so a standby
-// takes over at once instead of after PinnedTTL (which is what a crash
-// costs). It unpins only if the pin is still ours: unpinning another
-// process would only make the group switch for nothing.
-func (r *Runtime) handOver() {
-	pin, _ := r.pinID.Load().(string)
-	if pin == "" {
-		return
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 3*time.Second)
-	defer cancel()
-	info, err := r.cons.Info(ctx)
-	if err != nil {
-		r.log.Warn("pin hand-over: consumer info", "err", err)
-		return
-	}
-	for _, g := range info.PriorityGroups {
-		if g.Group != orderedGroup || g.PinnedClientID != pin {
-			continue
-		}
-		if err := r.events.UnpinConsumer(ctx, r.opt.Name, orderedGroup); err != nil {
-			r.log.Warn("pin hand-over: unpin", "err", err)
-			return
-		}
-		r.log.Info("pin handed over: a standby process takes over")
-	}
-}
-
-func (r *Runtime) breakerOpen() bool {
-	// In per-key order mode retries wait in place, so nothing is hammered.
-	return r.opt.OrderKey == nil && r.cfg.BreakerThreshold > 0 && r.failures.Load() >= int64(r.cfg.BreakerThreshold)
-}
-
-func (r *Runtime) setBreaker(open bool) {
-	v := 0.0
-	if open {
-		v = 1
-	}
-	r.opt.Metrics.breakerOpen.WithLabelValues(r.opt.Name).Set(v)
-}
-
-// process handles one message and settles it.
-func (r *Runtime) process(ctx context.Context, msg jetstream.Msg) {
-	d, ok := r.prepare(ctx, msg)
-	if !ok {
-		return
-	}
-	r.settle(ctx, msg, d, r.attempt(ctx, msg, d))
-}
-
-// prepare reads the delivery from msg; false when msg was settled already
-// (not an event of ours, or outside the trigger patterns).
-func (r *Runtime) prepare(ctx context.Context, msg jetstream.Msg) (Delivery, bool) {
-	md, err := msg.Metadata()
-	if err != nil {
-		r.log.Error("message without metadata; terminating", "subject", msg.Subject(), "err", err)
-		msg.Term()
-		return Delivery{}, false
-	}
-	d := Delivery{Subject: msg.Subject(), StreamSeq: md.Sequence.Stream, Attempt: int(md.NumDelivered)}
-	ev, err := router.FromMsg(msg.Headers(), msg.Data())
-	if err != nil {
-		r.settle(ctx, msg, d, Permanent(err))
-		return d, false
-	}
-	d.Event = ev
-	if r.opt.Match != nil && !r.subjects.IsReplay(d.Subject) && !r.opt.Match(ev.Namespace) {
-		msg.Ack() // outside the trigger patterns the server filter could not express
-		return d, false
-	}
-	return d, true
-}
-
-// attempt calls the handler once, keeping AckWait from firing under it.
-func (r *Runtime) attempt(ctx context.Context, msg jetstream.Msg, d Delivery) error {
-	stop := r.keepAliveWhile(msg)
-	defer stop()
-	return r.handle(ctx, d)
-}
-
-// handle calls the handler once and observes its latency. The caller keeps
-// the message alive (attempt, or keyedQueues in per-key order).
-func (r *Runtime) handle(ctx context.Context, d Delivery) error {
-	start := time.Now()
-	err := r.opt.Handler.Handle(ctx, d)
-	r.opt.Metrics.latency.WithLabelValues(r.opt.Name).Observe(time.Since(start).Seconds())
-	return err
-}
-
-// settle is the one place that decides a message's fate: nil → ack; a
-// pause → pause the consumer on the server and release the event; a
-// permanent error or the last allowed attempt → dead-letter, then
-// terminate; anything else → NakWithDelay by the schedule (or the delay
-// the error asks for).
-func (r *Runtime) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err error) {
-	// Built only when something goes wrong: this runs for every event.
-	log := func() *slog.Logger {
-		return r.log.With("subject", d.Subject, "stream_seq", d.StreamSeq, "num_delivered", d.Attempt, "event_id", d.Event.ID)
-	}
-	ns := d.Event.Namespace
-	switch {
-	case err == nil:
-		if aerr := msg.Ack(); aerr != nil {
-			log().Warn("ack failed; the event will be redelivered", "err", aerr)
-		}
-		r.failures.Store(0)
-		r.opt.Metrics.count(r.opt.Metrics.delivered, r.opt.Name, ns)
-		r.record(d, ResultDelivered, nil)
-	case IsPause(err):
-		log().Error("PAUSING consumer on the server: "+err.Error(), "resume", "eventmesh consumer resume "+r.opt.Name)
-		if perr := PauseConsumer(ctx, r.js, r.opt.Name, err.Error()); perr != nil {
-			log().Error("pause failed", "err", perr)
-		}
-		r.opt.Metrics.paused.WithLabelValues(r.opt.Name).Set(1)
-		msg.NakWithDelay(time.Second)
-		r.record(d, ResultPaused, err)
-	case IsPermanent(err) || d.Attempt >= r.cfg.MaxDeliver:
-		reason := err.Error()
-		if !IsPermanent(err) {
-			reason = fmt.Sprintf("gave up after %d attempts: %s", d.Attempt, reason)
-		}
-		if derr := r.deadLetter(ctx, msg.Data(), d, reason); derr != nil {
-			// Never drop silently: keep the event and try again later.
-			log().Error("dead-letter failed; retrying later", "err", derr)
-			msg.NakWithDelay(r.cfg.Delay(1))
-			return
-		}
-		log().Warn("dead-lettered", "reason", reason)
-		msg.TermWithReason(truncate(reason, 256))
-		r.opt.Metrics.count(r.opt.Metrics.deadLettered, r.opt.Name, ns)
-		r.record(d, ResultDeadLettered, errors.New(reason))
-	default:
-		r.failures.Add(1)
-		delay := r.retryDelay(err, d.Attempt)
-		log().Warn("attempt failed; retrying", "err", err, "retry_in", delay.Round(time.Millisecond))
-		msg.NakWithDelay(delay)
-		r.opt.Metrics.count(r.opt.Metrics.retried, r.opt.Name, ns)
-		r.record(d, ResultRetried, err)
-		if r.breakerOpen() {
-			select {
-			case r.trip <- struct{}{}:
-			default:
-			}
-		}
-	}
-}
-
-// AdvisoryDurable is the durable on ENMESHED_ADVISORIES that the
-// processes of consumer share to catch its max-deliveries advisories.
-func AdvisoryDurable(consumer string) string { return consumer + "-advisories" }
-
-// record queues the outcome of one settled attempt of d (none without
-// outcome records, or for a message that is not an event of ours).
-func (r *Runtime) record(d Delivery, result string, err error) {
-	if r.outcomes == nil || d.Event.ID == "" {
-		return
-	}
-	o := Outcome{Consumer: r.opt.Name, EventID: d.Event.ID, Result: result, Attempt: d.Attempt, Time: r.now(),
-		Subject: d.Subject, StreamSeq: d.StreamSeq}
-	if err != nil {
-		o.Error = truncate(err.Error(), 1024)
-	}
-	r.outcomes.add(o)
-}
-
-// retryDelay is the wait before the attempt after a failed attempt: what
-// the error asks for (Retry-After), else the retry schedule.
-func (r *Runtime) retryDelay(err error, attempt int) time.Duration {
-	if delay := RetryAfter(err); delay > 0 {
-		return delay
-	}
-	return r.cfg.Delay(attempt)
-}
-
-// keepAliveWhile signals progress for msgs every keepAliveEvery until the
-// returned stop is called, so AckWait does not fire under a long handler.
-func (r *Runtime) keepAliveWhile(msgs ...jetstream.Msg) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(r.keepAliveEvery())
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				for _, m := range msgs {
-					m.InProgress()
-				}
-			}
-		}
-	}()
-	return func() { close(done) }
-}
-
-// keepAliveEvery is how often a message held longer than a moment is
-// signalled in progress, so AckWait does not fire under it.
-func (r *Runtime) keepAliveEvery() time.Duration { return max(r.cfg.AckWait/3, 100*time.Millisecond) }
-
-// deadLetter copies the event to ENMESHED_DLQ and waits for the ack. The
-// DLQ message id dlq:<consumer>:<seq> makes a second copy a no-op.
-func (r *Runtime) deadLetter(ctx context.Context, data []byte, d Delivery, reason string) error {
-	ev := d.Event
-	if ev.ID == "" { // not an event of ours: keep what there is
-		ev = router.Event{ID: fmt.Sprintf("seq-%d", d.StreamSeq), Namespace: "unknown", Data: data, Time: r.now()}
-		if ns, ok := r.subjects.Namespace(d.Subject); ok {
-			ev.Namespace = ns
-		}
-	}
-	m := DeadLetterMsg(r.subjects, r.opt.Name, ev, reason, d.Attempt, d.Subject, d.StreamSeq, r.now())
-	var err error
-	for attempt := 0; attempt < 3; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err = r.js.PublishMsg(actx, m)
-		cancel()
-		if err == nil {
-			return nil
-		}
-	}
-	return err
-}
-
-// catchAdvisories dead-letters events that exhausted MaxDeliver without a
-// verdict (a process crashing on them): the server's max-deliveries
-// advisories are captured in ENMESHED_ADVISORIES and read through the
-// durable <consumer>-advisories that all replicas share.
-func (r *Runtime) catchAdvisories(ctx context.Context) {
-	name := AdvisoryDurable(r.opt.Name)
-	var cons jetstream.Consumer
-	err := streams.Retry(ctx, r.log, "durable "+name, func(ctx context.Context) (err error) {
-		cons, err = r.js.CreateOrUpdateConsumer(ctx, streams.Advisories, jetstream.ConsumerConfig{
-			Durable:       name,
-			Description:   "eventmesh: max-deliveries advisories of " + r.opt.Name,
-			FilterSubject: streams.AdvisorySubject(r.opt.Name),
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       30 * time.Second,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
-		})
-		return err
-	})
-	if err != nil {
-		if ctx.Err() != nil {
-			return
-		}
-		r.log.Error("advisory consumer; events that exhaust their deliveries without a verdict will not be dead-lettered", "err", err)
-		return
-	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		var adv struct {
-			StreamSeq  uint64 `json:"stream_seq"`
-			Deliveries int    `json:"deliveries"`
-		}
-		if err := json.Unmarshal(msg.Data(), &adv); err != nil || adv.StreamSeq == 0 {
-			r.log.Warn("unreadable max-deliveries advisory", "err", err)
-			msg.Term()
-			return
-		}
-		orig, err := r.events.GetMsg(ctx, adv.StreamSeq)
-		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			r.log.Error("event exhausted its deliveries but is no longer in the stream", "stream_seq", adv.StreamSeq)
-			msg.Ack()
-			return
-		}
-		if err != nil {
-			msg.NakWithDelay(time.Second)
-			return
-		}
-		d := Delivery{Subject: orig.Subject, StreamSeq: adv.StreamSeq, Attempt: adv.Deliveries}
-		d.Event, _ = router.FromMsg(orig.Header, orig.Data)
-		reason := fmt.Sprintf("no verdict after %d deliveries (the handler crashed or timed out each time)", adv.Deliveries)
-		if err := r.deadLetter(ctx, orig.Data, d, reason); err != nil {
-			r.log.Error("dead-letter from advisory failed; retrying", "stream_seq", adv.StreamSeq, "err", err)
-			msg.NakWithDelay(time.Second)
-			return
-		}
-		r.log.Warn("dead-lettered from max-deliveries advisory", "stream_seq", adv.StreamSeq, "deliveries", adv.Deliveries)
-		r.opt.Metrics.count(r.opt.Metrics.deadLettered, r.opt.Name, d.Event.Namespace)
-		r.record(d, ResultDeadLettered, errors.New(reason))
-		msg.Ack()
-	}, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if ctx.Err() == nil {
-			r.log.Warn("advisory consume", "err", err)
-		}
-	}))
-	if err != nil {
-		r.log.Error("advisory consume", "err", err)
-		return
-	}
-	<-ctx.Done()
-	cc.Drain()
-	<-cc.Closed()
-}
-
-// watch refreshes the pending, ack-pending and paused gauges.
-func (r *Runtime) watch(ctx context.Context) {
-	t := time.NewTicker(5 * time.Second)
-	defer t.Stop()
-	for {
-		info, err := r.cons.Info(ctx)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
-			r.signalLost() // a pull may not have been waiting to hear of it
-		}
-		if err == nil {
-			m := r.opt.Metrics
-			m.pending.WithLabelValues(r.opt.Name).Set(float64(info.NumPending))
-			m.ackPending.WithLabelValues(r.opt.Name).Set(float64(info.NumAckPending))
-			p := 0.0
-			if info.Paused {
-				p = 1
-			}
-			m.paused.WithLabelValues(r.opt.Name).Set(p)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-t.C:
-		}
-	}
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

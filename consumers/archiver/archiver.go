@@ -17,7 +17,6 @@ import (
 	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
 	"github.com/eventmesh/eventmesh/router"
-	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -82,20 +81,18 @@ type Archiver struct {
 	subs     *subscriptions
 	unsub    prometheus.Counter
 	archived prometheus.Counter
-	outcomes jetstream.StreamConfig // ENMESHED_OUTCOMES as the consumers' runtimes create it
 }
 
 // New returns the archiver writing to st; m are the runtime metrics shared
 // by the process's consumers, reg takes the archiver's own.
 func New(js jetstream.JetStream, s router.Subjects, c Config, rc consumers.Config, st store.Store, m *consumers.Metrics, reg prometheus.Registerer, log *slog.Logger) (*Archiver, error) {
-	a := &Archiver{js: js, subjects: s, store: st, cfg: c, log: log.With("consumer", Name), outcomes: streams.OutcomesStream(s),
+	a := &Archiver{js: js, subjects: s, store: st, cfg: c, log: log.With("consumer", Name),
 		subs: &subscriptions{js: js, subjects: s},
 		unsub: prometheus.NewCounter(prometheus.CounterOpts{Name: "eventmesh_archive_unsubscribed_total",
 			Help: "Archived events that no consumer besides the archiver matched."}),
 		archived: prometheus.NewCounter(prometheus.CounterOpts{Name: "eventmesh_archive_events_total",
 			Help: "Events written to the archive (redeliveries included)."}),
 	}
-	a.outcomes.Replicas = rc.SideStreamReplicas()
 	reg.MustRegister(a.unsub, a.archived)
 	rt, err := consumers.New(js, s, rc, consumers.Options{
 		Name: Name, Filters: []string{s.Events()}, DefaultStart: "all", NoOutcomes: true,
@@ -117,7 +114,7 @@ func (a *Archiver) Runtime() *consumers.Runtime { return a.rt }
 func (a *Archiver) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Add(2)
-	go func() { defer wg.Done(); a.readOutcomes(ctx) }()
+	go func() { defer wg.Done(); a.rt.ReadOutcomes(ctx, OutcomesDurable, a.storeOutcomes) }()
 	go func() { defer wg.Done(); a.retain(ctx) }()
 	err := a.rt.Run(ctx)
 	wg.Wait()
@@ -146,75 +143,14 @@ func (a *Archiver) writeBatch(ctx context.Context, ds []consumers.Delivery) erro
 	return nil
 }
 
-// readOutcomes stores the consumers' outcome records from
-// ENMESHED_OUTCOMES (durable archiver-outcomes); they may arrive before
-// their event. Outcomes themselves get no outcomes.
-func (a *Archiver) readOutcomes(ctx context.Context) {
-	var cons jetstream.Consumer
-	for attempt := 1; ctx.Err() == nil; attempt++ {
-		if _, err := streams.EnsureFixedStream(ctx, a.js, a.outcomes); err != nil {
-			a.log.Warn("outcomes stream", "err", err)
-		} else if cons, err = a.js.CreateOrUpdateConsumer(ctx, streams.Outcomes, jetstream.ConsumerConfig{
-			Durable: OutcomesDurable, Description: "eventmesh: the archiver's outcome reader",
-			AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverAllPolicy,
-		}); err == nil {
-			break
-		} else {
-			a.log.Warn("outcome consumer", "err", err)
-		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(min(time.Duration(attempt)*time.Second, 10*time.Second)):
-		}
+// storeOutcomes stores one batch of the consumers' outcome records (the
+// runtime reads them: Runtime.ReadOutcomes).
+func (a *Archiver) storeOutcomes(ctx context.Context, os []consumers.Outcome) error {
+	out := make([]store.Outcome, len(os))
+	for i, o := range os {
+		out[i] = store.Outcome{Consumer: o.Consumer, EventID: o.EventID, Result: o.Result, Attempt: o.Attempt, Error: o.Error, Time: o.Time}
 	}
-	if cons == nil {
-		return
-	}
-	cc, err := cons.Consume(func(msg jetstream.Msg) {
-		os, err := consumers.DecodeOutcomes(msg.Data())
-		if err != nil {
-			a.log.Error("unreadable outcome message; dropping it", "subject", msg.Subject(), "err", err)
-			msg.Term()
-			return
-		}
-		out := make([]store.Outcome, len(os))
-		for i, o := range os {
-			out[i] = store.Outcome{Consumer: o.Consumer, EventID: o.EventID, Result: o.Result, Attempt: o.Attempt, Error: o.Error, Time: o.Time}
-		}
-		// Bounded, so a hung database cannot hold shutdown forever.
-		ictx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 30*time.Second)
-		err = a.store.InsertOutcomes(ictx, out)
-		cancel()
-		if err != nil {
-			delay := outcomeRetryDelay(msg)
-			a.log.Warn("storing outcomes failed; retrying", "err", err, "retry_in", delay)
-			msg.NakWithDelay(delay)
-			return
-		}
-		msg.Ack()
-	}, jetstream.PullMaxMessages(16), jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-		if ctx.Err() == nil {
-			a.log.Warn("outcome consume", "err", err)
-		}
-	}))
-	if err != nil {
-		a.log.Error("outcome consume", "err", err)
-		return
-	}
-	<-ctx.Done()
-	cc.Drain()
-	<-cc.Closed()
-}
-
-// outcomeRetryDelay doubles with each delivery of an outcome message, from
-// 1 s up to 64 s, so a database outage is not hammered.
-func outcomeRetryDelay(msg jetstream.Msg) time.Duration {
-	n := uint64(1)
-	if md, err := msg.Metadata(); err == nil {
-		n = md.NumDelivered
-	}
-	return time.Second << min(n-1, 6) // 1 s, 2 s, … 64 s
+	return a.store.InsertOutcomes(ctx, out)
 }
 
 // retain prunes the archive by ARCHIVE_MAX_AGE and ARCHIVE_MAX_EVENTS

@@ -1,0 +1,232 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/eventmesh/eventmesh/router"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// consume runs the fetch loop: Consume with a worker pool while the
+// circuit breaker is closed; while it is open, nothing is fetched for the
+// cool-down, then one event is fetched as a probe.
+func (r *Runtime) consume(ctx context.Context) error {
+	work := make(chan jetstream.Msg)
+	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelHandlers()
+	drain := r.startWorkers(ctx, hctx, cancelHandlers, work)
+	defer drain()
+
+	var keyed *keyedQueues
+	if r.opt.OrderKey != nil {
+		keyed = newKeyedQueues(r, hctx, r.cfg.Concurrency)
+		defer keyed.wait()
+	}
+	for ctx.Err() == nil {
+		if r.coolDown(ctx, hctx) {
+			continue
+		}
+		cc, err := r.cons.Consume(func(msg jetstream.Msg) {
+			if ctx.Err() != nil {
+				r.release(ctx, msg) // shutting down: at once
+				return
+			}
+			if !r.admit(ctx, msg) {
+				return
+			}
+			if keyed != nil {
+				if pin := msg.Headers().Get(pinIDHeader); pin != "" && pin != r.pinID.Load() {
+					r.pinID.Store(pin) // only on a change: a Store boxes the string
+				}
+				keyed.dispatch(msg)
+				return
+			}
+			select {
+			case work <- msg:
+			case <-ctx.Done():
+				r.giveBack(ctx, 0, msg)
+			}
+		}, r.consumeOpts(ctx)...)
+		if err != nil {
+			r.log.Error("consume failed; retrying", "err", err)
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-time.After(time.Second):
+			}
+			continue
+		}
+		lost := false
+		select {
+		case <-ctx.Done():
+		case <-r.breaker.trip:
+		case <-cc.Closed():
+			// Ended by the server, not by us: the durable was deleted
+			// (nats consumer rm, the stream re-created) or refused a pull.
+			lost = ctx.Err() == nil
+		case <-r.lost:
+			lost = ctx.Err() == nil
+		}
+		cc.Drain()
+		<-cc.Closed()
+		if lost {
+			if err := r.setUpAgain(ctx); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// startWorkers starts what handles the messages the fetch loop puts on
+// work: Concurrency workers, or one batcher. The returned drain stops
+// them: no more dispatch, in-flight handlers get DrainTimeout, then
+// cancelHandlers ends their context (ctx is the fetch loop's, hctx the
+// handlers').
+func (r *Runtime) startWorkers(ctx, hctx context.Context, cancelHandlers context.CancelFunc, work chan jetstream.Msg) (drain func()) {
+	var workers sync.WaitGroup
+	if r.opt.BatchHandler != nil {
+		workers.Go(func() { r.batches(ctx, hctx, work) })
+	} else {
+		for range r.cfg.Concurrency {
+			workers.Go(func() {
+				for msg := range work {
+					// The breaker may have tripped while msg waited for a
+					// worker: it let msg through, but msg must not run.
+					if r.admit(ctx, msg) {
+						r.process(hctx, msg)
+					}
+				}
+			})
+		}
+	}
+	return func() {
+		close(work)
+		done := make(chan struct{})
+		go func() { workers.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(r.cfg.DrainTimeout):
+			r.log.Warn("drain timeout: cancelling handlers still running (their events are redelivered)")
+			cancelHandlers()
+			<-done
+		}
+	}
+}
+
+func (r *Runtime) consumeOpts(ctx context.Context) []jetstream.PullConsumeOpt {
+	prefetch := r.cfg.Concurrency
+	if r.opt.BatchHandler != nil {
+		prefetch = 2 * r.batchSize() // the next batch arrives while one is written
+	}
+	opts := []jetstream.PullConsumeOpt{
+		jetstream.PullMaxMessages(prefetch),
+		// Short pull requests: after a pause is lifted (by any process) a
+		// new request reaches the server within seconds.
+		jetstream.PullExpiry(5 * time.Second),
+		// A pull the server lost is noticed after two missed heartbeats:
+		// keep that short, or a consumer can sit idle with work waiting.
+		jetstream.PullHeartbeat(time.Second),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			if ctx.Err() == nil {
+				r.log.Warn("consume", "err", err)
+			}
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				r.signalLost()
+			}
+		}),
+	}
+	if r.opt.OrderKey != nil {
+		opts = append(opts, jetstream.PullPriorityGroup(orderedGroup))
+	}
+	return opts
+}
+
+// release hands back messages this process will not handle now, instead
+// of letting them wait out AckWait in a buffer: at once on shutdown (ctx,
+// the fetch loop's, ended), after the cool-down while the breaker is open.
+func (r *Runtime) release(ctx context.Context, msgs ...jetstream.Msg) {
+	delay := time.Duration(0)
+	if ctx.Err() == nil {
+		delay = r.cfg.BreakerCooldown
+	}
+	r.giveBack(ctx, delay, msgs...)
+}
+
+// process handles one message and settles it.
+func (r *Runtime) process(ctx context.Context, msg jetstream.Msg) {
+	d, ok := r.prepare(ctx, msg)
+	if !ok {
+		return
+	}
+	r.settle(ctx, msg, d, r.attempt(ctx, msg, d))
+}
+
+// prepare reads the delivery from msg; false when msg was settled already
+// (no delivery of a stream, not an event of ours, or outside the trigger
+// patterns).
+func (r *Runtime) prepare(ctx context.Context, msg jetstream.Msg) (Delivery, bool) {
+	md, err := msg.Metadata()
+	if err != nil {
+		r.carryOut(ctx, msg, Delivery{Subject: msg.Subject()}, verdict{fate: drop, reason: "message without metadata; terminating", err: err})
+		return Delivery{}, false
+	}
+	d := Delivery{Subject: msg.Subject(), StreamSeq: md.Sequence.Stream, Attempt: int(md.NumDelivered)}
+	ev, err := router.FromMsg(msg.Headers(), msg.Data())
+	if err != nil {
+		d.Event.Data = msg.Data() // all a dead letter can keep of it
+		r.settle(ctx, msg, d, Permanent(err))
+		return d, false
+	}
+	d.Event = ev
+	if r.opt.Match != nil && !r.subjects.IsReplay(d.Subject) && !r.opt.Match(ev.Namespace) {
+		// Outside the trigger patterns the server filter could not express.
+		r.carryOut(ctx, msg, d, verdict{fate: ackOnly})
+		return d, false
+	}
+	return d, true
+}
+
+// attempt calls the handler once, keeping AckWait from firing under it.
+func (r *Runtime) attempt(ctx context.Context, msg jetstream.Msg, d Delivery) error {
+	stop := r.keepAliveWhile(msg)
+	defer stop()
+	return r.handle(ctx, d)
+}
+
+// handle calls the handler once and observes its latency. The caller keeps
+// the message alive (attempt, or keyedQueues in per-key order).
+func (r *Runtime) handle(ctx context.Context, d Delivery) error {
+	start := time.Now()
+	err := r.opt.Handler.Handle(ctx, d)
+	r.opt.Metrics.latency.WithLabelValues(r.opt.Name).Observe(time.Since(start).Seconds())
+	return err
+}
+
+// keepAliveWhile signals progress for msgs every keepAliveEvery until the
+// returned stop is called, so AckWait does not fire under a long handler.
+func (r *Runtime) keepAliveWhile(msgs ...jetstream.Msg) (stop func()) {
+	done := make(chan struct{})
+	go func() {
+		t := time.NewTicker(r.keepAliveEvery())
+		defer t.Stop()
+		for {
+			select {
+			case <-done:
+				return
+			case <-t.C:
+				for _, m := range msgs {
+					m.InProgress()
+				}
+			}
+		}
+	}()
+	return func() { close(done) }
+}
+
+// keepAliveEvery is how often a message held longer than a moment is
+// signalled in progress, so AckWait does not fire under it.
+func (r *Runtime) keepAliveEvery() time.Duration { return max(r.cfg.AckWait/3, 100*time.Millisecond) }
