@@ -157,7 +157,15 @@ func (r *Runtime) setUpAgain(ctx context.Context) error {
 	start := cmp.Or(r.cfg.Start, r.opt.DefaultStart)
 	r.log.Error("the server ended this consumer's subscription (durable deleted?): setting the durable up again; a new durable starts at "+start,
 		"start", start)
-	if _, err := r.ensureDurableRetrying(ctx); err != nil {
+	var err error
+	for attempt := 1; attempt <= setUpAgainAttempts; attempt++ {
+		if _, err = r.ensureDurableRetrying(ctx); err == nil || !serverInternal(err) ||
+			attempt == setUpAgainAttempts || !streams.Sleep(ctx, time.Second) {
+			break
+		}
+		r.log.Warn("setting the durable up again failed inside the server; retrying", "attempt", attempt, "err", err)
+	}
+	if err != nil {
 		if ctx.Err() != nil {
 			return nil
 		}
@@ -169,6 +177,19 @@ func (r *Runtime) setUpAgain(ctx context.Context) error {
 	}
 	r.ready.Store(true)
 	return nil
+}
+
+// setUpAgainAttempts bounds how often setUpAgain retries a server-internal
+// error: a durable re-created right after its deletion can race the
+// server's removal of the old durable's store directory (seen as err_code
+// 10012, "rename …/obs/<durable>/o.dat.tmp: no such file or directory").
+const setUpAgainAttempts = 5
+
+// serverInternal reports whether err is JetStream's answer 500: the server
+// failed, not our request.
+func serverInternal(err error) bool {
+	var apiErr *jetstream.APIError
+	return errors.As(err, &apiErr) && apiErr.Code == 500
 }
 
 // watch refreshes the pending, ack-pending and paused gauges.
