@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/cmd/internal/harness"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/natstest"
@@ -35,7 +37,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build eventmesh: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// A test that leaves a listener or a server at its default fails.
+	release := harness.HoldDefaultAddrs()
 	code := m.Run()
+	release()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -98,6 +103,20 @@ func TestSecretFromFileNeverLogged(t *testing.T) {
 	}
 }
 
+// Every address a variable of eventmesh defaults to is one TestMain holds,
+// so a test that leaves it at its default fails.
+func TestDefaultAddrsHeld(t *testing.T) {
+	for _, v := range append(app.Vars(&config{}), app.Vars(&adminConfig{})...) {
+		host, port, err := net.SplitHostPort(v.Default)
+		if err != nil || host == "" || port == "0" {
+			continue
+		}
+		if !slices.Contains(harness.DefaultAddrs, v.Default) {
+			t.Errorf("%s defaults to %s, which harness.DefaultAddrs lacks", v.Name, v.Default)
+		}
+	}
+}
+
 // mesh is a running eventmesh process.
 type mesh struct {
 	cmd              *exec.Cmd
@@ -132,8 +151,10 @@ func startMesh(t *testing.T, dataDir string, env ...string) *mesh {
 	t.Helper()
 	p := &mesh{ingest: freeAddr(t), natsAddr: freeAddr(t), log: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(binary)
+	// Every listener on a free port: the defaults may be taken (by the mesh
+	// of the README's "Try it"; TestMain holds them).
 	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "DATA_DIR=" + dataDir, "NATS_LISTEN=" + p.natsAddr,
-		"INGEST_ADDR=" + p.ingest}, env...)
+		"INGEST_ADDR=" + p.ingest, "ARCHIVE_ADDR=" + freeAddr(t)}, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
