@@ -192,13 +192,7 @@ func (f *sinceFlag) Set(v string) error {
 		f.t = t
 		return nil
 	}
-	d, err := time.ParseDuration(v)
-	if days, ok := strings.CutSuffix(v, "d"); ok && err != nil {
-		var n int
-		if n, err = strconv.Atoi(days); err == nil {
-			d = time.Duration(n) * 24 * time.Hour
-		}
-	}
+	d, err := streams.ParseDuration(v)
 	if err != nil || d <= 0 {
 		return errors.New("want an RFC 3339 time (2025-03-01T12:00:00Z) or a duration ago (90m, 24h, 7d)")
 	}

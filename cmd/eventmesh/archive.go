@@ -38,7 +38,7 @@ const archiveUsage = `eventmesh archive query|replay|erase ...
   eventmesh archive erase --peer ADDRESS --yes
       removes every archived event whose data contains ADDRESS, and their outcomes.
 
-Times are RFC 3339 or a duration ago (24h). query and erase open the store directly
+Times are RFC 3339 or a duration ago (24h, 7d). query and erase open the store directly
 (ARCHIVE_DSN, else DATA_DIR/archive.db); replay also connects to NATS like the other admin commands.`
 
 func runArchive(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {

@@ -66,6 +66,13 @@ func TestArchiveQueryAndErase(t *testing.T) {
 		!strings.Contains(out.String(), evs[0].ID) || strings.Contains(out.String(), evs[2].ID) {
 		t.Errorf("query --outcome: %d\n%s", code, out.String())
 	}
+	// --since takes days like every duration.
+	for since, n := range map[string]int{"7d": 6, "0.01d": 0} {
+		out.Reset()
+		if code := run(ctx, []string{"archive", "query", "--since", since, "--json"}, env, &out, &errOut); code != 0 || strings.Count(out.String(), "\n") != n {
+			t.Errorf("query --since %s: exit %d, want %d events\n%s%s", since, code, n, out.String(), errOut.String())
+		}
+	}
 	if code := run(ctx, []string{"archive", "erase", "--peer", john}, env, &out, &errOut); code != 2 {
 		t.Errorf("erase without --yes: %d", code)
 	}

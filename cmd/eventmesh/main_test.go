@@ -85,6 +85,35 @@ func TestConfigErrorNamesVariable(t *testing.T) {
 	}
 }
 
+// Every duration variable takes days, as --since does; a bad one is named.
+func TestConfigDurationsTakeDays(t *testing.T) {
+	const day = 24 * time.Hour
+	cfg, err := app.Load[config]([]string{"STREAM_MAX_AGE=7d", "ARCHIVE_MAX_AGE=90d", "WEBHOOK_BACKOFF=1m,1h,1d",
+		"WEBHOOK_URL=http://127.0.0.1:1/hook", "SYNC_INTERVAL=1d", "STREAM_DUPLICATE_WINDOW=1d", "NATS_SYNC=1d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Producer.Stream.MaxAge != 7*day || cfg.Archive.Archive.MaxAge != 90*day || cfg.Producer.Stream.DuplicateWindow != day {
+		t.Errorf("STREAM_MAX_AGE %v, ARCHIVE_MAX_AGE %v, STREAM_DUPLICATE_WINDOW %v", cfg.Producer.Stream.MaxAge, cfg.Archive.Archive.MaxAge, cfg.Producer.Stream.DuplicateWindow)
+	}
+	if b := cfg.Webhook.Runtime.Backoff; len(b) != 3 || b[2] != day {
+		t.Errorf("WEBHOOK_BACKOFF %v", b)
+	}
+	if _, interval, err := cfg.Embedded.SyncPolicy(); err != nil || interval != day {
+		t.Errorf("NATS_SYNC=1d: %v %v", interval, err)
+	}
+	for env, want := range map[string]string{
+		"STREAM_MAX_AGE=7x":       "STREAM_MAX_AGE: ",
+		"ARCHIVE_MAX_AGE=1d2d":    "ARCHIVE_MAX_AGE: ",
+		"WEBHOOK_BACKOFF=1m,7dd":  "WEBHOOK_BACKOFF: ",
+		"SQL_SOURCE_LEASE=7 days": "SQL_SOURCE_LEASE: ",
+	} {
+		if _, err := app.Load[config]([]string{env}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error naming the variable", env, err)
+		}
+	}
+}
+
 func TestSecretFromFileNeverLogged(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key")

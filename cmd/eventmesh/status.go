@@ -47,7 +47,7 @@ func runStatus(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 	a := &command{ctx: ctx, environ: environ, stdout: stdout, stderr: stderr, name: "status"}
 	fs := a.flags("[--json] [--interval 2s]")
 	asJSON := fs.Bool("json", false, "write one JSON document instead of the table")
-	interval := fs.Duration("interval", 2*time.Second, "gap between the two looks at each consumer that tell a stalled one from a busy one")
+	interval := app.Duration(fs, "interval", 2*time.Second, "gap between the two looks at each consumer that tell a stalled one from a busy one")
 	if code, ok := a.parse(fs, args, 0); !ok {
 		return code
 	}
