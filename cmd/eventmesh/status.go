@@ -55,7 +55,7 @@ func runStatus(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 		return a.usageErr("--interval %s: want a duration of 0 or more", *interval)
 	}
 	healthy := false
-	code := a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
+	code := a.run(needEvents, func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
 		rep, err := admin.Status(ctx, js, s, admin.StatusOptions{Interval: *interval})
 		if err != nil {
 			return err
