@@ -6,6 +6,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -82,7 +83,8 @@ func (c Config) StartPolicy(def string) (jetstream.DeliverPolicy, *time.Time, er
 // Schedule is a list of retry delays, parsed from "5s,30s,2m".
 type Schedule []time.Duration
 
-// UnmarshalText parses a comma-separated list of positive durations.
+// UnmarshalText parses a comma-separated list of positive durations
+// (streams.ParseDuration: days too).
 func (s *Schedule) UnmarshalText(b []byte) error {
 	var out Schedule
 	for _, part := range strings.Split(string(b), ",") {
@@ -90,7 +92,7 @@ func (s *Schedule) UnmarshalText(b []byte) error {
 		if part == "" {
 			continue
 		}
-		d, err := time.ParseDuration(part)
+		d, err := streams.ParseDuration(part)
 		if err != nil || d <= 0 {
 			return fmt.Errorf("%q is not a positive duration", part)
 		}

@@ -53,12 +53,16 @@ const adminUsage = `eventmesh dlq|consumer ...
   eventmesh consumer resume NAME                          lift a pause
 
 --since takes an RFC 3339 time (2025-03-01T12:00:00Z) or a duration ago (90m, 24h, 7d).
-Without --consumer, --since or --seq, replay takes every dead letter.`
+Without --consumer, --since or --seq, replay takes every dead letter.
+
+Exit status: 0 ok, 1 a failure, 2 a usage or configuration error, or a server without
+ENMESHED (for dlq: or ENMESHED_DLQ); the message then names the server.`
 
 const adminSummary = "Admin commands never start a server: they connect to NATS_URL when it is set, else to nats://NATS_LISTEN."
 
 // runAdmin runs `eventmesh dlq ...` and `eventmesh consumer ...`; args
-// starts with "dlq" or "consumer". Exit codes: 0 ok, 1 failure, 2 usage.
+// starts with "dlq" or "consumer". Exit codes: 0 ok, 1 failure, 2 usage,
+// configuration or a missing stream.
 func runAdmin(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	if len(args) < 2 || app.HelpRequested(args[1:2]) {
 		if len(args) >= 2 {
@@ -96,6 +100,7 @@ type command struct {
 	environ        []string
 	stdout, stderr io.Writer
 	name           string // "dlq ls", for messages
+	server         string // the server run connected to and where its address came from, for messages
 }
 
 // flags returns the flag set of the subcommand; synopsis follows its name
@@ -137,9 +142,25 @@ func (a *command) usageErr(format string, args ...any) int {
 	return 2
 }
 
-// run loads the configuration, connects, and calls f; an error from f is
-// a failure, reported on stderr.
-func (a *command) run(f func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error) int {
+// The streams a command needs: when one is missing, the command talks to
+// a server that is not the mesh's (or to the mesh before it ran).
+var (
+	needEvents = []string{streams.Events}
+	needDLQ    = []string{streams.Events, streams.DLQ}
+)
+
+// whatCreates says what creates each stream the admin commands need.
+var whatCreates = map[string]string{
+	streams.Events: "eventmesh or the producer creates it when it starts",
+	streams.DLQ:    "a consumer creates it when it first starts",
+}
+
+// run loads the configuration, connects, checks that the streams in need
+// exist, and calls f; an error from f is a failure, reported on stderr.
+// Whenever something is not found, the message names the server (a.server)
+// and where its address came from. Exit codes: 2 for a configuration error
+// or a missing stream, 1 for a failure.
+func (a *command) run(need []string, f func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error) int {
 	cfg, err := app.Load[adminConfig](a.environ)
 	if err != nil {
 		fmt.Fprintf(a.stderr, "eventmesh %s: configuration: %v\n", a.name, err)
@@ -151,8 +172,14 @@ func (a *command) run(f func(ctx context.Context, js jetstream.JetStream, s rout
 		fmt.Fprintf(a.stderr, "eventmesh %s: configuration: %v\n", a.name, err)
 		return 2
 	}
-	if conn.URL == "" {
+	source := "NATS_URL"
+	switch {
+	case cfg.NATS.URL != "":
+	case conn.URL != "":
+		source = "NATS_URL unset, using NATS_CONTEXT " + cfg.NATS.Context
+	default:
 		conn.URL = "nats://" + cfg.Listen
+		source = "NATS_URL unset, using NATS_LISTEN"
 	}
 	log := cfg.Log.Logger(a.stderr)
 	cctx, cancel := context.WithTimeout(a.ctx, adminConnectTimeout)
@@ -163,16 +190,50 @@ func (a *command) run(f func(ctx context.Context, js jetstream.JetStream, s rout
 		return 1
 	}
 	defer nc.Close()
+	a.server = nc.ConnectedUrlRedacted() + " (" + source + ")"
 	js, err := streams.NewJetStream(nc, log)
+	if err == nil {
+		err = a.need(js, need)
+	}
 	if err == nil {
 		err = f(a.ctx, js, s)
 	}
-	if err != nil {
+	switch {
+	case err == nil:
+		return 0
+	case errors.As(err, new(missingStream)):
 		fmt.Fprintf(a.stderr, "eventmesh %s: %v\n", a.name, err)
+		return 2
+	case errors.Is(err, jetstream.ErrStreamNotFound):
+		// Deleted since the check.
+		fmt.Fprintf(a.stderr, "eventmesh %s: %v; server %s\n", a.name, err, a.server)
+		return 2
+	case errors.Is(err, jetstream.ErrConsumerNotFound), errors.Is(err, jetstream.ErrMsgNotFound):
+		fmt.Fprintf(a.stderr, "eventmesh %s: %v; server %s\n", a.name, err, a.server)
 		return 1
 	}
-	return 0
+	fmt.Fprintf(a.stderr, "eventmesh %s: %v\n", a.name, err)
+	return 1
 }
+
+// need checks that each of names exists; a missing one is a missingStream.
+func (a *command) need(js jetstream.JetStream, names []string) error {
+	for _, name := range names {
+		_, err := js.Stream(a.ctx, name)
+		if errors.Is(err, jetstream.ErrStreamNotFound) {
+			return missingStream(fmt.Sprintf("no stream %s on %s: is the mesh running there? (%s)", name, a.server, whatCreates[name]))
+		}
+		if err != nil {
+			return fmt.Errorf("stream %s on %s: %w", name, a.server, err)
+		}
+	}
+	return nil
+}
+
+// missingStream is a stream a command needs that the server lacks.
+type missingStream string
+
+func (e missingStream) Error() string { return string(e) }
 
 // sinceFlag is --since: an RFC 3339 time or a duration ago.
 type sinceFlag struct {
@@ -192,13 +253,7 @@ func (f *sinceFlag) Set(v string) error {
 		f.t = t
 		return nil
 	}
-	d, err := time.ParseDuration(v)
-	if days, ok := strings.CutSuffix(v, "d"); ok && err != nil {
-		var n int
-		if n, err = strconv.Atoi(days); err == nil {
-			d = time.Duration(n) * 24 * time.Hour
-		}
-	}
+	d, err := streams.ParseDuration(v)
 	if err != nil || d <= 0 {
 		return errors.New("want an RFC 3339 time (2025-03-01T12:00:00Z) or a duration ago (90m, 24h, 7d)")
 	}
@@ -250,14 +305,8 @@ func (a *command) dlqList(args []string) int {
 	if err := sel.validate(); err != nil {
 		return a.usageErr("--consumer: %v", err)
 	}
-	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
+	return a.run(needDLQ, func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
 		dls, err := admin.SelectDeadLetters(ctx, js, s, admin.Selection{Consumer: sel.consumer, Since: sel.since.t})
-		if errors.Is(err, jetstream.ErrStreamNotFound) {
-			if !*asJSON {
-				fmt.Fprintf(a.stdout, "no dead letters: stream %s does not exist yet (a consumer creates it when it starts)\n", streams.DLQ)
-			}
-			return nil
-		}
 		if err != nil {
 			return err
 		}
@@ -272,7 +321,7 @@ func (a *command) dlqList(args []string) int {
 			return nil
 		}
 		if len(dls) == 0 {
-			fmt.Fprintf(a.stdout, "no dead letters%s\n", sel)
+			fmt.Fprintf(a.stdout, "no dead letters%s in %s on %s\n", sel, streams.DLQ, a.server)
 			return nil
 		}
 		tw := tabwriter.NewWriter(a.stdout, 2, 8, 2, ' ', 0)
@@ -294,10 +343,10 @@ func (a *command) dlqShow(args []string) int {
 	if err != nil || seq == 0 {
 		return a.usageErr("SEQ %q: want the sequence number `eventmesh dlq ls` shows", fs.Arg(0))
 	}
-	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
+	return a.run(needDLQ, func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
 		dl, err := admin.GetDeadLetter(ctx, js, seq)
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
-			return fmt.Errorf("no dead letter with seq %d in %s (replayed or purged? `eventmesh dlq ls` lists what is there)", seq, streams.DLQ)
+			return fmt.Errorf("no dead letter with seq %d in %s on %s: replayed or purged? (`eventmesh dlq ls` lists what is there)", seq, streams.DLQ, a.server)
 		}
 		if err != nil {
 			return err
@@ -368,16 +417,16 @@ func (a *command) dlqReplay(args []string) int {
 	if *seq != 0 && !sel.since.t.IsZero() {
 		return a.usageErr("--seq and --since cannot be combined")
 	}
-	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
+	return a.run(needDLQ, func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
 		dls, err := admin.SelectDeadLetters(ctx, js, s, admin.Selection{Consumer: sel.consumer, Since: sel.since.t, Seq: *seq})
 		if *seq != 0 && errors.Is(err, jetstream.ErrMsgNotFound) {
-			return fmt.Errorf("no dead letter with seq %d in %s (replayed or purged already?)", *seq, streams.DLQ)
+			return fmt.Errorf("no dead letter with seq %d in %s on %s: replayed or purged already?", *seq, streams.DLQ, a.server)
 		}
 		if err != nil {
 			return err
 		}
 		if len(dls) == 0 {
-			fmt.Fprintf(a.stdout, "nothing to replay: no dead letters%s\n", sel)
+			fmt.Fprintf(a.stdout, "nothing to replay: no dead letters%s in %s on %s\n", sel, streams.DLQ, a.server)
 			return nil
 		}
 		// A replay reaches its consumer's durable only: with no durable it
@@ -388,8 +437,8 @@ func (a *command) dlqReplay(args []string) int {
 		}
 		var nd *admin.NoDurableError
 		if err := admin.RequireDurables(ctx, js, names...); errors.As(err, &nd) {
-			return fmt.Errorf("consumer %s has no durable on %s, so a replay would reach nobody: start the consumer first, or narrow the replay with --consumer (dead letter seq %d)",
-				nd.Consumer, streams.Events, dls[nd.Index].Seq)
+			return fmt.Errorf("consumer %s has no durable on %s at %s, so a replay would reach nobody: start the consumer first, or narrow the replay with --consumer (dead letter seq %d)",
+				nd.Consumer, streams.Events, a.server, dls[nd.Index].Seq)
 		} else if err != nil {
 			return err
 		}
@@ -434,7 +483,7 @@ func (a *command) dlqPurge(args []string) int {
 	if !*yes {
 		return a.usageErr("refusing to delete the dead letters %s without --yes (they cannot be replayed afterwards)", whose)
 	}
-	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
+	return a.run(needDLQ, func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
 		n, err := admin.PurgeDeadLetters(ctx, js, s, *consumer)
 		if err != nil {
 			return err
@@ -449,13 +498,13 @@ func (a *command) consumerList(args []string) int {
 	if code, ok := a.parse(fs, args, 0); !ok {
 		return code
 	}
-	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
+	return a.run(needEvents, func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
 		ds, err := consumers.Durables(ctx, js)
 		if err != nil {
 			return err
 		}
 		if len(ds) == 0 {
-			fmt.Fprintf(a.stdout, "no durable consumers on %s\n", streams.Events)
+			fmt.Fprintf(a.stdout, "no durable consumers on %s at %s\n", streams.Events, a.server)
 			return nil
 		}
 		tw := tabwriter.NewWriter(a.stdout, 2, 8, 2, ' ', 0)
@@ -489,7 +538,7 @@ func (a *command) consumerPause(args []string, pause bool) int {
 	if err := router.ValidateToken(name); err != nil {
 		return a.usageErr("NAME: %v", err)
 	}
-	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
+	return a.run(needEvents, func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
 		if !pause {
 			if err := consumers.ResumeConsumer(ctx, js, name); err != nil {
 				return err

@@ -148,7 +148,8 @@ func TestAdminDLQ(t *testing.T) {
 			t.Errorf("--since %s: exit %d, %d lines, want %d", since, code, got, n)
 		}
 	}
-	if code, out, _ := r.admin(t, "dlq", "ls", "--consumer", "nobody"); code != 0 || !strings.Contains(out, "no dead letters (consumer nobody)") {
+	if code, out, _ := r.admin(t, "dlq", "ls", "--consumer", "nobody"); code != 0 ||
+		!strings.Contains(out, "no dead letters (consumer nobody) in ENMESHED_DLQ on nats://"+r.addr+" (NATS_URL)") {
 		t.Errorf("no dead letters: exit %d %q", code, out)
 	}
 	for _, args := range [][]string{
@@ -184,7 +185,7 @@ func TestAdminDLQ(t *testing.T) {
 			t.Errorf("dlq show lacks %q:\n%s", want, out)
 		}
 	}
-	if code, _, errOut := r.admin(t, "dlq", "show", "999"); code != 1 || !strings.Contains(errOut, "no dead letter with seq 999") {
+	if code, _, errOut := r.admin(t, "dlq", "show", "999"); code != 1 || !strings.Contains(errOut, "no dead letter with seq 999 in ENMESHED_DLQ on nats://"+r.addr) {
 		t.Errorf("dlq show 999: exit %d %q", code, errOut)
 	}
 
@@ -279,7 +280,8 @@ func TestAdminConsumer(t *testing.T) {
 		t.Errorf("after resume: %q", s)
 	}
 	code, _, errOut := r.admin(t, "consumer", "resume", "webhok-1")
-	if code != 1 || !strings.Contains(errOut, `no durable "webhok-1"`) || !strings.Contains(errOut, "archiver, webhook-1") {
+	if code != 1 || !strings.Contains(errOut, `no durable "webhok-1"`) || !strings.Contains(errOut, "archiver, webhook-1") ||
+		!strings.Contains(errOut, "nats://"+r.addr+" (NATS_URL unset, using NATS_LISTEN)") {
 		t.Errorf("resume unknown: exit %d %q", code, errOut)
 	}
 	for _, args := range [][]string{
@@ -292,6 +294,49 @@ func TestAdminConsumer(t *testing.T) {
 		if code, _, errOut := r.admin(t, args...); code != 2 || errOut == "" {
 			t.Errorf("%v: exit %d, stderr %q; want a usage error", args, code, errOut)
 		}
+	}
+}
+
+// An admin command on a server that is not the mesh's (the README's
+// mesh on another port, a NATS of its own on 4222) says so, naming the
+// server and where its address came from, and exits 2: it never answers
+// "no dead letters".
+func TestAdminWrongServer(t *testing.T) {
+	srv := natstest.Start(t)
+	addr := strings.TrimPrefix(srv.ClientURL(), "nats://")
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	commands := [][]string{{"dlq", "ls"}, {"dlq", "ls", "--json"}, {"dlq", "show", "1"}, {"dlq", "replay"}, {"dlq", "replay", "--seq", "1"},
+		{"dlq", "purge", "--yes"}, {"consumer", "ls"}, {"consumer", "pause", "webhook"}, {"consumer", "resume", "webhook"}}
+	for _, environ := range [][]string{{"NATS_LISTEN=" + addr}, {"NATS_URL=nats://" + addr, "NATS_LISTEN=127.0.0.1:1"}} {
+		source := "(NATS_URL unset, using NATS_LISTEN)"
+		if strings.HasPrefix(environ[0], "NATS_URL") {
+			source = "(NATS_URL)"
+		}
+		want := "no stream ENMESHED on nats://" + addr + " " + source + ": is the mesh running there?"
+		for _, args := range commands {
+			if code, out, errOut := adminRun(ctx, environ, args...); code != 2 || out != "" || !strings.Contains(errOut, want) {
+				t.Errorf("%v %v: exit %d\nstdout %q\nstderr %q\nwant exit 2 and %q", environ, args, code, out, errOut, want)
+			}
+		}
+	}
+
+	// ENMESHED without ENMESHED_DLQ: no consumer ever ran there.
+	js := natstest.JetStream(t, natstest.Connect(t, srv.ClientURL()))
+	s := router.MustSubjects(router.DefaultPrefix)
+	if _, err := streams.EnsureFixedStream(ctx, js, streams.EventsStream(s, streams.StreamConfig{Replicas: 1, MaxAge: time.Hour, MaxBytes: 64 << 20, DuplicateWindow: time.Minute})); err != nil {
+		t.Fatal(err)
+	}
+	environ := []string{"NATS_LISTEN=" + addr}
+	want := "no stream ENMESHED_DLQ on nats://" + addr + " (NATS_URL unset, using NATS_LISTEN): is the mesh running there? (a consumer creates it"
+	for _, args := range commands[:6] {
+		if code, out, errOut := adminRun(ctx, environ, args...); code != 2 || out != "" || !strings.Contains(errOut, want) {
+			t.Errorf("%v: exit %d\nstdout %q\nstderr %q\nwant exit 2 and %q", args, code, out, errOut, want)
+		}
+	}
+	if code, out, errOut := adminRun(ctx, environ, "consumer", "ls"); code != 0 ||
+		!strings.Contains(out, "no durable consumers on ENMESHED at nats://"+addr+" (NATS_URL unset, using NATS_LISTEN)") {
+		t.Errorf("consumer ls: exit %d %q %q", code, out, errOut)
 	}
 }
 

@@ -38,8 +38,9 @@ const archiveUsage = `eventmesh archive query|replay|erase ...
   eventmesh archive erase --peer ADDRESS --yes
       removes every archived event whose data contains ADDRESS, and their outcomes.
 
-Times are RFC 3339 or a duration ago (24h). query and erase open the store directly
-(ARCHIVE_DSN, else DATA_DIR/archive.db); replay also connects to NATS like the other admin commands.`
+Times are RFC 3339 or a duration ago (24h, 7d). Every archive command opens the store directly
+(ARCHIVE_DSN, else DATA_DIR/archive.db) and never creates one: without it they exit 2. replay
+also connects to NATS like the other admin commands.`
 
 func runArchive(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	if len(args) < 2 || app.HelpRequested(args[1:2]) {
@@ -63,14 +64,27 @@ func runArchive(ctx context.Context, args, environ []string, stdout, stderr io.W
 	return 2
 }
 
-// withStore opens the archive store and calls f.
+// withStore opens the archive store and calls f. It never creates one:
+// every archive command reads the archive the mesh wrote (or erases from
+// it), so finding none is a setup error (exit 2) naming ARCHIVE_DSN and
+// DATA_DIR.
 func (a *command) withStore(f func(st store.Store) error) int {
 	cfg, err := app.Load[archiveConfig](a.environ)
 	if err != nil {
 		fmt.Fprintf(a.stderr, "eventmesh %s: configuration: %v\n", a.name, err)
 		return 2
 	}
-	st, err := store.Open(a.ctx, cfg.DSN, cfg.DataDir)
+	st, err := store.OpenExisting(a.ctx, cfg.DSN, cfg.DataDir)
+	if errors.Is(err, store.ErrNoStore) {
+		hint := fmt.Sprintf("ARCHIVE_DSN is unset and DATA_DIR is %s: set DATA_DIR to the mesh's data directory (the one holding %s), or ARCHIVE_DSN to the mesh's archive",
+			cfg.DataDir, store.DefaultFile)
+		if cfg.DSN != "" {
+			hint = fmt.Sprintf("ARCHIVE_DSN names no archive: set it to the mesh's archive (postgres://… or a SQLite file), or unset it to use DATA_DIR/%s (DATA_DIR is %s)",
+				store.DefaultFile, cfg.DataDir)
+		}
+		fmt.Fprintf(a.stderr, "eventmesh %s: %v\n%s\n", a.name, err, hint)
+		return 2
+	}
 	if err != nil {
 		fmt.Fprintf(a.stderr, "eventmesh %s: open the archive: %v\n", a.name, err)
 		return 1
@@ -232,12 +246,12 @@ func (a *command) archiveReplay(args []string) int {
 		fmt.Fprintf(a.stdout, "%d events would be replayed%s\n", len(events), toWhom(*to))
 		return 0
 	}
-	return a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
+	return a.run(needEvents, func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
 		if *to != "" {
 			var nd *admin.NoDurableError
 			if err := admin.RequireDurables(ctx, js, *to); errors.As(err, &nd) {
-				return fmt.Errorf("consumer %s has no durable on %s, so the replay would reach nobody: start it first, or check the name (eventmesh status lists the consumers)",
-					*to, streams.Events)
+				return fmt.Errorf("consumer %s has no durable on %s at %s, so the replay would reach nobody: start it first, or check the name (eventmesh status lists the consumers)",
+					*to, streams.Events, a.server)
 			} else if err != nil {
 				return err
 			}

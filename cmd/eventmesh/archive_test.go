@@ -5,7 +5,11 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,6 +18,7 @@ import (
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
+	"github.com/eventmesh/eventmesh/streams/natstest"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -65,6 +70,13 @@ func TestArchiveQueryAndErase(t *testing.T) {
 	if code := run(ctx, []string{"archive", "query", "--outcome", "dead_lettered"}, env, &out, &errOut); code != 0 ||
 		!strings.Contains(out.String(), evs[0].ID) || strings.Contains(out.String(), evs[2].ID) {
 		t.Errorf("query --outcome: %d\n%s", code, out.String())
+	}
+	// --since takes days like every duration.
+	for since, n := range map[string]int{"7d": 6, "0.01d": 0} {
+		out.Reset()
+		if code := run(ctx, []string{"archive", "query", "--since", since, "--json"}, env, &out, &errOut); code != 0 || strings.Count(out.String(), "\n") != n {
+			t.Errorf("query --since %s: exit %d, want %d events\n%s%s", since, code, n, out.String(), errOut.String())
+		}
 	}
 	if code := run(ctx, []string{"archive", "erase", "--peer", john}, env, &out, &errOut); code != 2 {
 		t.Errorf("erase without --yes: %d", code)
@@ -191,5 +203,51 @@ func TestArchiveReplay(t *testing.T) {
 		if want := evs[seq-5]; m.Subject != r.s.Event(want.Type) || m.Header.Get(router.HeaderID) != want.ID {
 			t.Errorf("replayed message %d: %s ce-id %s, want %s on %s", seq, m.Subject, m.Header.Get(router.HeaderID), want.ID, r.s.Event(want.Type))
 		}
+	}
+}
+
+// The archive commands read the mesh's archive and never create one: run
+// from another directory (DATA_DIR=./data by default) or with an
+// ARCHIVE_DSN that names nothing, they exit 2 naming ARCHIVE_DSN and
+// DATA_DIR, and leave no file behind. A replay whose server lacks ENMESHED
+// exits 2 naming the server.
+func TestArchiveCommandsNeedAnArchive(t *testing.T) {
+	ctx := context.Background()
+	t.Chdir(t.TempDir())
+	dsn := filepath.Join(t.TempDir(), "archive.db")
+	since := time.Now().Add(-time.Hour).Format(time.RFC3339)
+	for _, environ := range [][]string{nil, {"ARCHIVE_DSN=" + dsn}, {"ARCHIVE_DSN=sqlite:" + dsn, "DATA_DIR=."}} {
+		for _, args := range [][]string{
+			{"archive", "query"},
+			{"archive", "query", "--json", "--all"},
+			{"archive", "replay", "--since", since, "--dry-run"},
+			{"archive", "replay", "--since", since},
+			{"archive", "erase", "--peer", "did:e:example.org:dids:jane000000000000000000", "--yes"},
+		} {
+			var out, errOut bytes.Buffer
+			code := run(ctx, args, environ, &out, &errOut)
+			if code != 2 || out.Len() != 0 || !strings.Contains(errOut.String(), "no archive at ") ||
+				!strings.Contains(errOut.String(), "ARCHIVE_DSN") || !strings.Contains(errOut.String(), "DATA_DIR") {
+				t.Errorf("%v %v: exit %d\nstdout %q\nstderr %q\nwant exit 2 naming ARCHIVE_DSN and DATA_DIR", environ, args, code, out.String(), errOut.String())
+			}
+		}
+	}
+	for _, path := range []string{"data", dsn} {
+		if _, err := os.Stat(path); !errors.Is(err, fs.ErrNotExist) {
+			t.Errorf("%s was created (%v)", path, err)
+		}
+	}
+
+	// An archive, and a server that is not the mesh's.
+	st, err := store.Open(ctx, dsn, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	srv := natstest.Start(t)
+	var out, errOut bytes.Buffer
+	code := run(ctx, []string{"archive", "replay", "--since", since}, []string{"ARCHIVE_DSN=" + dsn, "NATS_URL=" + srv.ClientURL()}, &out, &errOut)
+	if code != 2 || !strings.Contains(errOut.String(), "no stream ENMESHED on "+srv.ClientURL()+" (NATS_URL): is the mesh running there?") {
+		t.Errorf("replay, no ENMESHED: exit %d\n%s%s", code, out.String(), errOut.String())
 	}
 }

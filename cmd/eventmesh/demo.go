@@ -28,8 +28,8 @@ const demoSecret = "whsec_ZXZlbnRtZXNoLWRlbW8tc2VjcmV0LTAxMjM0NTY3"
 func runDemo(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("eventmesh demo", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	duration := fs.Duration("duration", 0, "stop after this long (default: until Ctrl-C)")
-	every := fs.Duration("every", 700*time.Millisecond, "how often the simulated Connector produces a change")
+	duration := app.Duration(fs, "duration", 0, "stop after this long (default: until Ctrl-C)")
+	every := app.Duration(fs, "every", 700*time.Millisecond, "how often the simulated Connector produces a change")
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}

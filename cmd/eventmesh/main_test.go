@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -16,6 +17,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/cmd/internal/harness"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/natstest"
@@ -35,7 +37,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build eventmesh: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// A test that leaves a listener or a server at its default fails.
+	release := harness.HoldDefaultAddrs()
 	code := m.Run()
+	release()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }
@@ -80,6 +85,35 @@ func TestConfigErrorNamesVariable(t *testing.T) {
 	}
 }
 
+// Every duration variable takes days, as --since does; a bad one is named.
+func TestConfigDurationsTakeDays(t *testing.T) {
+	const day = 24 * time.Hour
+	cfg, err := app.Load[config]([]string{"STREAM_MAX_AGE=7d", "ARCHIVE_MAX_AGE=90d", "WEBHOOK_BACKOFF=1m,1h,1d",
+		"WEBHOOK_URL=http://127.0.0.1:1/hook", "SYNC_INTERVAL=1d", "STREAM_DUPLICATE_WINDOW=1d", "NATS_SYNC=1d"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Producer.Stream.MaxAge != 7*day || cfg.Archive.Archive.MaxAge != 90*day || cfg.Producer.Stream.DuplicateWindow != day {
+		t.Errorf("STREAM_MAX_AGE %v, ARCHIVE_MAX_AGE %v, STREAM_DUPLICATE_WINDOW %v", cfg.Producer.Stream.MaxAge, cfg.Archive.Archive.MaxAge, cfg.Producer.Stream.DuplicateWindow)
+	}
+	if b := cfg.Webhook.Runtime.Backoff; len(b) != 3 || b[2] != day {
+		t.Errorf("WEBHOOK_BACKOFF %v", b)
+	}
+	if _, interval, err := cfg.Embedded.SyncPolicy(); err != nil || interval != day {
+		t.Errorf("NATS_SYNC=1d: %v %v", interval, err)
+	}
+	for env, want := range map[string]string{
+		"STREAM_MAX_AGE=7x":       "STREAM_MAX_AGE: ",
+		"ARCHIVE_MAX_AGE=1d2d":    "ARCHIVE_MAX_AGE: ",
+		"WEBHOOK_BACKOFF=1m,7dd":  "WEBHOOK_BACKOFF: ",
+		"SQL_SOURCE_LEASE=7 days": "SQL_SOURCE_LEASE: ",
+	} {
+		if _, err := app.Load[config]([]string{env}); err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("%s: %v, want an error naming the variable", env, err)
+		}
+	}
+}
+
 func TestSecretFromFileNeverLogged(t *testing.T) {
 	dir := t.TempDir()
 	keyFile := filepath.Join(dir, "key")
@@ -95,6 +129,20 @@ func TestSecretFromFileNeverLogged(t *testing.T) {
 	p.stop(t)
 	if strings.Contains(p.log.String(), "sup3r-s3cret") {
 		t.Error("the API key was logged")
+	}
+}
+
+// Every address a variable of eventmesh defaults to is one TestMain holds,
+// so a test that leaves it at its default fails.
+func TestDefaultAddrsHeld(t *testing.T) {
+	for _, v := range append(app.Vars(&config{}), app.Vars(&adminConfig{})...) {
+		host, port, err := net.SplitHostPort(v.Default)
+		if err != nil || host == "" || port == "0" {
+			continue
+		}
+		if !slices.Contains(harness.DefaultAddrs, v.Default) {
+			t.Errorf("%s defaults to %s, which harness.DefaultAddrs lacks", v.Name, v.Default)
+		}
 	}
 }
 
@@ -132,8 +180,10 @@ func startMesh(t *testing.T, dataDir string, env ...string) *mesh {
 	t.Helper()
 	p := &mesh{ingest: freeAddr(t), natsAddr: freeAddr(t), log: &syncBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(binary)
+	// Every listener on a free port: the defaults may be taken (by the mesh
+	// of the README's "Try it"; TestMain holds them).
 	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "DATA_DIR=" + dataDir, "NATS_LISTEN=" + p.natsAddr,
-		"INGEST_ADDR=" + p.ingest}, env...)
+		"INGEST_ADDR=" + p.ingest, "ARCHIVE_ADDR=" + freeAddr(t)}, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -47,7 +47,7 @@ func runStatus(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 	a := &command{ctx: ctx, environ: environ, stdout: stdout, stderr: stderr, name: "status"}
 	fs := a.flags("[--json] [--interval 2s]")
 	asJSON := fs.Bool("json", false, "write one JSON document instead of the table")
-	interval := fs.Duration("interval", 2*time.Second, "gap between the two looks at each consumer that tell a stalled one from a busy one")
+	interval := app.Duration(fs, "interval", 2*time.Second, "gap between the two looks at each consumer that tell a stalled one from a busy one")
 	if code, ok := a.parse(fs, args, 0); !ok {
 		return code
 	}
@@ -55,7 +55,7 @@ func runStatus(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 		return a.usageErr("--interval %s: want a duration of 0 or more", *interval)
 	}
 	healthy := false
-	code := a.run(func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
+	code := a.run(needEvents, func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
 		rep, err := admin.Status(ctx, js, s, admin.StatusOptions{Interval: *interval})
 		if err != nil {
 			return err

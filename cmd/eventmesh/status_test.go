@@ -343,11 +343,16 @@ func TestStatusCannotTell(t *testing.T) {
 		t.Errorf("no server: exit %d\nstdout %q\nstderr %q", code, out, errOut)
 	}
 
-	// A server without ENMESHED.
+	// A server without ENMESHED: the message names it and where its
+	// address came from.
 	srv := natstest.Start(t)
 	code, out, errOut = statusRun(context.Background(), []string{"NATS_URL=" + srv.ClientURL()})
-	if code != 2 || out != "" || !strings.Contains(errOut, "stream ENMESHED does not exist") {
+	if code != 2 || out != "" || !strings.Contains(errOut, "no stream ENMESHED on "+srv.ClientURL()+" (NATS_URL): is the mesh running there?") {
 		t.Errorf("no stream: exit %d\nstdout %q\nstderr %q", code, out, errOut)
+	}
+	code, out, errOut = statusRun(context.Background(), []string{"NATS_LISTEN=" + strings.TrimPrefix(srv.ClientURL(), "nats://")}, "--json")
+	if code != 2 || out != "" || !strings.Contains(errOut, "no stream ENMESHED on "+srv.ClientURL()+" (NATS_URL unset, using NATS_LISTEN)") {
+		t.Errorf("no stream, NATS_LISTEN: exit %d\nstdout %q\nstderr %q", code, out, errOut)
 	}
 
 	for _, args := range [][]string{{"extra"}, {"--interval", "-1s"}, {"--bogus"}} {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
+	"github.com/eventmesh/eventmesh/cmd/internal/harness"
 	"github.com/eventmesh/eventmesh/consumers/webhook"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
@@ -41,7 +42,10 @@ func TestMain(m *testing.M) {
 		fmt.Fprintf(os.Stderr, "build webhook: %v\n%s", err, out)
 		os.Exit(1)
 	}
+	// A test that leaves a listener or a server at its default fails.
+	release := harness.HoldDefaultAddrs()
 	code := m.Run()
+	release()
 	os.RemoveAll(dir)
 	os.Exit(code)
 }

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
+	"github.com/eventmesh/eventmesh/streams"
 )
 
 // EventJSON is an archived event as the HTTP API and `eventmesh archive
@@ -59,17 +60,17 @@ func ToJSON(e store.Event) EventJSON {
 }
 
 // ParseTime reads a time bound: RFC 3339, or a duration meaning that long
-// ago ("24h").
+// ago ("24h", "7d": streams.ParseDuration).
 func ParseTime(s string, now time.Time) (time.Time, error) {
 	if s == "" {
 		return time.Time{}, nil
 	}
-	if d, err := time.ParseDuration(s); err == nil {
+	if d, err := streams.ParseDuration(s); err == nil {
 		return now.Add(-d), nil
 	}
 	t, err := time.Parse(time.RFC3339, s)
 	if err != nil {
-		return time.Time{}, fmt.Errorf("%q: want RFC 3339 or a duration ago such as 24h", s)
+		return time.Time{}, fmt.Errorf("%q: want RFC 3339 or a duration ago such as 24h or 7d", s)
 	}
 	return t, nil
 }

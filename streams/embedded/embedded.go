@@ -67,7 +67,7 @@ func (c Config) SyncPolicy() (always bool, interval time.Duration, err error) {
 	if c.Sync == "always" {
 		return true, 0, nil
 	}
-	d, err := time.ParseDuration(c.Sync)
+	d, err := streams.ParseDuration(c.Sync)
 	if err != nil || d <= 0 {
 		return false, 0, fmt.Errorf("NATS_SYNC %q: want always or a positive interval such as 2m", c.Sync)
 	}

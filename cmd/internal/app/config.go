@@ -14,8 +14,10 @@ import (
 	"strconv"
 	"strings"
 	"text/tabwriter"
+	"time"
 
 	"github.com/caarlos0/env/v11"
+	"github.com/eventmesh/eventmesh/streams"
 )
 
 // Version is set at build time with -ldflags "-X .../cmd/internal/app.Version=v1.2.3".
@@ -70,8 +72,8 @@ type Validator interface{ Validate() error }
 
 // Load parses environ (os.Environ() in a main) into a new T. A secret
 // variable NAME may come from the file named by NAME_FILE instead (a
-// trailing newline is dropped); setting both is an error. Every error names
-// the variable.
+// trailing newline is dropped); setting both is an error. A duration takes
+// days too (streams.ParseDuration). Every error names the variable.
 func Load[T any](environ []string) (T, error) {
 	var cfg T
 	vars := Vars(&cfg)
@@ -93,7 +95,7 @@ func Load[T any](environ []string) (T, error) {
 		}
 		envs[v.Name] = strings.TrimRight(string(b), "\r\n")
 	}
-	cfg, err := env.ParseAsWithOptions[T](env.Options{Environment: envs})
+	cfg, err := env.ParseAsWithOptions[T](env.Options{Environment: envs, FuncMap: parsers})
 	if err != nil {
 		return cfg, explain(err, vars, envs)
 	}
@@ -103,6 +105,12 @@ func Load[T any](environ []string) (T, error) {
 		}
 	}
 	return cfg, nil
+}
+
+// parsers read the types whose syntax is the mesh's own: every duration
+// variable takes days ("7d", "1d12h") besides Go's units.
+var parsers = map[reflect.Type]env.ParserFunc{
+	reflect.TypeFor[time.Duration](): func(v string) (any, error) { return streams.ParseDuration(v) },
 }
 
 // explain rewrites env's errors so each names its variable rather than a Go

@@ -39,7 +39,10 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	built := time.Since(start)
+	// A test that leaves a listener or a server at its default fails.
+	release := harness.HoldDefaultAddrs()
 	code := m.Run()
+	release()
 	os.RemoveAll(dir)
 	if testing.Verbose() {
 		printSummary(built)

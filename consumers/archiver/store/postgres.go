@@ -86,13 +86,19 @@ var postgresMigrations = [][]string{
 // which is created if missing; without one they live wherever the role's
 // default search_path creates tables (usually public).
 func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
+	return openPostgres(ctx, dsn, true)
+}
+
+// openPostgres is OpenPostgres; without create it creates no schema and
+// refuses a database without the archive's tables (ErrNoStore).
+func openPostgres(ctx context.Context, dsn string, create bool) (*Postgres, error) {
 	cfg, err := pgxpool.ParseConfig(dsn)
 	if err != nil {
 		// pgconn's message quotes the DSN with its password redacted.
 		return nil, fmt.Errorf("archive: %w", err)
 	}
 	p := &Postgres{schema: firstSchema(cfg.ConnConfig.RuntimeParams["search_path"])}
-	if p.schema != "" {
+	if p.schema != "" && create {
 		if err := createSchema(ctx, cfg.ConnConfig.Copy(), p.schema); err != nil {
 			return nil, err
 		}
@@ -103,6 +109,12 @@ func OpenPostgres(ctx context.Context, dsn string) (*Postgres, error) {
 	if err := p.pool.Ping(ctx); err != nil {
 		p.pool.Close()
 		return nil, fmt.Errorf("archive: connect: %w", err)
+	}
+	if !create {
+		if err := p.exists(ctx); err != nil {
+			p.pool.Close()
+			return nil, err
+		}
 	}
 	if err := p.migrate(ctx); err != nil {
 		p.pool.Close()
@@ -142,6 +154,23 @@ func createSchema(ctx context.Context, cfg *pgx.ConnConfig, schema string) error
 	}
 	if err != nil {
 		return fmt.Errorf("archive: create schema %q (or create it beforehand and grant USAGE and CREATE): %w", schema, err)
+	}
+	return nil
+}
+
+// exists is nil when the archive's schema_version table is there (in the
+// DSN's schema, else on the search path), else an error wrapping ErrNoStore.
+func (p *Postgres) exists(ctx context.Context) error {
+	table := "schema_version"
+	if p.schema != "" {
+		table = pgx.Identifier{p.schema, table}.Sanitize()
+	}
+	var found bool
+	if err := p.pool.QueryRow(ctx, `SELECT to_regclass($1) IS NOT NULL`, table).Scan(&found); err != nil {
+		return fmt.Errorf("archive: look for table %s: %w", table, err)
+	}
+	if !found {
+		return fmt.Errorf("%w in the database (no table %s)", ErrNoStore, table)
 	}
 	return nil
 }

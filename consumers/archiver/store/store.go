@@ -17,6 +17,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -153,6 +154,8 @@ var (
 	ErrNotFound  = errors.New("event not found in the archive")
 	ErrBadCursor = errors.New("invalid cursor: pass Next of the previous page unchanged")
 	ErrBadFilter = errors.New("invalid filter")
+	// ErrNoStore is OpenExisting's answer where there is no archive.
+	ErrNoStore = errors.New("no archive")
 )
 
 // DefaultFile is the SQLite archive's file name under the data directory.
@@ -167,33 +170,54 @@ const DefaultFile = "archive.db"
 //
 // Any other URL scheme is an error.
 func Open(ctx context.Context, dsn, dataDir string) (Store, error) {
+	return open(ctx, dsn, dataDir, true)
+}
+
+// OpenExisting opens the store as Open does, but only one that exists: it
+// creates no directory, SQLite file, PostgreSQL schema or table (it does
+// bring an older archive's schema up to date). Where there is no archive
+// the error wraps ErrNoStore and says where it looked. For the commands
+// that read the archive or erase from it.
+func OpenExisting(ctx context.Context, dsn, dataDir string) (Store, error) {
+	return open(ctx, dsn, dataDir, false)
+}
+
+func open(ctx context.Context, dsn, dataDir string, create bool) (Store, error) {
 	switch {
 	case strings.HasPrefix(dsn, "postgres://"), strings.HasPrefix(dsn, "postgresql://"):
-		pg, err := OpenPostgres(ctx, dsn)
+		pg, err := openPostgres(ctx, dsn, create)
 		if err != nil {
 			return nil, err
 		}
 		return pg, nil
 	case dsn == "":
-		if dataDir != "" {
+		if dataDir != "" && create {
 			if err := os.MkdirAll(dataDir, 0o750); err != nil {
 				return nil, fmt.Errorf("archive: data directory: %w", err)
 			}
 		}
-		return openSQLiteStore(filepath.Join(dataDir, DefaultFile))
+		return openSQLiteStore(filepath.Join(dataDir, DefaultFile), create)
 	case strings.HasPrefix(dsn, "sqlite:"):
-		return openSQLiteStore(strings.TrimPrefix(dsn, "sqlite:"))
+		return openSQLiteStore(strings.TrimPrefix(dsn, "sqlite:"), create)
 	case strings.Contains(dsn, "://"):
 		scheme, _, _ := strings.Cut(dsn, "://")
 		return nil, fmt.Errorf("archive DSN: unsupported scheme %q: use postgres://…, postgresql://…, sqlite:PATH or a file path", scheme)
 	default:
-		return openSQLiteStore(dsn)
+		return openSQLiteStore(dsn, create)
 	}
 }
 
 // openSQLiteStore keeps a failed open from becoming a non-nil Store
-// holding a nil *SQLite.
-func openSQLiteStore(path string) (Store, error) {
+// holding a nil *SQLite; without create, a missing file is ErrNoStore.
+func openSQLiteStore(path string, create bool) (Store, error) {
+	if !create && path != "" {
+		if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+			if abs, err := filepath.Abs(path); err == nil {
+				path = abs
+			}
+			return nil, fmt.Errorf("%w at %s (no such file)", ErrNoStore, path)
+		}
+	}
 	s, err := OpenSQLite(path)
 	if err != nil {
 		return nil, err
