@@ -37,11 +37,6 @@ const (
 	FormatCloudEventsStructured Format = "cloudevents-structured"
 )
 
-// TriggerPlaceholder in WEBHOOK_URL is replaced by the event's namespace,
-// as the Connector's webhooks module does, so a receiver written for
-// `https://host/hooks/{{trigger}}` keeps working.
-const TriggerPlaceholder = "{{trigger}}"
-
 // Config is the webhook consumer's configuration, parsed from the
 // environment by the binary's main. Call Validate before use.
 type Config struct {
@@ -259,20 +254,20 @@ func endpointOf(raw string) string {
 	return u.Scheme + "://" + strings.ToLower(u.Host) + path
 }
 
-// parseTarget validates WEBHOOK_URL, a template in which TriggerPlaceholder
-// may appear in the path or query.
+// parseTarget validates WEBHOOK_URL, a template in which
+// router.TriggerPlaceholder may appear in the path or query.
 func parseTarget(raw string) (*url.URL, error) {
 	// Parse the URL with the placeholder filled in twice, differently:
 	// if scheme or host change, the placeholder sits where a namespace
 	// must not go.
-	u, err := parseHTTPURL("WEBHOOK_URL", strings.ReplaceAll(raw, TriggerPlaceholder, "a"))
+	u, err := parseHTTPURL("WEBHOOK_URL", strings.ReplaceAll(raw, router.TriggerPlaceholder, "a"))
 	if err != nil {
 		return nil, err
 	}
-	if strings.Contains(raw, TriggerPlaceholder) {
-		v, err := url.Parse(strings.ReplaceAll(raw, TriggerPlaceholder, "b"))
+	if strings.Contains(raw, router.TriggerPlaceholder) {
+		v, err := url.Parse(strings.ReplaceAll(raw, router.TriggerPlaceholder, "b"))
 		if err != nil || v.Scheme != u.Scheme || v.Host != u.Host {
-			return nil, fmt.Errorf("WEBHOOK_URL: %s may appear only in the path or the query", TriggerPlaceholder)
+			return nil, fmt.Errorf("WEBHOOK_URL: %s may appear only in the path or the query", router.TriggerPlaceholder)
 		}
 	}
 	return u, nil

@@ -112,7 +112,7 @@ type Sender struct {
 	cfg       Config
 	log       *slog.Logger
 	client    *http.Client
-	templated bool          // URL contains TriggerPlaceholder
+	templated bool          // URL contains router.TriggerPlaceholder
 	signer    *Signer       // nil: requests are not signed
 	header    http.Header   // static headers and API key, copied into every request
 	retryable map[int]bool  // 4xx codes retried rather than dead-lettered
@@ -146,7 +146,7 @@ func NewSender(c Config, log *slog.Logger) (*Sender, error) {
 	s := &Sender{
 		cfg:       c,
 		log:       log,
-		templated: strings.Contains(c.URL, TriggerPlaceholder),
+		templated: strings.Contains(c.URL, router.TriggerPlaceholder),
 		header:    header,
 		retryable: make(map[int]bool, len(c.RetryableStatus)),
 	}
@@ -427,7 +427,7 @@ func (s *Sender) target(namespace string) string {
 	}
 	// Namespaces are validated subject tokens, which need no escaping in a
 	// path or a query; escaping anyway keeps a bad one from reshaping the URL.
-	return strings.ReplaceAll(s.cfg.URL, TriggerPlaceholder, url.PathEscape(namespace))
+	return strings.ReplaceAll(s.cfg.URL, router.TriggerPlaceholder, url.PathEscape(namespace))
 }
 
 // encode returns the body of e in the configured format and sets the
