@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/router"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Format is the shape of the request body (WEBHOOK_FORMAT).
@@ -168,13 +169,13 @@ func (c Config) Validate() error {
 func (c Config) validateAuth() error {
 	var errs []error
 	if c.APIKey != "" || c.APIKeyHeader != "" {
-		if !validHeaderName(c.APIKeyHeader) {
+		if !httpguts.ValidHeaderFieldName(c.APIKeyHeader) {
 			errs = append(errs, fmt.Errorf("WEBHOOK_API_KEY_HEADER %q: not a valid header name", c.APIKeyHeader))
 		} else if c.APIKey != "" && reservedHeader(c.APIKeyHeader) {
 			errs = append(errs, fmt.Errorf("WEBHOOK_API_KEY_HEADER %q: the sender sets this header itself", c.APIKeyHeader))
 		}
 	}
-	if c.APIKey != "" && !validHeaderValue(c.APIKey) {
+	if c.APIKey != "" && !httpguts.ValidHeaderFieldValue(c.APIKey) {
 		errs = append(errs, errors.New("WEBHOOK_API_KEY: contains a control character (CR, LF, …), which cannot go into a header"))
 	}
 
@@ -321,14 +322,17 @@ func (c Config) staticHeaders() (http.Header, error) {
 			return nil, fmt.Errorf("WEBHOOK_HEADERS: entry %d: no ':'; want 'Name: value' entries separated by newlines or ';'", pos)
 		}
 		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-		if !validHeaderName(name) {
+		if !httpguts.ValidHeaderFieldName(name) {
 			// Not quoted: a malformed entry may well be a value.
 			return nil, fmt.Errorf("WEBHOOK_HEADERS: entry %d: the name is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)", pos)
 		}
 		switch {
 		case value == "":
 			return nil, fmt.Errorf("WEBHOOK_HEADERS: entry %d (%s): empty value", pos, name)
-		case !validHeaderValue(value):
+		case !httpguts.ValidHeaderFieldValue(value):
+			// CR and LF would split the header (net/http refuses them
+			// too, but only at send time, for every event); NUL and the
+			// other control characters are refused by many servers.
 			return nil, fmt.Errorf("WEBHOOK_HEADERS: entry %d (%s): the value contains a control character (CR, LF, …)", pos, name)
 		case reservedHeader(name):
 			return nil, fmt.Errorf("WEBHOOK_HEADERS: entry %d: %s is set by the sender itself", pos, name)
@@ -357,35 +361,6 @@ func reservedHeader(name string) bool {
 		return true
 	}
 	return false
-}
-
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue rejects control characters other than tab: CR and LF
-// would split the header (net/http refuses them anyway, but only at send
-// time, for every event), NUL and the rest are refused by many servers.
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // LogValue implements slog.LogValuer so a Config can be logged as is:
