@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -527,20 +526,7 @@ func (s *Sender) excerpt(body []byte, token string) string {
 			text = strings.ReplaceAll(text, secret, "[redacted]")
 		}
 	}
-	return truncate(text, maxExcerpt)
-}
-
-// truncate cuts s to at most n bytes at a rune boundary and replaces
-// invalid UTF-8.
-func truncate(s string, n int) string {
-	if len(s) > n {
-		cut := n
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut]
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
+	return strings.ToValidUTF8(router.Truncate(text, maxExcerpt), "\uFFFD")
 }
 
 // redirectTarget returns a 3xx's Location, resolved against the request,
