@@ -143,24 +143,20 @@ func (a *Archiver) writeBatch(ctx context.Context, ds []consumers.Delivery) erro
 // their event. Outcomes themselves get no outcomes.
 func (a *Archiver) readOutcomes(ctx context.Context) {
 	var cons jetstream.Consumer
-	for attempt := 1; ctx.Err() == nil; attempt++ {
+	err := streams.Await(ctx, a.log, "durable "+OutcomesDurable, func(ctx context.Context) (err error) {
 		if _, err := streams.EnsureFixedStream(ctx, a.js, a.outcomes); err != nil {
-			a.log.Warn("outcomes stream", "err", err)
-		} else if cons, err = a.js.CreateOrUpdateConsumer(ctx, streams.Outcomes, jetstream.ConsumerConfig{
+			return err
+		}
+		cons, err = a.js.CreateOrUpdateConsumer(ctx, streams.Outcomes, jetstream.ConsumerConfig{
 			Durable: OutcomesDurable, Description: "eventmesh: the archiver's outcome reader",
 			AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverAllPolicy,
-		}); err == nil {
-			break
-		} else {
-			a.log.Warn("outcome consumer", "err", err)
+		})
+		if err != nil {
+			return fmt.Errorf("create durable %s: %w", OutcomesDurable, err)
 		}
-		select {
-		case <-ctx.Done():
-			return
-		case <-time.After(min(time.Duration(attempt)*time.Second, 10*time.Second)):
-		}
-	}
-	if cons == nil {
+		return nil
+	})
+	if err != nil { // only when ctx ended
 		return
 	}
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
