@@ -13,7 +13,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
-	"unicode/utf8"
+
+	"github.com/eventmesh/eventmesh/router"
 )
 
 // Limits and timings of the client.
@@ -501,15 +502,12 @@ func redirectTarget(resp *http.Response) string {
 	return u.String()
 }
 
-// truncate cuts s to at most n bytes at a rune boundary and replaces
-// invalid UTF-8 and control characters, so an excerpt is one safe log line.
+// truncate cuts s to at most n bytes at a rune boundary (router.Truncate),
+// marks a cut with "…" (after the n bytes), and replaces invalid UTF-8 and
+// control characters, so an excerpt is one safe log line.
 func truncate(s string, n int) string {
-	if len(s) > n {
-		cut := n
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut] + "…"
+	if cut := router.Truncate(s, n); len(cut) < len(s) {
+		s = cut + "…"
 	}
 	s = strings.ToValidUTF8(s, "\uFFFD")
 	return strings.Map(func(r rune) rune {

@@ -7,6 +7,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"golang.org/x/net/http/httpguts"
 )
 
 // Defaults of Config, as in its envDefault tags.
@@ -72,11 +74,11 @@ func (c Config) Validate() error {
 			errs = append(errs, errors.New("CONNECTOR_URL is set but CONNECTOR_API_KEY is not: set the Connector's API key (or CONNECTOR_API_KEY_FILE)"))
 		}
 	}
-	if c.APIKey != "" && !validHeaderValue(c.APIKey) {
+	if c.APIKey != "" && !httpguts.ValidHeaderFieldValue(c.APIKey) {
 		// The value itself is not quoted: it is a secret.
 		errs = append(errs, errors.New("CONNECTOR_API_KEY: contains a control character (CR, LF, …), which cannot go into a header"))
 	}
-	if !validHeaderName(c.APIKeyHeader) {
+	if !httpguts.ValidHeaderFieldName(c.APIKeyHeader) {
 		errs = append(errs, fmt.Errorf("CONNECTOR_API_KEY_HEADER %q: not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)", c.APIKeyHeader))
 	}
 	if err := validateBasePath(c.BasePath); err != nil {
@@ -144,32 +146,4 @@ func validateBasePath(p string) error {
 		return fmt.Errorf("CONNECTOR_BASE_PATH %q: want a path such as /api/core/v1 (Connector 7.x) or /api/v2 (Connector 3 to 6)", p)
 	}
 	return nil
-}
-
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		b := s[i]
-		switch {
-		case b >= 'a' && b <= 'z', b >= 'A' && b <= 'Z', b >= '0' && b <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", b) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue reports whether s can be sent as a header value: no
-// control characters other than horizontal tab.
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if b := s[i]; (b < ' ' && b != '\t') || b == 0x7f {
-			return false
-		}
-	}
-	return true
 }

@@ -91,3 +91,44 @@ func TestConfigLogValueHidesKey(t *testing.T) {
 		t.Errorf("log does not say the key is set: %s", b.String())
 	}
 }
+
+// Header names must be RFC 9110 tokens and values free of control
+// characters other than tab: every byte is tried, as the last byte of
+// CONNECTOR_API_KEY_HEADER and of CONNECTOR_API_KEY, besides the inputs the
+// configuration tests of this package and of the webhook consumer use.
+func TestConfigHeaderBytes(t *testing.T) {
+	const tchars = "!#$%&'*+-.^_`|~"
+	for b := 0; b < 256; b++ {
+		c := byte(b)
+		nameOK := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || strings.IndexByte(tchars, c) >= 0
+		valueOK := c >= ' ' && c != 0x7f || c == '\t'
+		cfg := validConfig()
+		cfg.APIKeyHeader, cfg.APIKey = "X-Key"+string(c), "key"+string(c)
+		err := cfg.Validate()
+		if got := err == nil || !strings.Contains(err.Error(), "CONNECTOR_API_KEY_HEADER"); got != nameOK {
+			t.Errorf("header name byte %#x: accepted %v, want %v (%v)", c, got, nameOK, err)
+		}
+		if got := err == nil || !strings.Contains(err.Error(), "CONNECTOR_API_KEY:"); got != valueOK {
+			t.Errorf("header value byte %#x: accepted %v, want %v (%v)", c, got, valueOK, err)
+		}
+	}
+	for _, tc := range []struct {
+		name, value string
+		ok          bool
+	}{
+		{"X-API-KEY", "key", true},
+		{"Authorization", "Basic Ym9iOnB3", true},
+		{"X-Tenant", " a b c ", true},
+		{"", "key", false},
+		{"X API KEY", "key", false},
+		{"X A hdr-s3cret", "v", false},
+		{"X-A", "hdr-s3cret\rX-Evil: 1", false},
+		{"X-A", "abc\ndef-secret-value", false},
+	} {
+		cfg := validConfig()
+		cfg.APIKeyHeader, cfg.APIKey = tc.name, tc.value
+		if err := cfg.Validate(); (err == nil) != tc.ok {
+			t.Errorf("%q: %q: Validate = %v, want ok %v", tc.name, tc.value, err, tc.ok)
+		}
+	}
+}

@@ -7,16 +7,10 @@ import (
 	"strconv"
 	"strings"
 	"time"
-	"unicode/utf8"
 
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/nats-io/nats.go"
 )
-
-// HeaderDeadAt is the header of a dead-letter copy that says when the
-// consumer gave up (RFC 3339 with nanoseconds, UTC). The other dead-letter
-// headers are in router (HeaderConsumer, HeaderReason, ...).
-const HeaderDeadAt = "eventmesh-dead-at"
 
 // MaxReasonBytes bounds eventmesh-reason: a reason often quotes a
 // receiver's answer, and headers count against the server's max payload.
@@ -136,9 +130,9 @@ func DeadLetterFromMsg(seq uint64, h nats.Header, data []byte) (DeadLetter, erro
 			return DeadLetter{}, fmt.Errorf("dead letter seq=%d: %s %q: %w", seq, router.HeaderStreamSeq, v, err)
 		}
 	}
-	if v := header(h, HeaderDeadAt); v != "" {
+	if v := header(h, router.HeaderDeadAt); v != "" {
 		if dl.DeadAt, err = time.Parse(time.RFC3339Nano, v); err != nil {
-			return DeadLetter{}, fmt.Errorf("dead letter seq=%d: %s %q: %w", seq, HeaderDeadAt, v, err)
+			return DeadLetter{}, fmt.Errorf("dead letter seq=%d: %s %q: %w", seq, router.HeaderDeadAt, v, err)
 		}
 	}
 	return dl, nil
@@ -167,7 +161,7 @@ func DeadLetterMsg(s router.Subjects, consumer string, e router.Event, reason st
 	h[router.HeaderAttempts] = []string{strconv.Itoa(attempts)}
 	h[router.HeaderSubject] = []string{subject}
 	h[router.HeaderStreamSeq] = []string{strconv.FormatUint(streamSeq, 10)}
-	h[HeaderDeadAt] = []string{deadAt.UTC().Format(time.RFC3339Nano)}
+	h[router.HeaderDeadAt] = []string{deadAt.UTC().Format(time.RFC3339Nano)}
 	h[router.HeaderMsgID] = []string{router.DLQMsgID(consumer, streamSeq)}
 	return &nats.Msg{Subject: s.DLQ(consumer, e.Namespace), Header: h, Data: e.Data}
 }
@@ -186,9 +180,5 @@ func oneLine(s string, limit int) string {
 		return s
 	}
 	const ellipsis = "…"
-	cut := limit - len(ellipsis)
-	for cut > 0 && !utf8.RuneStart(s[cut]) {
-		cut--
-	}
-	return s[:cut] + ellipsis
+	return router.Truncate(s, limit-len(ellipsis)) + ellipsis
 }

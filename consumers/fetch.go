@@ -38,7 +38,7 @@ func (r *Runtime) consume(ctx context.Context) error {
 				return
 			}
 			if keyed != nil {
-				if pin := msg.Headers().Get(pinIDHeader); pin != "" && pin != r.pinID.Load() {
+				if pin := msg.Headers().Get(router.HeaderPinID); pin != "" && pin != r.pinID.Load() {
 					r.pinID.Store(pin) // only on a change: a Store boxes the string
 				}
 				keyed.dispatch(msg)

@@ -12,9 +12,6 @@ import (
 // orderedGroup is the priority group of a durable in per-key order mode.
 const orderedGroup = "ordered"
 
-// pinIDHeader carries the pin of the process a pinned group delivers to.
-const pinIDHeader = "Nats-Pin-Id"
-
 // keyedQueues runs per-key order: one queue per key, at most one event of
 // a key in a handler at a time, at most concurrency keys at once.
 type keyedQueues struct {

@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"sync"
 	"time"
@@ -145,22 +146,20 @@ func (r *Runtime) ReadOutcomes(ctx context.Context, durable string, store func(c
 	def := streams.OutcomesStream(r.subjects)
 	def.Replicas = r.cfg.SideStreamReplicas()
 	var cons jetstream.Consumer
-	for attempt := 1; ctx.Err() == nil; attempt++ {
+	err := streams.Await(ctx, r.log, "durable "+durable, func(ctx context.Context) (err error) {
 		if _, err := streams.EnsureFixedStream(ctx, r.js, def); err != nil {
-			r.log.Warn("outcomes stream", "err", err)
-		} else if cons, err = r.js.CreateOrUpdateConsumer(ctx, streams.Outcomes, jetstream.ConsumerConfig{
+			return err
+		}
+		cons, err = r.js.CreateOrUpdateConsumer(ctx, streams.Outcomes, jetstream.ConsumerConfig{
 			Durable: durable, Description: "eventmesh: the archiver's outcome reader",
 			AckPolicy: jetstream.AckExplicitPolicy, AckWait: 30 * time.Second, DeliverPolicy: jetstream.DeliverAllPolicy,
-		}); err == nil {
-			break
-		} else {
-			r.log.Warn("outcome consumer", "err", err)
+		})
+		if err != nil {
+			return fmt.Errorf("create durable %s: %w", durable, err)
 		}
-		if !streams.Sleep(ctx, min(time.Duration(attempt)*time.Second, 10*time.Second)) {
-			return
-		}
-	}
-	if cons == nil {
+		return nil
+	})
+	if err != nil { // only when ctx ended
 		return
 	}
 	r.follow(ctx, "outcome", cons, func(msg jetstream.Msg) (Delivery, verdict) {

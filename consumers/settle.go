@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"time"
 
+	"github.com/eventmesh/eventmesh/router"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -126,7 +127,7 @@ func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v
 		}
 		log().Warn("dead-lettered", "reason", v.reason)
 		if msg != nil {
-			msg.TermWithReason(truncate(v.reason, 256))
+			msg.TermWithReason(router.Truncate(v.reason, 256))
 		}
 		m.count(m.deadLettered, r.opt.Name, ns)
 		r.record(d, ResultDeadLettered, errors.New(v.reason))
@@ -189,14 +190,7 @@ func (r *Runtime) record(d Delivery, result string, err error) {
 	o := Outcome{Consumer: r.opt.Name, EventID: d.Event.ID, Result: result, Attempt: d.Attempt, Time: r.now(),
 		Subject: d.Subject, StreamSeq: d.StreamSeq}
 	if err != nil {
-		o.Error = truncate(err.Error(), 1024)
+		o.Error = router.Truncate(err.Error(), 1024)
 	}
 	r.outcomes.add(o)
-}
-
-func truncate(s string, n int) string {
-	if len(s) <= n {
-		return s
-	}
-	return s[:n]
 }

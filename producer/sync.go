@@ -122,19 +122,15 @@ func (p *Poller) Rounds() <-chan struct{} { return p.roundsCh }
 // Status, and the next round comes after a growing back-off; nothing is
 // skipped, since a round that failed leaves the state untouched.
 func (p *Poller) Run(ctx context.Context) {
-	var err error
-	for attempt := 1; ctx.Err() == nil; attempt++ {
+	err := streams.Await(ctx, p.log, "sync state bucket "+streams.SyncBucket, func(ctx context.Context) (err error) {
 		p.kv, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
 			Bucket: streams.SyncBucket, Description: "eventmesh: the sync poller's state (seen messages, relationship and request states)",
 			Storage: jetstream.FileStorage, History: 1, Replicas: max(1, p.cfg.Replicas),
 		})
-		if err == nil {
-			break
-		}
-		p.log.Warn("sync state bucket not available; retrying", "bucket", streams.SyncBucket, "err", err)
-		if !streams.Sleep(ctx, min(time.Duration(attempt)*time.Second, 30*time.Second)) {
-			return
-		}
+		return err
+	})
+	if err != nil { // only when ctx ended
+		return
 	}
 	failures := 0
 	for ctx.Err() == nil {

@@ -9,21 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 )
 
-// Header names of an event message: the CloudEvents NATS binding in binary
-// content mode plus ours. NATS headers are case-sensitive: use these exactly.
-const (
-	HeaderSpecVersion     = "ce-specversion"
-	HeaderID              = "ce-id"
-	HeaderType            = "ce-type"
-	HeaderSource          = "ce-source"
-	HeaderTime            = "ce-time"
-	HeaderDataContentType = "ce-datacontenttype"
-	HeaderMsgID           = "Nats-Msg-Id"
-	HeaderOrigin          = "eventmesh-origin"
-	HeaderCorrelationID   = "x-correlation-id"
-	HeaderTraceparent     = "traceparent"
-)
-
 // Fixed header values.
 const (
 	SpecVersion     = "1.0"
@@ -140,16 +125,6 @@ func first(h nats.Header, key string) string {
 	}
 	return ""
 }
-
-// Headers of a dead-letter copy in ENMESHED_DLQ (besides the event's own
-// ce-* headers, which it keeps).
-const (
-	HeaderConsumer  = "eventmesh-consumer"   // durable name of the consumer that gave up
-	HeaderReason    = "eventmesh-reason"     // why, for an operator
-	HeaderAttempts  = "eventmesh-attempts"   // deliveries made
-	HeaderSubject   = "eventmesh-subject"    // the event's subject in ENMESHED
-	HeaderStreamSeq = "eventmesh-stream-seq" // the event's sequence in ENMESHED
-)
 
 // DLQMsgID is the Nats-Msg-Id of a dead-letter copy: a crash or two
 // catchers (the runtime and the advisory reader) cannot double an entry.

@@ -15,6 +15,11 @@ const (
 	MaxTriggerBytes  = 256
 )
 
+// TriggerPlaceholder in a webhook URL is replaced by the event's trigger
+// (its namespace), as the Connector's webhooks module does, so a receiver
+// written for `https://host/hooks/{{trigger}}` keeps working.
+const TriggerPlaceholder = "{{trigger}}"
+
 // ErrInvalidTrigger is wrapped by every trigger validation error.
 var ErrInvalidTrigger = errors.New("invalid trigger")
 

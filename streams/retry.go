@@ -60,14 +60,29 @@ const setupAttempt = 5 * time.Second
 // end the set-up: a binary started with its cluster waits for it instead
 // of exiting.
 func Retry(ctx context.Context, log *slog.Logger, what string, step func(context.Context) error) error {
+	return retry(ctx, log, what, NotReady, "JetStream not ready; retrying", step)
+}
+
+// Await is Retry for a step that waits for something another process
+// makes, or that a later attempt may find in place (the producer's
+// stream, a bucket, a durable on a stream a consumer creates): every error
+// is retried, until step succeeds or ctx ends, with Retry's waits and
+// timeout per attempt. Use Retry where an answer can be final.
+func Await(ctx context.Context, log *slog.Logger, what string, step func(context.Context) error) error {
+	return retry(ctx, log, what, func(error) bool { return true }, "not available yet; retrying", step)
+}
+
+// retry runs step until it succeeds, fails with an error that is not
+// retryable, or ctx ends, logging msg after each failed attempt.
+func retry(ctx context.Context, log *slog.Logger, what string, retryable func(error) bool, msg string, step func(context.Context) error) error {
 	for attempt := 1; ; attempt++ {
 		actx, cancel := context.WithTimeout(ctx, setupAttempt)
 		err := step(actx)
 		cancel()
-		if err == nil || !NotReady(err) || ctx.Err() != nil {
+		if err == nil || !retryable(err) || ctx.Err() != nil {
 			return err
 		}
-		log.Warn("JetStream not ready; retrying", "step", what, "attempt", attempt, "err", err)
+		log.Warn(msg, "step", what, "attempt", attempt, "err", err)
 		if !waitAttempt(ctx, attempt) {
 			return fmt.Errorf("%s: %w (last error: %w)", what, ctx.Err(), err)
 		}

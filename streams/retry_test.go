@@ -76,6 +76,35 @@ func TestRetryEndsWithItsContext(t *testing.T) {
 	}
 }
 
+// Await retries what Retry takes as final (a stream another process has
+// not created yet), until the step succeeds.
+func TestAwaitRetriesEveryError(t *testing.T) {
+	calls := 0
+	err := streams.Await(context.Background(), natstest.Logger(t), "step", func(context.Context) error {
+		if calls++; calls < 3 {
+			return jetstream.ErrStreamNotFound
+		}
+		return nil
+	})
+	if err != nil || calls != 3 {
+		t.Errorf("Await = %v after %d calls, want nil after 3", err, calls)
+	}
+}
+
+func TestAwaitEndsWithItsContext(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	calls := 0
+	err := streams.Await(ctx, natstest.Logger(t), "step", func(context.Context) error {
+		if calls++; calls == 2 {
+			cancel()
+		}
+		return errors.New("refused")
+	})
+	if err == nil || calls != 2 {
+		t.Errorf("Await = %v after %d calls, want an error after 2 (not again after the context ended)", err, calls)
+	}
+}
+
 // A binary started before its server's JetStream is up waits for it: the
 // server answers no-responders until JetStream is enabled, then the
 // stream is created.

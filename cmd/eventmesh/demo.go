@@ -16,6 +16,7 @@ import (
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
 	"github.com/eventmesh/eventmesh/connector/connectortest"
 	"github.com/eventmesh/eventmesh/consumers/webhook"
+	"github.com/eventmesh/eventmesh/router"
 )
 
 // demoSecret signs the demo's webhooks (a fixed, public value: demo only).
@@ -99,7 +100,7 @@ func runDemo(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 		fmt.Fprintln(stderr, "demo: configuration:", err)
 		return 2
 	}
-	double.SetWebhook("http://"+ingestAddr+"/events/{{trigger}}", nil)
+	double.SetWebhook("http://"+ingestAddr+"/events/"+router.TriggerPlaceholder, nil)
 	fmt.Fprintf(out, `eventmesh demo — a simulated enmeshed Connector producing messages, relationships and requests
 
   simulated Connector (test double)  %s/api/core/v1   (X-API-KEY: demo-connector-key)

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/connector"
+	"github.com/eventmesh/eventmesh/router"
 )
 
 // route is one REST route of the double.
@@ -157,7 +158,7 @@ func dropConnection(w http.ResponseWriter) {
 // serveSync: POST /Account/Sync, 204 No Content. The events of the sync
 // carry the request's x-correlation-id to the webhooks.
 func (d *Server) serveSync(r *http.Request, _ string) reply {
-	d.sync(r.Header.Get("x-correlation-id"))
+	d.sync(r.Header.Get(router.HeaderCorrelationID))
 	return reply{status: http.StatusNoContent}
 }
 
@@ -248,7 +249,7 @@ func (d *Server) serveAccept(r *http.Request, id string) reply {
 	d.mu.Unlock()
 	rep, ev := d.accept(id)
 	if len(ev) > 0 {
-		d.fire(ev, r.Header.Get("x-correlation-id"))
+		d.fire(ev, r.Header.Get(router.HeaderCorrelationID))
 	}
 	rep.drop = drop
 	return rep

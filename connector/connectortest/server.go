@@ -37,10 +37,6 @@ const (
 	EventIncomingRequestReceived = "consumption.incomingRequestReceived"
 )
 
-// TriggerPlaceholder in a webhook URL is replaced by the event's namespace,
-// as the Connector's webhooks module does.
-const TriggerPlaceholder = "{{trigger}}"
-
 // Realm is the Backbone host in the double's addresses.
 const Realm = "localhost"
 

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net/http"
 	"strings"
+
+	"github.com/eventmesh/eventmesh/router"
 )
 
 // Emit fires an arbitrary event, e.g. "runtime.modulesStarted" with nil
@@ -61,7 +63,7 @@ func (d *Server) post(w *webhookTarget, ev event, correlationID string) {
 		}
 		d.mu.Unlock()
 	}()
-	url := strings.ReplaceAll(w.url, TriggerPlaceholder, ev.namespace)
+	url := strings.ReplaceAll(w.url, router.TriggerPlaceholder, ev.namespace)
 	req, err := http.NewRequestWithContext(d.ctx, http.MethodPost, url, bytes.NewReader(webhookBody(ev)))
 	if err != nil {
 		d.log.Warn("connector double: webhook URL unusable", "trigger", ev.namespace, "error", err)
@@ -71,7 +73,7 @@ func (d *Server) post(w *webhookTarget, ev event, correlationID string) {
 		req.Header.Set(k, v)
 	}
 	if correlationID != "" {
-		req.Header.Set("x-correlation-id", correlationID)
+		req.Header.Set(router.HeaderCorrelationID, correlationID)
 	}
 	// What axios sends for a JSON body.
 	req.Header.Set("Content-Type", "application/json")

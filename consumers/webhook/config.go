@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/router"
+	"golang.org/x/net/http/httpguts"
 )
 
 // Format is the shape of the request body (WEBHOOK_FORMAT).
@@ -36,11 +37,6 @@ const (
 	// structured content mode: one application/cloudevents+json document.
 	FormatCloudEventsStructured Format = "cloudevents-structured"
 )
-
-// TriggerPlaceholder in WEBHOOK_URL is replaced by the event's namespace,
-// as the Connector's webhooks module does, so a receiver written for
-// `https://host/hooks/{{trigger}}` keeps working.
-const TriggerPlaceholder = "{{trigger}}"
 
 // Config is the webhook consumer's configuration, parsed from the
 // environment by the binary's main. Call Validate before use.
@@ -173,13 +169,13 @@ func (c Config) Validate() error {
 func (c Config) validateAuth() error {
 	var errs []error
 	if c.APIKey != "" || c.APIKeyHeader != "" {
-		if !validHeaderName(c.APIKeyHeader) {
+		if !httpguts.ValidHeaderFieldName(c.APIKeyHeader) {
 			errs = append(errs, fmt.Errorf("WEBHOOK_API_KEY_HEADER %q: not a valid header name", c.APIKeyHeader))
 		} else if c.APIKey != "" && reservedHeader(c.APIKeyHeader) {
 			errs = append(errs, fmt.Errorf("WEBHOOK_API_KEY_HEADER %q: the sender sets this header itself", c.APIKeyHeader))
 		}
 	}
-	if c.APIKey != "" && !validHeaderValue(c.APIKey) {
+	if c.APIKey != "" && !httpguts.ValidHeaderFieldValue(c.APIKey) {
 		errs = append(errs, errors.New("WEBHOOK_API_KEY: contains a control character (CR, LF, …), which cannot go into a header"))
 	}
 
@@ -259,20 +255,20 @@ func endpointOf(raw string) string {
 	return u.Scheme + "://" + strings.ToLower(u.Host) + path
 }
 
-// parseTarget validates WEBHOOK_URL, a template in which TriggerPlaceholder
-// may appear in the path or query.
+// parseTarget validates WEBHOOK_URL, a template in which
+// router.TriggerPlaceholder may appear in the path or query.
 func parseTarget(raw string) (*url.URL, error) {
 	// Parse the URL with the placeholder filled in twice, differently:
 	// if scheme or host change, the placeholder sits where a namespace
 	// must not go.
-	u, err := parseHTTPURL("WEBHOOK_URL", strings.ReplaceAll(raw, TriggerPlaceholder, "a"))
+	u, err := parseHTTPURL("WEBHOOK_URL", strings.ReplaceAll(raw, router.TriggerPlaceholder, "a"))
 	if err != nil {
 		return nil, err
 	}
-	if strings.Contains(raw, TriggerPlaceholder) {
-		v, err := url.Parse(strings.ReplaceAll(raw, TriggerPlaceholder, "b"))
+	if strings.Contains(raw, router.TriggerPlaceholder) {
+		v, err := url.Parse(strings.ReplaceAll(raw, router.TriggerPlaceholder, "b"))
 		if err != nil || v.Scheme != u.Scheme || v.Host != u.Host {
-			return nil, fmt.Errorf("WEBHOOK_URL: %s may appear only in the path or the query", TriggerPlaceholder)
+			return nil, fmt.Errorf("WEBHOOK_URL: %s may appear only in the path or the query", router.TriggerPlaceholder)
 		}
 	}
 	return u, nil
@@ -326,14 +322,17 @@ func (c Config) staticHeaders() (http.Header, error) {
 			return nil, fmt.Errorf("WEBHOOK_HEADERS: entry %d: no ':'; want 'Name: value' entries separated by newlines or ';'", pos)
 		}
 		name, value = strings.TrimSpace(name), strings.TrimSpace(value)
-		if !validHeaderName(name) {
+		if !httpguts.ValidHeaderFieldName(name) {
 			// Not quoted: a malformed entry may well be a value.
 			return nil, fmt.Errorf("WEBHOOK_HEADERS: entry %d: the name is not a valid header name (letters, digits and !#$%%&'*+-.^_`|~ only)", pos)
 		}
 		switch {
 		case value == "":
 			return nil, fmt.Errorf("WEBHOOK_HEADERS: entry %d (%s): empty value", pos, name)
-		case !validHeaderValue(value):
+		case !httpguts.ValidHeaderFieldValue(value):
+			// CR and LF would split the header (net/http refuses them
+			// too, but only at send time, for every event); NUL and the
+			// other control characters are refused by many servers.
 			return nil, fmt.Errorf("WEBHOOK_HEADERS: entry %d (%s): the value contains a control character (CR, LF, …)", pos, name)
 		case reservedHeader(name):
 			return nil, fmt.Errorf("WEBHOOK_HEADERS: entry %d: %s is set by the sender itself", pos, name)
@@ -362,35 +361,6 @@ func reservedHeader(name string) bool {
 		return true
 	}
 	return false
-}
-
-// validHeaderName reports whether s is an RFC 9110 token.
-func validHeaderName(s string) bool {
-	if s == "" {
-		return false
-	}
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case c >= 'a' && c <= 'z', c >= 'A' && c <= 'Z', c >= '0' && c <= '9':
-		case strings.IndexByte("!#$%&'*+-.^_`|~", c) >= 0:
-		default:
-			return false
-		}
-	}
-	return true
-}
-
-// validHeaderValue rejects control characters other than tab: CR and LF
-// would split the header (net/http refuses them anyway, but only at send
-// time, for every event), NUL and the rest are refused by many servers.
-func validHeaderValue(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < ' ' && c != '\t') || c == 0x7f {
-			return false
-		}
-	}
-	return true
 }
 
 // LogValue implements slog.LogValuer so a Config can be logged as is:

@@ -14,7 +14,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -112,7 +111,7 @@ type Sender struct {
 	cfg       Config
 	log       *slog.Logger
 	client    *http.Client
-	templated bool          // URL contains TriggerPlaceholder
+	templated bool          // URL contains router.TriggerPlaceholder
 	signer    *Signer       // nil: requests are not signed
 	header    http.Header   // static headers and API key, copied into every request
 	retryable map[int]bool  // 4xx codes retried rather than dead-lettered
@@ -146,7 +145,7 @@ func NewSender(c Config, log *slog.Logger) (*Sender, error) {
 	s := &Sender{
 		cfg:       c,
 		log:       log,
-		templated: strings.Contains(c.URL, TriggerPlaceholder),
+		templated: strings.Contains(c.URL, router.TriggerPlaceholder),
 		header:    header,
 		retryable: make(map[int]bool, len(c.RetryableStatus)),
 	}
@@ -427,7 +426,7 @@ func (s *Sender) target(namespace string) string {
 	}
 	// Namespaces are validated subject tokens, which need no escaping in a
 	// path or a query; escaping anyway keeps a bad one from reshaping the URL.
-	return strings.ReplaceAll(s.cfg.URL, TriggerPlaceholder, url.PathEscape(namespace))
+	return strings.ReplaceAll(s.cfg.URL, router.TriggerPlaceholder, url.PathEscape(namespace))
 }
 
 // encode returns the body of e in the configured format and sets the
@@ -527,20 +526,7 @@ func (s *Sender) excerpt(body []byte, token string) string {
 			text = strings.ReplaceAll(text, secret, "[redacted]")
 		}
 	}
-	return truncate(text, maxExcerpt)
-}
-
-// truncate cuts s to at most n bytes at a rune boundary and replaces
-// invalid UTF-8.
-func truncate(s string, n int) string {
-	if len(s) > n {
-		cut := n
-		for cut > 0 && !utf8.RuneStart(s[cut]) {
-			cut--
-		}
-		s = s[:cut]
-	}
-	return strings.ToValidUTF8(s, "\uFFFD")
+	return strings.ToValidUTF8(router.Truncate(text, maxExcerpt), "\uFFFD")
 }
 
 // redirectTarget returns a 3xx's Location, resolved against the request,

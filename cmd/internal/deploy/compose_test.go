@@ -21,6 +21,7 @@ import (
 
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
+	"github.com/eventmesh/eventmesh/router"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -210,7 +211,7 @@ func TestComposeEnvironmentMatchesBinaries(t *testing.T) {
 					t.Errorf("%s=%q: %v", name, addr, err)
 					continue
 				}
-				if ip := net.ParseIP(host); host == "localhost" || ip != nil && ip.IsLoopback() {
+				if router.LoopbackHost(host) {
 					t.Errorf("%s=%s listens on the container's loopback: unreachable from outside it", name, addr)
 				}
 				n, _ := strconv.Atoi(port)

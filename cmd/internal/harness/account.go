@@ -9,7 +9,6 @@ import (
 	"strings"
 	"text/tabwriter"
 	"time"
-	"unicode/utf8"
 
 	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
@@ -391,14 +390,13 @@ func (a *accountant) deadLetters(ctx context.Context) (map[string]int, map[strin
 	return ids, reasons, nil
 }
 
+// shorten cuts s to at most n bytes at a rune boundary, marking a cut
+// with "…".
 func shorten(s string, n int) string {
 	if len(s) <= n {
 		return s
 	}
-	for n > 0 && !utf8.RuneStart(s[n]) {
-		n--
-	}
-	return s[:n] + "…"
+	return router.Truncate(s, n) + "…"
 }
 
 // streamIDs reads the ce-id of every message in ENMESHED (headers only,
