@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"log/slog"
 	"sync"
 	"time"
@@ -58,7 +59,8 @@ const (
 // crash can repeat an outcome record (the event is redelivered and
 // settled again) but never lose one.
 type outcomeBatcher struct {
-	js        jetstream.Publisher
+	js        jetstream.JetStream
+	stream    jetstream.StreamConfig // ENMESHED_OUTCOMES, created again when it went missing
 	subject   string
 	log       *slog.Logger
 	holdLimit int           // waiting settlements that call for a flush at once
@@ -80,12 +82,13 @@ type queued struct {
 	then   func()
 }
 
-// newOutcomeBatcher returns a batcher for a runtime whose durable admits
-// maxAckPending unsettled messages: settlements waiting for a flush hold
-// such slots, so a quarter of them waiting flushes at once (a small
-// MaxAckPending would otherwise throttle delivery to it per flushEvery).
-func newOutcomeBatcher(js jetstream.Publisher, subject string, log *slog.Logger, maxAckPending int, keepAlive time.Duration) *outcomeBatcher {
-	return &outcomeBatcher{js: js, subject: subject, log: log, holdLimit: min(max(maxAckPending/4, 1), flushSize),
+// newOutcomeBatcher returns a batcher publishing on subject of stream for
+// a runtime whose durable admits maxAckPending unsettled messages:
+// settlements waiting for a flush hold such slots, so a quarter of them
+// waiting flushes at once (a small MaxAckPending would otherwise throttle
+// delivery to it per flushEvery).
+func newOutcomeBatcher(js jetstream.JetStream, stream jetstream.StreamConfig, subject string, log *slog.Logger, maxAckPending int, keepAlive time.Duration) *outcomeBatcher {
+	return &outcomeBatcher{js: js, stream: stream, subject: subject, log: log, holdLimit: min(max(maxAckPending/4, 1), flushSize),
 		keepAlive: keepAlive, full: make(chan struct{}, 1)}
 }
 
@@ -170,6 +173,7 @@ func (b *outcomeBatcher) flush(ctx context.Context) bool {
 				b.log.Warn("publishing outcomes failed; their events stay unacknowledged until the next flush stores them",
 					"records", len(batch), "err", err)
 				b.keepWaitingAlive()
+				b.recreateIfMissing(ctx, err)
 				return false
 			}
 		}
@@ -203,6 +207,21 @@ func (b *outcomeBatcher) publish(ctx context.Context, batch []Outcome) error {
 	defer cancel()
 	_, err = b.js.PublishMsg(pctx, m)
 	return err
+}
+
+// recreateIfMissing creates ENMESHED_OUTCOMES again when err says no
+// stream took the publish (it was deleted): the events waiting for their
+// records would otherwise never be acknowledged.
+func (b *outcomeBatcher) recreateIfMissing(ctx context.Context, err error) {
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return
+	}
+	b.log.Warn("stream " + b.stream.Name + " is missing; creating it again")
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := streams.EnsureFixedStream(cctx, b.js, b.stream); err != nil {
+		b.log.Warn("stream "+b.stream.Name, "err", err)
+	}
 }
 
 // keepWaitingAlive signals progress for the messages whose settlement

@@ -103,3 +103,27 @@ func eachOutcomeMsg(t *testing.T, r *rig, f func(subject string, os []consumers.
 	}
 	return info.State.Msgs
 }
+
+// ENMESHED_OUTCOMES deleted under a running consumer is created again:
+// the events waiting for their records are acknowledged once the records
+// are stored, not held for good.
+func TestOutcomesStreamRecreated(t *testing.T) {
+	r := newRig(t)
+	r.run("recreate", fastConfig(), func(ctx context.Context, d consumers.Delivery) error { return nil })
+	r.publish("transport.messageReceived", "before")
+	settled(t, r.js, "recreate", 10*time.Second)
+	if err := r.js.DeleteStream(context.Background(), streams.Outcomes); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 10 {
+		r.publish("transport.messageReceived", fmt.Sprintf("after%d", i))
+	}
+	settled(t, r.js, "recreate", 10*time.Second)
+	results := outcomesIn(t, r)
+	for i := range 10 {
+		if results[fmt.Sprintf("after%d/%s", i, consumers.ResultDelivered)] != 1 {
+			t.Errorf("after%d: no delivered record in the re-created stream: %v", i, results)
+			break
+		}
+	}
+}
