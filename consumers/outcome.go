@@ -192,6 +192,7 @@ func (b *outcomeBatcher) flush(ctx context.Context) bool {
 				q.then()
 			}
 		}
+		clear(done) // the queue's array keeps no settled message alive
 	}
 }
 
