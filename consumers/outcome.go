@@ -16,8 +16,10 @@ import (
 
 // Outcome is what one consumer did with one event on one attempt. The
 // runtime publishes them in batches (a JSON array per message) on
-// <prefix>-outcome.<consumer> in ENMESHED_OUTCOMES; the archiver stores
-// them beside the events.
+// <prefix>-outcome.<consumer> in ENMESHED_OUTCOMES, each before its
+// event's acknowledgement; the archiver stores them beside the events,
+// a repeated one once: a record's identity is (Consumer, EventID,
+// Attempt, Result).
 type Outcome struct {
 	Consumer  string    `json:"consumer"`
 	EventID   string    `json:"event_id"`
