@@ -127,3 +127,19 @@ func TestOutcomesStreamRecreated(t *testing.T) {
 		}
 	}
 }
+
+// Acks waiting for a flush hold MaxAckPending slots: with a small
+// MaxAckPending a batch goes out as soon as a quarter of it waits, so
+// delivery is not throttled to MaxAckPending events per flush interval
+// (one event per 250 ms here).
+func TestOutcomesSmallMaxAckPending(t *testing.T) {
+	r := newRig(t)
+	const n = 100
+	for i := range n {
+		r.publish("transport.messageReceived", fmt.Sprintf("s%03d", i))
+	}
+	cfg := fastConfig()
+	cfg.MaxAckPending, cfg.Concurrency = 1, 1
+	r.run("narrow", cfg, func(ctx context.Context, d consumers.Delivery) error { return nil })
+	settled(t, r.js, "narrow", 10*time.Second) // 25 s at one event per flush interval
+}
