@@ -20,9 +20,7 @@ import (
 func TestOutcomesSurviveCrash(t *testing.T) {
 	r := newRig(t)
 	const n = 400
-	for i := range n {
-		r.publish("transport.messageReceived", fmt.Sprintf("e%03d", i))
-	}
+	r.publishMany("e%03d", n)
 	cfg := fastConfig()
 	cfg.AckWait = 5 * time.Second // the crashed process's unacknowledged events come back after it
 
@@ -65,6 +63,15 @@ func TestOutcomesSurviveCrash(t *testing.T) {
 	}
 	if missing > 0 {
 		t.Errorf("%d of %d events acknowledged without a delivered outcome record", missing, n)
+	}
+}
+
+// publishMany publishes n messageReceived events, their ids format with
+// 0 … n-1.
+func (r *rig) publishMany(format string, n int) {
+	r.t.Helper()
+	for i := range n {
+		r.publish("transport.messageReceived", fmt.Sprintf(format, i))
 	}
 }
 
@@ -134,10 +141,7 @@ func TestOutcomesStreamRecreated(t *testing.T) {
 // (one event per 250 ms here).
 func TestOutcomesSmallMaxAckPending(t *testing.T) {
 	r := newRig(t)
-	const n = 100
-	for i := range n {
-		r.publish("transport.messageReceived", fmt.Sprintf("s%03d", i))
-	}
+	r.publishMany("s%03d", 100)
 	cfg := fastConfig()
 	cfg.MaxAckPending, cfg.Concurrency = 1, 1
 	r.run("narrow", cfg, func(ctx context.Context, d consumers.Delivery) error { return nil })
