@@ -36,8 +36,10 @@ func (r *Runtime) setup(ctx context.Context) error {
 	}
 	defs := []jetstream.StreamConfig{streams.DLQStream(r.subjects), streams.AdvisoriesStream()}
 	if !r.opt.NoOutcomes {
-		defs = append(defs, streams.OutcomesStream(r.subjects))
-		r.outcomes = newOutcomeBatcher(r.js, r.subjects.Outcome(r.opt.Name), r.log)
+		def := streams.OutcomesStream(r.subjects)
+		def.Replicas = r.cfg.SideStreamReplicas()
+		defs = append(defs, def)
+		r.outcomes = newOutcomeBatcher(r.js, def, r.subjects.Outcome(r.opt.Name), r.log, r.cfg.MaxAckPending, r.keepAliveEvery())
 	}
 	for _, def := range defs {
 		def.Replicas = r.cfg.SideStreamReplicas()

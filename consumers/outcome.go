@@ -3,6 +3,7 @@ package consumers
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -16,8 +17,10 @@ import (
 
 // Outcome is what one consumer did with one event on one attempt. The
 // runtime publishes them in batches (a JSON array per message) on
-// <prefix>-outcome.<consumer> in ENMESHED_OUTCOMES; the archiver stores
-// them beside the events.
+// <prefix>-outcome.<consumer> in ENMESHED_OUTCOMES, each before its
+// event's acknowledgement; the archiver stores them beside the events,
+// a repeated one once: a record's identity is (Consumer, EventID,
+// Attempt, Result).
 type Outcome struct {
 	Consumer  string    `json:"consumer"`
 	EventID   string    `json:"event_id"`
@@ -45,39 +48,84 @@ func DecodeOutcomes(data []byte) ([]Outcome, error) {
 }
 
 // Bounds of the outcome batcher: a message at least every flushEvery or
-// flushSize outcomes, so outcomes add a small fraction of the event
-// stream's write load; at most maxBuffered wait while JetStream is away.
+// flushSize records, so outcomes add a small fraction of the event
+// stream's write load; sooner when holdLimit settlements wait for one
+// (see newOutcomeBatcher).
 const (
-	flushEvery  = 250 * time.Millisecond
-	flushSize   = 500
-	maxBuffered = 50_000
+	flushEvery = 250 * time.Millisecond
+	flushSize  = 500
 )
 
+// outcomeBatcher publishes outcome records in batches and carries out the
+// settlements (acks, naks, terms) that wait for them: a settlement runs
+// once every record queued before it is stored in ENMESHED_OUTCOMES, so a
+// crash can repeat an outcome record (the event is redelivered and
+// settled again) but never lose one.
 type outcomeBatcher struct {
-	js      jetstream.Publisher
-	subject string
-	log     *slog.Logger
-	mu      sync.Mutex
-	buf     []Outcome
-	full    chan struct{}
-	dropped int
+	js        jetstream.JetStream
+	stream    jetstream.StreamConfig // ENMESHED_OUTCOMES, created again when it went missing
+	subject   string
+	log       *slog.Logger
+	holdLimit int           // waiting settlements that call for a flush at once
+	keepAlive time.Duration // how often waiting messages are signalled in progress while flushes fail
+	mu        sync.Mutex
+	queue     []queued
+	records   int // records in queue
+	waiting   int // settlements in queue
+	full      chan struct{}
+	lastAlive time.Time
 }
 
-func newOutcomeBatcher(js jetstream.Publisher, subject string, log *slog.Logger) *outcomeBatcher {
-	return &outcomeBatcher{js: js, subject: subject, log: log, full: make(chan struct{}, 1)}
+// queued is an outcome record, a settlement that waits for the records
+// before it, or both.
+type queued struct {
+	o      Outcome
+	record bool
+	msg    jetstream.Msg // the message then settles: signalled in progress while it waits
+	then   func()
 }
 
-func (b *outcomeBatcher) add(o Outcome) {
+// newOutcomeBatcher returns a batcher publishing on subject of stream for
+// a runtime whose durable admits maxAckPending unsettled messages:
+// settlements waiting for a flush hold such slots, so a quarter of them
+// waiting flushes at once (a small MaxAckPending would otherwise throttle
+// delivery to it per flushEvery).
+func newOutcomeBatcher(js jetstream.JetStream, stream jetstream.StreamConfig, subject string, log *slog.Logger, maxAckPending int, keepAlive time.Duration) *outcomeBatcher {
+	return &outcomeBatcher{js: js, stream: stream, subject: subject, log: log, holdLimit: min(max(maxAckPending/4, 1), flushSize),
+		keepAlive: keepAlive, full: make(chan struct{}, 1)}
+}
+
+// add queues o; then, if not nil, runs once o and every record before it
+// are stored. msg is the message then settles (nil for none).
+func (b *outcomeBatcher) add(o Outcome, msg jetstream.Msg, then func()) {
+	b.enqueue(queued{o: o, record: true, msg: msg, then: then})
+}
+
+// after runs then once every record queued so far is stored: at once when
+// none waits.
+func (b *outcomeBatcher) after(msg jetstream.Msg, then func()) {
 	b.mu.Lock()
-	if len(b.buf) >= maxBuffered {
-		// The archive loses this record, never the event: say so.
-		b.buf = b.buf[1:]
-		b.dropped++
+	if b.records == 0 {
+		b.mu.Unlock()
+		then()
+		return
 	}
-	b.buf = append(b.buf, o)
-	n := len(b.buf)
 	b.mu.Unlock()
-	if n >= flushSize {
+	b.enqueue(queued{msg: msg, then: then})
+}
+
+func (b *outcomeBatcher) enqueue(q queued) {
+	b.mu.Lock()
+	b.queue = append(b.queue, q)
+	if q.record {
+		b.records++
+	}
+	if q.then != nil {
+		b.waiting++
+	}
+	flush := b.records >= flushSize || b.waiting >= b.holdLimit
+	b.mu.Unlock()
+	if flush {
 		select {
 		case b.full <- struct{}{}:
 		default:
@@ -93,7 +141,9 @@ func (b *outcomeBatcher) run(ctx context.Context) {
 		select {
 		case <-ctx.Done():
 			fctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			b.flush(fctx)
+			if !b.flush(fctx) {
+				b.log.Error("outcome records not stored at shutdown: their events were not acknowledged and will be redelivered")
+			}
 			cancel()
 			return
 		case <-t.C:
@@ -103,34 +153,100 @@ func (b *outcomeBatcher) run(ctx context.Context) {
 	}
 }
 
-func (b *outcomeBatcher) flush(ctx context.Context) {
+// flush publishes the queued records, up to flushSize a message, and runs
+// the settlements that waited for each message once it is stored. It
+// reports whether the queue was emptied.
+func (b *outcomeBatcher) flush(ctx context.Context) bool {
 	for {
 		b.mu.Lock()
-		n := min(len(b.buf), flushSize)
-		batch := append([]Outcome(nil), b.buf[:n]...)
-		dropped := b.dropped
-		b.dropped = 0
+		// The longest head of the queue with at most flushSize records
+		// and what waits for them.
+		n, batch := 0, []Outcome(nil)
+		for ; n < len(b.queue) && (len(batch) < flushSize || !b.queue[n].record); n++ {
+			if b.queue[n].record {
+				batch = append(batch, b.queue[n].o)
+			}
+		}
 		b.mu.Unlock()
-		if dropped > 0 {
-			b.log.Error("outcome records dropped while ENMESHED_OUTCOMES was unavailable", "dropped", dropped)
-		}
 		if n == 0 {
-			return
+			return true
 		}
-		data, _ := json.Marshal(batch)
-		m := nats.NewMsg(b.subject)
-		m.Data = data
-		m.Header.Set(jetstream.MsgIDHeader, "outcome:"+nuid.Next())
-		pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-		_, err := b.js.PublishMsg(pctx, m)
-		cancel()
-		if err != nil {
-			b.log.Warn("publishing outcomes failed; keeping them for the next flush", "n", n, "err", err)
-			return
+		if len(batch) > 0 {
+			if err := b.publish(ctx, batch); err != nil {
+				b.log.Warn("publishing outcomes failed; their events stay unacknowledged until the next flush stores them",
+					"records", len(batch), "err", err)
+				b.keepWaitingAlive()
+				b.recreateIfMissing(ctx, err)
+				return false
+			}
 		}
 		b.mu.Lock()
-		b.buf = b.buf[n:]
+		done := b.queue[:n:n]
+		b.queue = b.queue[n:]
+		b.records -= len(batch)
+		for _, q := range done {
+			if q.then != nil {
+				b.waiting--
+			}
+		}
 		b.mu.Unlock()
+		for _, q := range done {
+			if q.then != nil {
+				q.then()
+			}
+		}
+		clear(done) // the queue's array keeps no settled message alive
+	}
+}
+
+func (b *outcomeBatcher) publish(ctx context.Context, batch []Outcome) error {
+	data, err := json.Marshal(batch)
+	if err != nil {
+		return err
+	}
+	m := nats.NewMsg(b.subject)
+	m.Data = data
+	m.Header.Set(jetstream.MsgIDHeader, "outcome:"+nuid.Next())
+	pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	_, err = b.js.PublishMsg(pctx, m)
+	return err
+}
+
+// recreateIfMissing creates ENMESHED_OUTCOMES again when err says no
+// stream took the publish (it was deleted): the events waiting for their
+// records would otherwise never be acknowledged.
+func (b *outcomeBatcher) recreateIfMissing(ctx context.Context, err error) {
+	if !errors.Is(err, jetstream.ErrNoStreamResponse) {
+		return
+	}
+	b.log.Warn("stream " + b.stream.Name + " is missing; creating it again")
+	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := streams.EnsureFixedStream(cctx, b.js, b.stream); err != nil {
+		b.log.Warn("stream "+b.stream.Name, "err", err)
+	}
+}
+
+// keepWaitingAlive signals progress for the messages whose settlement
+// waits for a flush that failed, at most every keepAlive, so AckWait does
+// not redeliver them while ENMESHED_OUTCOMES is away.
+func (b *outcomeBatcher) keepWaitingAlive() {
+	b.mu.Lock()
+	if time.Since(b.lastAlive) < b.keepAlive {
+		b.mu.Unlock()
+		return
+	}
+	b.lastAlive = time.Now()
+	var msgs []jetstream.Msg
+	for _, q := range b.queue {
+		if q.msg != nil {
+			msgs = append(msgs, q.msg)
+		}
+	}
+	b.mu.Unlock()
+	for _, m := range msgs {
+		m.InProgress()
 	}
 }
 

@@ -138,21 +138,25 @@ func (r *Runtime) Run(ctx context.Context) error {
 	wg.Add(2)
 	go func() { defer wg.Done(); r.catchAdvisories(ctx) }()
 	go func() { defer wg.Done(); r.watch(ctx) }()
-	// Outcomes outlive the consume loop by one final flush.
+	// Outcomes outlive the consume loop and the advisory reader by one
+	// final flush, which carries out the settlements waiting for it.
 	octx, stopOutcomes := context.WithCancel(context.WithoutCancel(ctx))
+	outcomesDone := make(chan struct{})
 	if r.outcomes != nil {
-		wg.Add(1)
-		go func() { defer wg.Done(); r.outcomes.run(octx) }()
+		go func() { defer close(outcomesDone); r.outcomes.run(octx) }()
+	} else {
+		close(outcomesDone)
 	}
 	r.ready.Store(true)
 	r.log.Info("consumer running", "filters", r.filters(), "concurrency", r.cfg.Concurrency)
 	err := r.consume(ctx)
 	r.ready.Store(false)
-	if r.opt.OrderKey != nil {
-		r.handOver()
-	}
-	stopOutcomes()
 	wg.Wait()
+	stopOutcomes()
+	<-outcomesDone
+	if r.opt.OrderKey != nil {
+		r.handOver() // after the last acks: the standby gets nothing this process handled
+	}
 	r.log.Info("consumer stopped")
 	return err
 }

@@ -88,34 +88,36 @@ func (r *Runtime) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err
 // max-deliveries advisory names it): a dead letter is then copied,
 // counted and recorded, and nothing is done to a message. The error is
 // that of a dead-letter copy that failed (msg, if any, is then handed back
-// to try again later); carryOut has logged it.
+// to try again later); carryOut has logged it. The ack, nak or term of an
+// attempt that is recorded goes out once its outcome record is stored
+// (recordThen).
 func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v verdict) error {
 	// Built only when something is logged: this runs for every event.
 	log := func() *slog.Logger { return r.logFor(msg, d) }
 	m, ns := r.opt.Metrics, d.Event.Namespace
 	switch v.fate {
 	case ack:
-		if err := msg.Ack(); err != nil {
-			log().Warn("ack failed; the event will be redelivered", "err", err)
-		}
 		r.breaker.succeeded()
 		m.count(m.delivered, r.opt.Name, ns)
-		r.record(d, ResultDelivered, nil)
+		r.recordThen(msg, d, ResultDelivered, nil, func() {
+			if err := msg.Ack(); err != nil {
+				log().Warn("ack failed; the event will be redelivered", "err", err)
+			}
+		})
 	case ackOnly:
 		if v.reason != "" {
 			log().Error(v.reason)
 		}
-		msg.Ack()
+		r.afterRecords(msg, func() { msg.Ack() })
 	case retry:
 		log().Warn("attempt failed; retrying", "err", v.err, "retry_in", v.delay.Round(time.Millisecond))
-		msg.NakWithDelay(v.delay)
 		m.count(m.retried, r.opt.Name, ns)
-		r.record(d, ResultRetried, v.err)
+		r.recordThen(msg, d, ResultRetried, v.err, func() { msg.NakWithDelay(v.delay) })
 		r.breaker.failed()
 	case retryInPlace:
 		log().Warn("attempt failed; retrying in place to keep the key's order", "err", v.err, "retry_in", v.delay.Round(time.Millisecond))
 		m.count(m.retried, r.opt.Name, ns)
-		r.record(d, ResultRetried, v.err)
+		r.recordThen(nil, d, ResultRetried, v.err, nil)
 	case deadLetter:
 		if err := r.copyToDLQ(ctx, d, v.reason); err != nil {
 			// Never drop silently: keep the event and try again later.
@@ -126,19 +128,19 @@ func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v
 			return err
 		}
 		log().Warn("dead-lettered", "reason", v.reason)
-		if msg != nil {
-			msg.TermWithReason(router.Truncate(v.reason, 256))
-		}
 		m.count(m.deadLettered, r.opt.Name, ns)
-		r.record(d, ResultDeadLettered, errors.New(v.reason))
+		r.recordThen(msg, d, ResultDeadLettered, errors.New(v.reason), func() {
+			if msg != nil {
+				msg.TermWithReason(router.Truncate(v.reason, 256))
+			}
+		})
 	case pause:
 		log().Error("PAUSING consumer on the server: "+v.err.Error(), "resume", "eventmesh consumer resume "+r.opt.Name)
 		if err := PauseConsumer(ctx, r.js, r.opt.Name, v.err.Error()); err != nil {
 			log().Error("pause failed", "err", err)
 		}
 		m.paused.WithLabelValues(r.opt.Name).Set(1)
-		msg.NakWithDelay(time.Second)
-		r.record(d, ResultPaused, v.err)
+		r.recordThen(msg, d, ResultPaused, v.err, func() { msg.NakWithDelay(time.Second) })
 	case handBack:
 		if v.reason != "" {
 			log().Warn(v.reason, "err", v.err, "retry_in", v.delay)
@@ -181,10 +183,17 @@ func (r *Runtime) retryDelay(err error, attempt int) time.Duration {
 	return r.cfg.Delay(attempt)
 }
 
-// record queues the outcome of one settled attempt of d (none without
-// outcome records, or for a message that is not an event of ours).
-func (r *Runtime) record(d Delivery, result string, err error) {
+// recordThen queues the outcome record of one settled attempt of d and
+// has then (the message's ack, nak or term; nil for none) carried out once
+// the record is stored in ENMESHED_OUTCOMES, so that a crash can repeat
+// the record but never lose it: the event stays unacknowledged until its
+// record is stored. Without outcome records, or for a message that is not
+// an event of ours, nothing is recorded and then runs at once.
+func (r *Runtime) recordThen(msg jetstream.Msg, d Delivery, result string, err error, then func()) {
 	if r.outcomes == nil || d.Event.ID == "" {
+		if then != nil {
+			then()
+		}
 		return
 	}
 	o := Outcome{Consumer: r.opt.Name, EventID: d.Event.ID, Result: result, Attempt: d.Attempt, Time: r.now(),
@@ -192,5 +201,20 @@ func (r *Runtime) record(d Delivery, result string, err error) {
 	if err != nil {
 		o.Error = router.Truncate(err.Error(), 1024)
 	}
-	r.outcomes.add(o)
+	var held jetstream.Msg
+	if msg != nil && then != nil {
+		held = msg
+	}
+	r.outcomes.add(o, held, then)
+}
+
+// afterRecords has then (an ack that records nothing) carried out once
+// every outcome record queued before it is stored: a max-deliveries
+// advisory is acknowledged only after the dead-letter record of its event.
+func (r *Runtime) afterRecords(msg jetstream.Msg, then func()) {
+	if r.outcomes == nil {
+		then()
+		return
+	}
+	r.outcomes.after(msg, then)
 }

@@ -205,6 +205,12 @@ type benchConsumer struct {
 // run starts the webhook consumer on the durable name, wired as
 // cmd/webhook wires it.
 func (e *benchEnv) run(b *testing.B, name, start string) *benchConsumer {
+	return e.runWith(b, name, start, consumers.Options{})
+}
+
+// runWith is run with the runtime options of extra that are set (only
+// NoOutcomes is taken).
+func (e *benchEnv) runWith(b *testing.B, name, start string, extra consumers.Options) *benchConsumer {
 	cfg := consumers.Config{Start: start, AckWait: 30 * time.Second, MaxDeliver: 10, MaxAckPending: 2 * benchConcurrency,
 		Concurrency: benchConcurrency, Backoff: consumers.Schedule{50 * time.Millisecond}, Jitter: 0.2,
 		BreakerThreshold: 5, BreakerCooldown: time.Second, DrainTimeout: 10 * time.Second}
@@ -217,7 +223,7 @@ func (e *benchEnv) run(b *testing.B, name, start string) *benchConsumer {
 	}
 	filters, exact := patterns.FilterSubjects(benchSubjects.Prefix())
 	o := consumers.Options{Name: name, Filters: filters, DefaultStart: "new", Handler: e.sender.Handler(),
-		Metrics: e.metrics, Log: e.log}
+		Metrics: e.metrics, Log: e.log, NoOutcomes: extra.NoOutcomes}
 	if !exact {
 		o.Match = patterns.Match
 	}
@@ -369,6 +375,47 @@ func BenchmarkDeliveryRate(b *testing.B) {
 	b.ReportMetric(median(ours), "ours-events/s")
 	b.ReportMetric(median(ours)/median(bare), "ratio")
 	b.ReportMetric(median(steady)/median(bare), "ratio-first-to-last")
+}
+
+// BenchmarkOutcomeCost: what durable outcome records cost the delivery
+// rate. As BenchmarkDeliveryRate's consumer run, once with outcome records
+// (each event acknowledged only after the batch holding its record is
+// stored) and once without (NoOutcomes), each round on a fresh durable
+// draining the same backlog of 20,000 events, the order alternating
+// between rounds; ratio is outcomes-on over outcomes-off.
+func BenchmarkOutcomeCost(b *testing.B) {
+	e := newBenchEnv(b)
+	r := benchRound.Add(1)
+	events := make([]router.Event, rateEvents)
+	for i := range events {
+		events[i] = benchEvent(fmt.Sprintf("cost-%d-%06d", r, i))
+	}
+	e.publishAll(b, events)
+
+	rate := func(noOutcomes bool) float64 {
+		t := e.recv.arm(rateEvents, false)
+		start := time.Now()
+		c := e.runWith(b, fmt.Sprintf("cost-%d", benchRound.Add(1)), "all", consumers.Options{NoOutcomes: noOutcomes})
+		t.wait(b, 5*time.Minute, c)
+		got := rateEvents / time.Since(start).Seconds()
+		c.stop()
+		return got
+	}
+	var on, off []float64
+	b.ResetTimer()
+	for i := range b.N {
+		if i%2 == 0 {
+			on = append(on, rate(false))
+			off = append(off, rate(true))
+		} else {
+			off = append(off, rate(true))
+			on = append(on, rate(false))
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(median(on), "outcomes-events/s")
+	b.ReportMetric(median(off), "no-outcomes-events/s")
+	b.ReportMetric(median(on)/median(off), "ratio")
 }
 
 // BenchmarkLatency: events published at a steady 1,000/s for 3 s to a

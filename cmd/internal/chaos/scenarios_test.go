@@ -9,9 +9,11 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/harness"
+	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/natstest"
 	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go/jetstream"
 )
 
 // The webhook consumer and the archiver are SIGKILLed in turn, again and
@@ -51,6 +53,49 @@ func TestKillConsumers(t *testing.T) {
 	if rep.DeadLettered > 0 {
 		t.Errorf("%d events dead-lettered: kills must cost redeliveries, not dead letters", rep.DeadLettered)
 	}
+	// No outcome record is lost: an event is acknowledged only once its
+	// record is stored, so every event the receiver got (all of them
+	// acknowledged now) has a delivered record, kills or not.
+	if missing := withoutDelivered(t, js, m.recv.Deliveries()); len(missing) > 0 {
+		t.Errorf("%d of %d delivered events have no %s outcome record of %s, e.g. %s", len(missing), len(m.recv.Deliveries()),
+			consumers.ResultDelivered, durable, missing[0])
+	}
+}
+
+// withoutDelivered returns the ids of delivered that have no delivered
+// outcome record of the webhook durable in ENMESHED_OUTCOMES.
+func withoutDelivered(t *testing.T, js jetstream.JetStream, delivered map[string]int) []string {
+	t.Helper()
+	ctx := context.Background()
+	st, err := js.Stream(ctx, streams.Outcomes)
+	if err != nil {
+		t.Fatal(err)
+	}
+	recorded := map[string]bool{}
+	info := st.CachedInfo()
+	for seq := info.State.FirstSeq; seq <= info.State.LastSeq && info.State.Msgs > 0; seq++ {
+		msg, err := st.GetMsg(ctx, seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		os, err := consumers.DecodeOutcomes(msg.Data)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, o := range os {
+			if o.Consumer == durable && o.Result == consumers.ResultDelivered {
+				recorded[o.EventID] = true
+			}
+		}
+	}
+	var missing []string
+	for id := range delivered {
+		if !recorded[id] {
+			missing = append(missing, id)
+		}
+	}
+	slices.Sort(missing)
+	return missing
 }
 
 // The nats-server stops (cleanly, store flushed) in the middle of the load
