@@ -98,6 +98,7 @@ func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v
 			log().Warn("ack failed; the event will be redelivered", "err", err)
 		}
 		r.breaker.succeeded()
+		r.presence.succeeded(r.now())
 		m.count(m.delivered, r.opt.Name, ns)
 		r.record(d, ResultDelivered, nil)
 	case ackOnly:
