@@ -198,10 +198,9 @@ func (r *Runtime) stateBucket(ctx context.Context) (jetstream.KeyValue, error) {
 // ProcessStates reads ENMESHED_CONSUMERS: the published states of every
 // consumer process, by durable, each durable's sorted by instance. States
 // older than the bucket's TTL (a process that died, not yet expired by
-// the server) are left out, judged by the server's time of the write
-// against now. Without the bucket (no consumer of this version ran yet)
-// the map is empty.
-func ProcessStates(ctx context.Context, js jetstream.JetStream, now time.Time) (map[string][]ProcessState, error) {
+// the server) are left out, by the server's clock. Without the bucket (no
+// consumer of this version ran yet) the map is empty.
+func ProcessStates(ctx context.Context, js jetstream.JetStream) (map[string][]ProcessState, error) {
 	out := map[string][]ProcessState{}
 	st, err := js.Stream(ctx, stateStream)
 	if errors.Is(err, jetstream.ErrStreamNotFound) {
@@ -219,6 +218,10 @@ func ProcessStates(ctx context.Context, js jetstream.JetStream, now time.Time) (
 	ttl := si.Config.MaxAge
 	if ttl <= 0 {
 		ttl = StateTTL
+	}
+	now := si.TimeStamp
+	if now.IsZero() {
+		now = time.Now()
 	}
 	for subject := range si.State.Subjects {
 		m, err := st.GetLastMsgForSubject(ctx, subject)

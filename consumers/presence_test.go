@@ -46,7 +46,7 @@ func TestProcessStatePublishedAndExpires(t *testing.T) {
 	}
 	states := func() map[string]ProcessState {
 		t.Helper()
-		all, err := ProcessStates(ctx, admin, time.Now())
+		all, err := ProcessStates(ctx, admin)
 		if err != nil {
 			t.Fatal(err)
 		}
