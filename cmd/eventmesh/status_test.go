@@ -494,6 +494,10 @@ func TestStatusStarved(t *testing.T) {
 		}
 	}()
 
+	natstest.WaitFor(t, 10*time.Second, "the first event delivered", func() bool {
+		info, err := c.Info(r.ctx)
+		return err == nil && info.Delivered.Stream == 1
+	})
 	code, rep := r.statusJSONEvery(t, "300ms")
 	if s := onlyConsumer(t, rep, "starving"); code != 0 || s.State != admin.StateOK || s.OldestUndeliveredSeq != 2 || s.StarvedAfter != 2 {
 		t.Fatalf("young backlog: exit %d, %+v", code, s)
