@@ -102,21 +102,19 @@ func (p *presence) succeeded(now time.Time) { p.lastSuccess.Store(now.UnixNano()
 // tries again: the state is for status, never a reason to stop.
 func (r *Runtime) publishState(ctx context.Context) {
 	p := r.presence
-	started := r.now()
 	host, _ := os.Hostname()
+	base := ProcessState{Durable: r.opt.Name, Instance: p.instance, Host: host, PID: os.Getpid(),
+		Started: r.now().UTC(), HeartbeatSeconds: p.heartbeat.Seconds()}
 	key := StateKey(r.opt.Name, p.instance)
 	var kv jetstream.KeyValue
-	var last time.Time
-	var lastOpen bool
-	var lastSince time.Time
+	var last ProcessState // the last state written (Updated zero: none yet)
 	failing := false
 	poll := time.NewTicker(min(p.heartbeat, 250*time.Millisecond))
 	defer poll.Stop()
 	for {
-		open, since := r.breaker.state()
-		if last.IsZero() || r.now().Sub(last) >= p.heartbeat || open != lastOpen || !since.Equal(lastSince) {
-			err := r.putState(ctx, &kv, key, ProcessState{Durable: r.opt.Name, Instance: p.instance, Host: host, PID: os.Getpid(),
-				Started: started, HeartbeatSeconds: p.heartbeat.Seconds()}, open, since)
+		s := r.processState(base)
+		if r.now().Sub(last.Updated) >= p.heartbeat || s.Breaker != last.Breaker || !s.BreakerSince.Equal(last.BreakerSince) {
+			err := r.putState(ctx, &kv, key, s)
 			switch {
 			case err != nil && ctx.Err() == nil && !failing:
 				r.log.Warn("cannot publish this process's state to "+streams.ConsumersBucket+" (status will not see its breaker); retrying",
@@ -126,7 +124,7 @@ func (r *Runtime) publishState(ctx context.Context) {
 				r.log.Info("publishing this process's state to " + streams.ConsumersBucket + " again")
 				failing = false
 			}
-			last, lastOpen, lastSince = r.now(), open, since
+			last = s
 		}
 		select {
 		case <-ctx.Done():
@@ -143,9 +141,30 @@ func (r *Runtime) publishState(ctx context.Context) {
 	}
 }
 
-// putState writes the state s, with the breaker's and the counters',
-// opening the bucket (kv) first when needed.
-func (r *Runtime) putState(ctx context.Context, kv *jetstream.KeyValue, key string, s ProcessState, open bool, since time.Time) error {
+// processState is base with the breaker's state and the counters, as of
+// now.
+func (r *Runtime) processState(base ProcessState) ProcessState {
+	s := base
+	s.Updated = r.now().UTC()
+	open, since := r.breaker.state()
+	s.Breaker, s.BreakerSince = BreakerClosed, s.Started
+	if open {
+		s.Breaker = BreakerOpen
+	}
+	if !since.IsZero() {
+		s.BreakerSince = since.UTC()
+	}
+	s.InFlight = r.presence.inFlight.Load()
+	if ns := r.presence.lastSuccess.Load(); ns != 0 {
+		t := time.Unix(0, ns).UTC()
+		s.LastSuccess = &t
+	}
+	return s
+}
+
+// putState writes s under key, opening the bucket (*kv) first when
+// needed; one attempt, within a heartbeat (at most 5 s).
+func (r *Runtime) putState(ctx context.Context, kv *jetstream.KeyValue, key string, s ProcessState) error {
 	if *kv == nil {
 		b, err := r.stateBucket(ctx)
 		if err != nil {
@@ -153,26 +172,11 @@ func (r *Runtime) putState(ctx context.Context, kv *jetstream.KeyValue, key stri
 		}
 		*kv = b
 	}
-	p := r.presence
-	s.Updated = r.now().UTC()
-	s.Breaker, s.BreakerSince = BreakerClosed, s.Started
-	if open {
-		s.Breaker = BreakerOpen
-	}
-	if !since.IsZero() {
-		s.BreakerSince = since
-	}
-	s.Started, s.BreakerSince = s.Started.UTC(), s.BreakerSince.UTC()
-	s.InFlight = p.inFlight.Load()
-	if ns := p.lastSuccess.Load(); ns != 0 {
-		t := time.Unix(0, ns).UTC()
-		s.LastSuccess = &t
-	}
 	b, err := json.Marshal(s)
 	if err != nil {
 		return err
 	}
-	pctx, cancel := context.WithTimeout(ctx, min(p.heartbeat, 5*time.Second))
+	pctx, cancel := context.WithTimeout(ctx, min(r.presence.heartbeat, 5*time.Second))
 	defer cancel()
 	_, err = (*kv).Put(pctx, key, b)
 	return err
