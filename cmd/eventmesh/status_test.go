@@ -507,7 +507,7 @@ func TestStatusStarved(t *testing.T) {
 	s := onlyConsumer(t, rep, "starving")
 	if code != 1 || rep.Healthy || s.State != admin.StateStarved || slices.Contains(s.Problems, admin.StateStalled) || s.DeliveredMoved ||
 		s.DeliveredSeq != 1 || s.Pending != 2 || s.OldestUndeliveredSeq != 2 || s.OldestUndeliveredAge == nil || *s.OldestUndeliveredAge <= 2 ||
-		!strings.Contains(s.Note, "2 events never delivered") || !strings.Contains(s.Note, "ack-pending slots") {
+		!strings.Contains(s.Note, "2 events never delivered") || !strings.Contains(s.Note, "every ack-pending slot (1, …_MAX_ACK_PENDING)") {
 		t.Errorf("starved: exit %d, %+v", code, s)
 	}
 	r.needsAttention(t, "300ms", "starving  starved", "needs attention: starving (starved)")

@@ -494,7 +494,7 @@ func starved(ctx context.Context, st jetstream.Stream, cs *ConsumerStatus, prev,
 	case c.NumWaiting == 0:
 		note += "; no client is fetching: is the consumer running?"
 	case c.Config.MaxAckPending > 0 && c.NumAckPending >= c.Config.MaxAckPending:
-		note += fmt.Sprintf("; all %d ack-pending slots (…_MAX_ACK_PENDING) are held by events being retried: fix the receiver, "+
+		note += fmt.Sprintf("; every ack-pending slot (%d, …_MAX_ACK_PENDING) is held by events being retried: fix the receiver, "+
 			"or dead-letter the failing events, or raise …_MAX_ACK_PENDING", c.NumAckPending)
 	default:
 		note += "; only retries of failing events are being attempted: fix the receiver (the consumer's log names them: attempt failed), " +
