@@ -67,8 +67,10 @@ func (r *Runtime) processBatch(ctx context.Context, msgs []jetstream.Msg) {
 		return
 	}
 	stop := r.keepAliveWhile(kept...) // a slow database must not let AckWait fire under the write
+	r.presence.inFlight.Add(int64(len(ds)))
 	start := time.Now()
 	err := r.opt.BatchHandler(ctx, ds)
+	r.presence.inFlight.Add(-int64(len(ds)))
 	stop()
 	r.opt.Metrics.latency.WithLabelValues(r.opt.Name).Observe(time.Since(start).Seconds())
 	for i, msg := range kept {

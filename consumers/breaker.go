@@ -16,6 +16,7 @@ type breaker struct {
 	threshold int64         // 0: never opens
 	failures  atomic.Int64  // consecutive failed attempts
 	trip      chan struct{} // told when a failure opens it, to stop fetching
+	changed   atomic.Int64  // when it last opened or closed (Unix ns; 0: never)
 }
 
 func newBreaker(cfg Config, o Options) *breaker {
@@ -29,9 +30,21 @@ func newBreaker(cfg Config, o Options) *breaker {
 // open reports whether the breaker holds fetching.
 func (b *breaker) open() bool { return b.threshold > 0 && b.failures.Load() >= b.threshold }
 
+// state reports whether the breaker is open and since when it has been
+// open or closed (zero: it never changed). The process's published state
+// (presence.go) reads the breaker through this alone.
+func (b *breaker) state() (open bool, since time.Time) {
+	if ns := b.changed.Load(); ns != 0 {
+		since = time.Unix(0, ns)
+	}
+	return b.open(), since
+}
+
 // failed counts a failed attempt; the one that opens the breaker trips it.
 func (b *breaker) failed() {
-	b.failures.Add(1)
+	if n := b.failures.Add(1); b.threshold > 0 && n == b.threshold {
+		b.changed.Store(time.Now().UnixNano())
+	}
 	if b.open() {
 		select {
 		case b.trip <- struct{}{}:
@@ -41,7 +54,11 @@ func (b *breaker) failed() {
 }
 
 // succeeded closes the breaker.
-func (b *breaker) succeeded() { b.failures.Store(0) }
+func (b *breaker) succeeded() {
+	if b.failures.Swap(0) >= b.threshold && b.threshold > 0 {
+		b.changed.Store(time.Now().UnixNano())
+	}
+}
 
 // admit is the breaker's check on messages about to be handled: it
 // reports whether msgs may go to a handler now. While the breaker is open

@@ -200,6 +200,8 @@ func (r *Runtime) attempt(ctx context.Context, msg jetstream.Msg, d Delivery) er
 // handle calls the handler once and observes its latency. The caller keeps
 // the message alive (attempt, or keyedQueues in per-key order).
 func (r *Runtime) handle(ctx context.Context, d Delivery) error {
+	r.presence.inFlight.Add(1)
+	defer r.presence.inFlight.Add(-1)
 	start := time.Now()
 	err := r.opt.Handler.Handle(ctx, d)
 	r.opt.Metrics.latency.WithLabelValues(r.opt.Name).Observe(time.Since(start).Seconds())

@@ -67,6 +67,7 @@ type Runtime struct {
 	stopping <-chan struct{} // closed when Run's context ends
 	pinID    atomic.Value    // string: this process's pin in per-key order mode
 	outcomes *outcomeBatcher // nil with NoOutcomes
+	presence *presence       // this process's state in ENMESHED_CONSUMERS
 }
 
 // New returns a runtime; Run starts it. It refuses options that cannot
@@ -85,7 +86,7 @@ func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Run
 		o.Metrics = NewMetrics(prometheus.NewRegistry()) // counted, not exported
 	}
 	return &Runtime{js: js, subjects: s, cfg: cfg, opt: o, log: o.Log.With("consumer", o.Name), now: time.Now,
-		breaker: newBreaker(cfg, o), lost: make(chan struct{}, 1)}, nil
+		breaker: newBreaker(cfg, o), lost: make(chan struct{}, 1), presence: newPresence()}, nil
 }
 
 // validate refuses options that cannot work, naming the fields.
@@ -147,10 +148,16 @@ func (r *Runtime) Run(ctx context.Context) error {
 	} else {
 		close(outcomesDone)
 	}
+	// The process's state outlives the consume loop too: it is deleted
+	// once the drain is over.
+	sctx, stopState := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Add(1)
+	go func() { defer wg.Done(); r.publishState(sctx) }()
 	r.ready.Store(true)
 	r.log.Info("consumer running", "filters", r.filters(), "concurrency", r.cfg.Concurrency)
 	err := r.consume(ctx)
 	r.ready.Store(false)
+	stopState()
 	wg.Wait()
 	stopOutcomes()
 	<-outcomesDone

@@ -98,6 +98,7 @@ func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v
 	switch v.fate {
 	case ack:
 		r.breaker.succeeded()
+		r.presence.succeeded(r.now())
 		m.count(m.delivered, r.opt.Name, ns)
 		r.recordThen(msg, d, ResultDelivered, nil, func() {
 			if err := msg.Ack(); err != nil {

@@ -24,6 +24,9 @@ const (
 	Advisories = "ENMESHED_ADVISORIES"
 	Outcomes   = "ENMESHED_OUTCOMES"
 	SyncBucket = "ENMESHED_SYNC"
+	// ConsumersBucket is the key-value bucket where each consumer process
+	// publishes its state (consumers.ProcessState).
+	ConsumersBucket = "ENMESHED_CONSUMERS"
 )
 
 // PrefixConfig is the subject prefix, read by every binary.

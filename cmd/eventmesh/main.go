@@ -75,7 +75,8 @@ Commands:
   bench [--sync 2m|always] [--runs 3] [--events N] [--postgres DSN]
                          every published figure beside its ceiling, measured in one run (BENCHMARKS.md)
   permissions BINARY [--durable D]
-                         the least NATS permissions of producer, webhook, autoaccept or archiver
+                         the least NATS permissions of producer, webhook, autoaccept, archiver
+                         or status (what eventmesh status reads)
   version                print the version
 
 Admin commands never start a server: they connect to NATS_URL, else to NATS_LISTEN.`

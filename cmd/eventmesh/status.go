@@ -23,23 +23,39 @@ const statusUsage = `eventmesh status [--json] [--interval 2s]
   and the age of the oldest event still waiting for the consumer.
 
   A consumer needs attention when it is
-    paused    paused on the server (eventmesh consumer resume NAME lifts it)
-    at_risk   its oldest pending event is older than half the stream's max age:
-              if it stays behind, events expire before it handles them
-    stalled   it has work but acknowledged nothing between two looks --interval
-              apart and was last active more than 3 × its ack wait ago
+    at_risk       its oldest pending event is older than half the stream's max
+                  age: if it stays behind, events expire before it handles them
+    paused        paused on the server (eventmesh consumer resume NAME lifts it)
+    breaker_open  a process of it has its circuit breaker open (as each process
+                  publishes to the bucket ENMESHED_CONSUMERS): its handler failed
+                  again and again, and it fetches only a probe now and then
+    stalled       it has work but acknowledged nothing between two looks
+                  --interval apart and was last active more than 3 × its ack
+                  wait ago
+    starved       not paused, its oldest never-delivered event is older than 1m
+                  (or 2 × its ack wait, the longer) and no new event was
+                  delivered between the two looks: retries of failing events
+                  hold it
+  The note of each says what to do.
 
 Flags:
   --json            one JSON document instead of the table
   --interval 2s     gap between the two looks at the consumers; the second look
-                    is skipped when no consumer with work can be stalled
+                    is skipped when no consumer with work can be stalled or
+                    starved
 
-Exit status: 0 every consumer is healthy, 1 some consumer is paused, stalled
-or at risk, 2 the state cannot be told (no server, no stream, usage error).`
+Exit status: 0 every consumer is ok, 1 some consumer needs attention (any
+state but ok), 2 the state cannot be told (no server, no stream, usage error).`
 
 // runStatus runs `eventmesh status`; args follow "status". Exit codes: 0
 // healthy, 1 a consumer needs attention, 2 cannot tell.
 func runStatus(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
+	return runStatusWith(ctx, admin.StatusOptions{StarvedAfter: admin.DefaultStarvedAfter}, args, environ, stdout, stderr)
+}
+
+// runStatusWith is runStatus with the report's options besides --interval
+// (tests shorten the starve threshold).
+func runStatusWith(ctx context.Context, defaults admin.StatusOptions, args, environ []string, stdout, stderr io.Writer) int {
 	if app.HelpRequested(args) {
 		app.PrintHelp(stdout, statusUsage, adminSummary, &adminConfig{})
 		return 0
@@ -56,7 +72,9 @@ func runStatus(ctx context.Context, args, environ []string, stdout, stderr io.Wr
 	}
 	healthy := false
 	code := a.run(needEvents, func(ctx context.Context, js jetstream.JetStream, s router.Subjects) error {
-		rep, err := admin.Status(ctx, js, s, admin.StatusOptions{Interval: *interval})
+		opt := defaults
+		opt.Interval = *interval
+		rep, err := admin.Status(ctx, js, s, opt)
 		if err != nil {
 			return err
 		}

@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -26,6 +28,9 @@ type statusRig struct {
 	js      jetstream.JetStream
 	s       router.Subjects
 	environ []string
+	// starvedAfter, when set, replaces the status command's starve
+	// threshold of a minute.
+	starvedAfter time.Duration
 }
 
 func newStatusRig(t *testing.T, maxAge time.Duration) *statusRig {
@@ -72,9 +77,15 @@ func (r *statusRig) publish(t *testing.T, namespace string, i int) uint64 {
 	return ack.Sequence
 }
 
-// status runs `eventmesh status args...` in-process.
+// status runs `eventmesh status args...` in-process, with the starve
+// threshold r.starvedAfter when it is set.
 func (r *statusRig) status(t *testing.T, args ...string) (int, string, string) {
 	t.Helper()
+	if r.starvedAfter > 0 {
+		var stdout, stderr bytes.Buffer
+		code := runStatusWith(r.ctx, admin.StatusOptions{StarvedAfter: r.starvedAfter}, args, r.environ, &stdout, &stderr)
+		return code, stdout.String(), stderr.String()
+	}
 	return statusRun(r.ctx, r.environ, args...)
 }
 
@@ -111,7 +122,8 @@ func (r *statusRig) statusJSONEvery(t *testing.T, interval string) (int, admin.S
 	}
 	for _, c := range raw.Consumers {
 		for _, k := range []string{"name", "state", "problems", "pending", "ack_pending", "redelivered", "dead_lettered",
-			"paused_until", "last_active", "oldest_pending_age_seconds", "oldest_pending_seq", "ack_wait_seconds", "note"} {
+			"paused_until", "last_active", "oldest_pending_age_seconds", "oldest_pending_seq", "ack_wait_seconds", "note",
+			"delivered_seq", "delivered_moved", "oldest_undelivered_seq", "oldest_undelivered_age_seconds", "starved_after_seconds", "processes"} {
 			if _, ok := c[k]; !ok {
 				t.Errorf("consumer lacks %q: %v", k, c)
 			}
@@ -373,5 +385,143 @@ func TestStatusNoConsumers(t *testing.T) {
 	}
 	if code, out, _ := r.status(t); code != 0 || !strings.Contains(out, "no durable consumers on ENMESHED") {
 		t.Errorf("no consumers table: exit %d\n%s", code, out)
+	}
+}
+
+// needsAttention runs status (the table) with --interval and fails the
+// test unless it exits 1 and its output has each of want.
+func (r *statusRig) needsAttention(t *testing.T, interval string, want ...string) {
+	t.Helper()
+	code, out, _ := r.status(t, "--interval", interval)
+	t.Logf("eventmesh status:\n%s", out)
+	for _, w := range want {
+		if code != 1 || !strings.Contains(out, w) {
+			t.Errorf("status: exit %d, want 1 and %q\n%s", code, w, out)
+		}
+	}
+}
+
+// A process whose circuit breaker is open says so in ENMESHED_CONSUMERS,
+// and status shows breaker_open (exit 1) with what to do, though the
+// process keeps "last active" fresh with its probes; once the process
+// stops gracefully, its state is gone.
+func TestStatusBreakerOpen(t *testing.T) {
+	t.Parallel()
+	r := newStatusRig(t, time.Hour)
+	cfg := consumers.Config{Start: "all", AckWait: 2 * time.Second, MaxDeliver: 100, MaxAckPending: 100, Concurrency: 2,
+		Backoff: consumers.Schedule{50 * time.Millisecond}, DrainTimeout: 5 * time.Second, BreakerThreshold: 2, BreakerCooldown: 30 * time.Second}
+	rt, err := consumers.New(r.js, r.s, cfg, consumers.Options{Name: "failing", Filters: []string{r.s.Events()}, DefaultStart: "all",
+		Handler: consumers.HandlerFunc(func(context.Context, consumers.Delivery) error { return errors.New("receiver down") }),
+		Metrics: consumers.NewMetrics(prometheus.NewRegistry()), Log: natstest.Logger(t),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(r.ctx)
+	done := make(chan error, 1)
+	go func() { done <- rt.Run(ctx) }()
+	stop := func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("runtime: %v", err)
+		}
+	}
+	defer func() {
+		if ctx.Err() == nil {
+			stop()
+		}
+	}()
+	natstest.WaitFor(t, 10*time.Second, "runtime ready", func() bool { return rt.Ready(ctx) == nil })
+	for i := range 3 {
+		r.publish(t, "transport.messageReceived", i)
+	}
+
+	var code int
+	var rep admin.StatusReport
+	natstest.WaitFor(t, 15*time.Second, "breaker_open", func() bool {
+		code, rep = r.statusJSONEvery(t, "100ms")
+		return len(rep.Consumers) == 1 && rep.Consumers[0].State == admin.StateBreakerOpen
+	})
+	c := onlyConsumer(t, rep, "failing")
+	if code != 1 || rep.Healthy || len(c.Processes) != 1 || c.Processes[0].Breaker != consumers.BreakerOpen ||
+		!strings.Contains(c.Note, "circuit breaker open in 1 of 1 processes") || !strings.Contains(c.Note, "is the receiver down?") {
+		t.Errorf("breaker open: exit %d, %+v", code, c)
+	}
+	r.needsAttention(t, "100ms", "failing   breaker_open", "needs attention: failing (breaker_open")
+
+	// Stopped gracefully: its state is deleted at once.
+	stop()
+	code, rep = r.statusJSONEvery(t, "100ms")
+	if c := onlyConsumer(t, rep, "failing"); len(c.Processes) != 0 || slices.Contains(c.Problems, admin.StateBreakerOpen) {
+		t.Errorf("after the process stopped: exit %d, %+v", code, c)
+	}
+}
+
+// Pending events never delivered, while redeliveries of one failing event
+// (as a breaker's probes do) keep "last active" fresh and "stalled" from
+// firing: status shows starved (exit 1) and what to do.
+func TestStatusStarved(t *testing.T) {
+	t.Parallel()
+	r := newStatusRig(t, time.Hour)
+	r.starvedAfter = time.Second // the threshold is then 2 × the ack wait, 2s
+	const ackWait = time.Second
+	c, err := r.js.CreateOrUpdateConsumer(r.ctx, streams.Events, jetstream.ConsumerConfig{
+		Durable: "starving", AckPolicy: jetstream.AckExplicitPolicy, AckWait: ackWait, MaxAckPending: 1,
+		FilterSubjects: []string{r.s.Event("transport.>"), r.s.Replays("starving")},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		r.publish(t, "transport.messageReceived", i)
+	}
+	st, err := r.js.Stream(r.ctx, streams.Events)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m2, err := st.GetMsg(r.ctx, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The first event fails again and again: its one ack-pending slot
+	// holds back the others.
+	ctx, cancel := context.WithCancel(r.ctx)
+	defer cancel()
+	go func() {
+		for ctx.Err() == nil {
+			batch, err := c.Fetch(1, jetstream.FetchMaxWait(time.Second))
+			if err != nil {
+				continue
+			}
+			for m := range batch.Messages() {
+				m.NakWithDelay(100 * time.Millisecond)
+			}
+		}
+	}()
+
+	natstest.WaitFor(t, 10*time.Second, "the first event delivered", func() bool {
+		info, err := c.Info(r.ctx)
+		return err == nil && info.Delivered.Stream == 1
+	})
+	code, rep := r.statusJSONEvery(t, "300ms")
+	if s := onlyConsumer(t, rep, "starving"); code != 0 || s.State != admin.StateOK || s.OldestUndeliveredSeq != 2 || s.StarvedAfter != 2 {
+		t.Fatalf("young backlog: exit %d, %+v", code, s)
+	}
+	time.Sleep(time.Until(m2.Time.Add(2*ackWait + 300*time.Millisecond)))
+	code, rep = r.statusJSONEvery(t, "300ms")
+	s := onlyConsumer(t, rep, "starving")
+	if code != 1 || rep.Healthy || s.State != admin.StateStarved || slices.Contains(s.Problems, admin.StateStalled) || s.DeliveredMoved ||
+		s.DeliveredSeq != 1 || s.Pending != 2 || s.OldestUndeliveredSeq != 2 || s.OldestUndeliveredAge == nil || *s.OldestUndeliveredAge <= 2 ||
+		!strings.Contains(s.Note, "2 events never delivered") || !strings.Contains(s.Note, "every ack-pending slot (1, …_MAX_ACK_PENDING)") {
+		t.Errorf("starved: exit %d, %+v", code, s)
+	}
+	r.needsAttention(t, "300ms", "starving  starved", "needs attention: starving (starved)")
+
+	// Paused on purpose: paused, not starved.
+	if err := consumers.PauseConsumer(r.ctx, r.js, "starving", "test"); err != nil {
+		t.Fatal(err)
+	}
+	if _, rep := r.statusJSONEvery(t, "300ms"); slices.Contains(onlyConsumer(t, rep, "starving").Problems, admin.StateStarved) {
+		t.Errorf("paused yet starved: %+v", rep.Consumers[0])
 	}
 }

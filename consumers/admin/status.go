@@ -25,11 +25,25 @@ const (
 	StateAtRisk = "at_risk"
 	// StatePaused is a consumer paused on the server.
 	StatePaused = "paused"
+	// StateBreakerOpen is a consumer with a process whose circuit breaker
+	// is open (as the process published it to ENMESHED_CONSUMERS).
+	StateBreakerOpen = "breaker_open"
 	// StateStalled is a consumer with work that acknowledged nothing
 	// between the two looks and was last active more than StallAckWaits ack
 	// waits ago.
 	StateStalled = "stalled"
+	// StateStarved is a consumer, not paused, whose oldest never-delivered
+	// event is older than its starve threshold (StatusOptions.StarvedAfter
+	// or 2 × its ack wait, the longer) while no new event was delivered
+	// between the two looks: retries or probes of failing events keep it
+	// busy, and "stalled" does not fire.
+	StateStarved = "starved"
 )
+
+// DefaultStarvedAfter is the shortest starve threshold of `eventmesh
+// status`: a never-delivered event older than this (or than 2 × the ack
+// wait, the longer) with no new delivery between the looks is starved.
+const DefaultStarvedAfter = time.Minute
 
 // StallAckWaits is how many ack waits without any activity (and no move
 // of the ack floor) make a consumer with work stalled.
@@ -54,7 +68,7 @@ const StallAckWaits = 3
 //	  },
 //	  "consumers": [{                         the durables, sorted by name
 //	    "name": "webhook-1a2b3c4d",           durable name
-//	    "state": "ok",                        ok | paused | stalled | at_risk (the most urgent problem)
+//	    "state": "ok",                        ok | at_risk | paused | breaker_open | stalled | starved (the most urgent problem)
 //	    "problems": [],                       every problem that applies, most urgent first
 //	    "pending": 0,                         events not yet delivered (NumPending)
 //	    "ack_pending": 0,                     delivered, not yet acknowledged (incl. retries waiting out a delay)
@@ -67,11 +81,17 @@ const StallAckWaits = 3
 //	    "oldest_pending_age_seconds": null,   its age (null: nothing pending)
 //	    "ack_floor_seq": 1234,                every event up to this stream sequence is acknowledged
 //	    "ack_floor_moved": true,              the ack floor moved between the two looks (false when looked at once)
+//	    "delivered_seq": 1234,                the last stream sequence delivered for the first time
+//	    "delivered_moved": true,              delivered_seq moved between the two looks (false when looked at once)
+//	    "oldest_undelivered_seq": 0,          stream sequence of the oldest event never delivered (0: none)
+//	    "oldest_undelivered_age_seconds": null, its age (null: none)
+//	    "starved_after_seconds": 60,          the age of oldest_undelivered that makes it starved
+//	    "processes": [{…}],                   the running processes' published states (ENMESHED_CONSUMERS; docs/contract.md)
 //	    "ack_wait_seconds": 30,
 //	    "waiting_pulls": 1,                   pull requests of running clients (0: nobody is fetching)
 //	    "note": ""                            why it needs attention, for a person
 //	  }],
-//	  "healthy": true                         no consumer is paused, stalled or at risk (exit status 0)
+//	  "healthy": true                         every consumer is ok (exit status 0)
 //	}
 type StatusReport struct {
 	CheckedAt time.Time        `json:"checked_at"`
@@ -114,9 +134,18 @@ type ConsumerStatus struct {
 	OldestPendingAge  *float64   `json:"oldest_pending_age_seconds"`
 	AckFloorSeq       uint64     `json:"ack_floor_seq"`
 	AckFloorMoved     bool       `json:"ack_floor_moved"`
-	AckWait           float64    `json:"ack_wait_seconds"`
-	WaitingPulls      int        `json:"waiting_pulls"`
-	Note              string     `json:"note"`
+	DeliveredSeq      uint64     `json:"delivered_seq"`
+	DeliveredMoved    bool       `json:"delivered_moved"`
+	// OldestUndeliveredSeq and OldestUndeliveredAge are the oldest event
+	// never delivered (0 and null: none), StarvedAfter the age that makes
+	// it starved.
+	OldestUndeliveredSeq uint64                   `json:"oldest_undelivered_seq"`
+	OldestUndeliveredAge *float64                 `json:"oldest_undelivered_age_seconds"`
+	StarvedAfter         float64                  `json:"starved_after_seconds"`
+	Processes            []consumers.ProcessState `json:"processes"`
+	AckWait              float64                  `json:"ack_wait_seconds"`
+	WaitingPulls         int                      `json:"waiting_pulls"`
+	Note                 string                   `json:"note"`
 
 	// OldestAge is OldestPendingAge as a duration, for display; -1 when
 	// nothing is pending. Not in the JSON.
@@ -130,8 +159,23 @@ type ConsumerStatus struct {
 type StatusOptions struct {
 	// Interval is the gap between the two looks at the consumers that tell
 	// a stalled one from a busy one (`eventmesh status` default: 2 s). The
-	// second look is skipped when no consumer with work can be stalled.
+	// second look is skipped when no consumer with work can be stalled or
+	// starved.
 	Interval time.Duration
+	// StarvedAfter is the shortest starve threshold (0:
+	// DefaultStarvedAfter); a consumer's is the longer of it and 2 × its
+	// ack wait.
+	StarvedAfter time.Duration
+}
+
+// starveThreshold is how old a never-delivered event of c must be for c
+// to be starved.
+func (o StatusOptions) starveThreshold(c *jetstream.ConsumerInfo) time.Duration {
+	least := o.StarvedAfter
+	if least <= 0 {
+		least = DefaultStarvedAfter
+	}
+	return max(least, 2*c.Config.AckWait)
 }
 
 // Status looks at ENMESHED and its durables. It lists the durables twice,
@@ -154,7 +198,11 @@ func Status(ctx context.Context, js jetstream.JetStream, s router.Subjects, opt 
 		return nil, err
 	}
 	second := first
-	if mightStall(first, interval) {
+	starving, err := mightStarve(ctx, st, first, opt, interval)
+	if err != nil {
+		return nil, err
+	}
+	if mightStall(first, interval) || starving {
 		select {
 		case <-time.After(interval):
 		case <-ctx.Done():
@@ -174,6 +222,10 @@ func Status(ctx context.Context, js jetstream.JetStream, s router.Subjects, opt 
 	} else if err != nil {
 		return nil, fmt.Errorf("stream %s: %w", streams.DLQ, err)
 	}
+	procs, err := consumers.ProcessStates(ctx, js)
+	if err != nil {
+		return nil, err
+	}
 
 	rep := &StatusReport{
 		CheckedAt: serverNow(si.TimeStamp),
@@ -183,7 +235,7 @@ func Status(ctx context.Context, js jetstream.JetStream, s router.Subjects, opt 
 		Healthy:   true,
 	}
 	for _, c := range second {
-		cs, err := consumerState(ctx, st, dlq, s, si.Config.MaxAge, before[c.Name], c)
+		cs, err := consumerState(ctx, st, dlq, s, si.Config.MaxAge, before[c.Name], c, procs[c.Name], opt)
 		if err != nil {
 			return nil, err
 		}
@@ -273,7 +325,8 @@ func streamSummary(si *jetstream.StreamInfo) StreamStatus {
 
 // consumerState builds the status of consumer c (the second look; prev is
 // the first, nil when c appeared in between).
-func consumerState(ctx context.Context, st, dlq jetstream.Stream, s router.Subjects, maxAge time.Duration, prev, c *jetstream.ConsumerInfo) (ConsumerStatus, error) {
+func consumerState(ctx context.Context, st, dlq jetstream.Stream, s router.Subjects, maxAge time.Duration, prev, c *jetstream.ConsumerInfo,
+	procs []consumers.ProcessState, opt StatusOptions) (ConsumerStatus, error) {
 	now := serverNow(c.TimeStamp)
 	cs := ConsumerStatus{
 		Name:         c.Name,
@@ -282,13 +335,20 @@ func consumerState(ctx context.Context, st, dlq jetstream.Stream, s router.Subje
 		AckPending:   c.NumAckPending,
 		Redelivered:  c.NumRedelivered,
 		AckFloorSeq:  c.AckFloor.Stream,
+		DeliveredSeq: c.Delivered.Stream,
+		StarvedAfter: opt.starveThreshold(c).Seconds(),
+		Processes:    procs,
 		AckWait:      c.Config.AckWait.Seconds(),
 		WaitingPulls: c.NumWaiting,
 		OldestAge:    -1,
 		ActiveAgo:    -1,
 	}
+	if cs.Processes == nil {
+		cs.Processes = []consumers.ProcessState{}
+	}
 	if prev != nil && prev != c {
 		cs.AckFloorMoved = prev.AckFloor.Stream != c.AckFloor.Stream || prev.AckFloor.Consumer != c.AckFloor.Consumer
+		cs.DeliveredMoved = prev.Delivered.Stream != c.Delivered.Stream
 	}
 	if t := lastActive(c); !t.IsZero() {
 		t = t.UTC()
@@ -339,6 +399,10 @@ func consumerState(ctx context.Context, st, dlq jetstream.Stream, s router.Subje
 		}
 		notes = append(notes, "paused "+until+" (lift it: eventmesh consumer resume "+c.Name+")")
 	}
+	if problem, note := breakerOpen(procs, now); problem != "" {
+		cs.Problems = append(cs.Problems, problem)
+		notes = append(notes, note)
+	}
 	idle := now.Sub(lastActivity(c))
 	if !c.Paused && hasWork(c) && prev != nil && !cs.AckFloorMoved && idle > StallAckWaits*c.Config.AckWait {
 		cs.Problems = append(cs.Problems, StateStalled)
@@ -353,12 +417,90 @@ func consumerState(ctx context.Context, st, dlq jetstream.Stream, s router.Subje
 		}
 		notes = append(notes, n)
 	}
+	problem, note, err := starved(ctx, st, &cs, prev, c, opt)
+	if err != nil {
+		return cs, fmt.Errorf("consumer %s: oldest undelivered event: %w", c.Name, err)
+	}
+	if problem != "" {
+		cs.Problems = append(cs.Problems, problem)
+		notes = append(notes, note)
+	}
 	cs.State = StateOK
 	if len(cs.Problems) > 0 {
 		cs.State = cs.Problems[0]
 	}
 	cs.Note = strings.Join(notes, "; ")
 	return cs, nil
+}
+
+// breakerOpen is StateBreakerOpen with its note when some process of the
+// durable published an open breaker ("" when none did).
+func breakerOpen(procs []consumers.ProcessState, now time.Time) (problem, note string) {
+	var open []string
+	for _, p := range procs {
+		if p.Breaker == consumers.BreakerOpen {
+			open = append(open, fmt.Sprintf("%s pid %d for %s", p.Host, p.PID, ShortDuration(max(now.Sub(p.BreakerSince), 0))))
+		}
+	}
+	if len(open) == 0 {
+		return "", ""
+	}
+	return StateBreakerOpen, fmt.Sprintf("circuit breaker open in %d of %d processes (%s): its handler failed again and again, "+
+		"so it fetches nothing but a probe every …_BREAKER_COOLDOWN; is the receiver down? See the consumer's log (attempt failed) "+
+		"and fix the receiver: the next successful probe closes the breaker", len(open), len(procs), strings.Join(open, ", "))
+}
+
+// mightStarve reports whether a second look is needed to tell a starved
+// consumer: one, not paused, whose oldest never-delivered event is, or
+// within interval will be, older than its starve threshold.
+func mightStarve(ctx context.Context, st jetstream.Stream, cs []*jetstream.ConsumerInfo, opt StatusOptions, interval time.Duration) (bool, error) {
+	for _, c := range cs {
+		if c.Paused || c.NumPending == 0 {
+			continue
+		}
+		m, err := firstPendingAfter(ctx, st, c, c.Delivered.Stream)
+		if err != nil {
+			return false, fmt.Errorf("consumer %s: oldest undelivered event: %w", c.Name, err)
+		}
+		if m != nil && serverNow(c.TimeStamp).Sub(m.Time)+interval > opt.starveThreshold(c) {
+			return true, nil
+		}
+	}
+	return false, nil
+}
+
+// starved fills in cs's oldest never-delivered event and returns
+// StateStarved with its note when c, not paused, has one older than its
+// starve threshold and delivered no new event between the two looks (prev
+// is the first; "" when it is not starved).
+func starved(ctx context.Context, st jetstream.Stream, cs *ConsumerStatus, prev, c *jetstream.ConsumerInfo, opt StatusOptions) (problem, note string, err error) {
+	if c.NumPending == 0 {
+		return "", "", nil
+	}
+	m, err := firstPendingAfter(ctx, st, c, c.Delivered.Stream)
+	if err != nil || m == nil {
+		return "", "", err
+	}
+	age := max(serverNow(c.TimeStamp).Sub(m.Time), 0)
+	sec := age.Seconds()
+	cs.OldestUndeliveredSeq, cs.OldestUndeliveredAge = m.Sequence, &sec
+	threshold := opt.starveThreshold(c)
+	if c.Paused || prev == nil || prev == c || cs.DeliveredMoved || age <= threshold {
+		return "", "", nil
+	}
+	note = fmt.Sprintf("%d events never delivered, the oldest %s old (over %s), and no new event delivered between the looks",
+		c.NumPending, ShortDuration(age), ShortDuration(threshold))
+	switch {
+	case c.NumWaiting == 0:
+		note += "; no client is fetching: is the consumer running?"
+	case c.Config.MaxAckPending > 0 && c.NumAckPending >= c.Config.MaxAckPending:
+		note += fmt.Sprintf("; every ack-pending slot (%d, …_MAX_ACK_PENDING) is held by events being retried: fix the receiver, "+
+			"or dead-letter the failing events, or raise …_MAX_ACK_PENDING", c.NumAckPending)
+	default:
+		note += "; only retries of failing events are being attempted: fix the receiver (the consumer's log names them: attempt failed), " +
+			"or dead-letter them; a restart does not help"
+	}
+	return StateStarved, note, nil
 }
 
 // deadLettered counts the messages on filter in the DLQ stream from its
@@ -381,6 +523,14 @@ func deadLettered(ctx context.Context, dlq jetstream.Stream, filter string) (uin
 // sequence right after the floor may belong to another subject, or be
 // gone). Nil when there is none.
 func oldestPending(ctx context.Context, st jetstream.Stream, c *jetstream.ConsumerInfo) (*jetstream.RawStreamMsg, error) {
+	return firstPendingAfter(ctx, st, c, c.AckFloor.Stream)
+}
+
+// firstPendingAfter returns the first event after stream sequence seq
+// that consumer c's filters match; nil when there is none. After the ack
+// floor it is the oldest unacknowledged event, after the delivered
+// sequence the oldest never delivered.
+func firstPendingAfter(ctx context.Context, st jetstream.Stream, c *jetstream.ConsumerInfo, seq uint64) (*jetstream.RawStreamMsg, error) {
 	filters := c.Config.FilterSubjects
 	if c.Config.FilterSubject != "" {
 		filters = append(filters, c.Config.FilterSubject)
@@ -390,7 +540,7 @@ func oldestPending(ctx context.Context, st jetstream.Stream, c *jetstream.Consum
 	}
 	var oldest *jetstream.RawStreamMsg
 	for _, f := range filters {
-		m, err := st.GetMsg(ctx, c.AckFloor.Stream+1, jetstream.WithGetMsgSubject(f))
+		m, err := st.GetMsg(ctx, seq+1, jetstream.WithGetMsgSubject(f))
 		if errors.Is(err, jetstream.ErrMsgNotFound) {
 			continue
 		}

@@ -37,6 +37,9 @@ const (
 	BinaryWebhook    = "webhook"
 	BinaryAutoAccept = "autoaccept"
 	BinaryArchiver   = "archiver"
+	// BinaryStatus is not a binary but the read-only side of `eventmesh
+	// status` (and a console's status page): what admin.Status reads.
+	BinaryStatus = "status"
 )
 
 // Inbox is where nats.go receives the replies to its requests: JetStream
@@ -47,11 +50,12 @@ const (
 const Inbox = "_INBOX.>"
 
 // For returns the permissions of binary (BinaryProducer, BinaryWebhook,
-// BinaryAutoAccept or BinaryArchiver) under the subject scheme s. durable
+// BinaryAutoAccept, BinaryArchiver, or BinaryStatus for `eventmesh
+// status`) under the subject scheme s. durable
 // is the webhook consumer's durable name (webhook.Config.DurableName():
 // WEBHOOK_DURABLE or the name derived from WEBHOOK_URL), required for the
 // webhook; the auto-accept consumer and the archiver have fixed durables
-// ("" or their name), the producer none (""). One process with several
+// ("" or their name), the producer and status none (""). One process with several
 // consumers (eventmesh) needs the union.
 //
 // The producer's include the sync poller's (account info and the
@@ -93,9 +97,14 @@ func For(binary string, s router.Subjects, durable string) (Set, error) {
 		// No outcomes of its own (the archive is its outcome), and no
 		// pause: a store error is retried, never a reason to pause.
 		pub = append(runtimePublish(s, archiver.Name, false, false), archiverPublish()...)
+	case BinaryStatus:
+		if durable != "" {
+			return Set{}, fmt.Errorf("permissions: status reads every durable, it takes none (got %q)", durable)
+		}
+		pub = statusPublish()
 	default:
-		return Set{}, fmt.Errorf("permissions: unknown binary %q (want %s, %s, %s or %s)",
-			binary, BinaryProducer, BinaryWebhook, BinaryAutoAccept, BinaryArchiver)
+		return Set{}, fmt.Errorf("permissions: unknown binary %q (want %s, %s, %s, %s or %s)",
+			binary, BinaryProducer, BinaryWebhook, BinaryAutoAccept, BinaryArchiver, BinaryStatus)
 	}
 	return Set{Publish: pub, Subscribe: []string{Inbox}}, nil
 }
@@ -197,6 +206,16 @@ func runtimePublish(s router.Subjects, d string, outcomes, pause bool) []string 
 		// Batched outcome records, <prefix>-outcome.<d>.
 		p = append(p, s.Outcome(d))
 	}
+	p = append(p,
+		// publishState: the process's state in the bucket
+		// ENMESHED_CONSUMERS, which it looks up and creates when missing
+		// (nats.go's CreateKeyValue asks for the account info first), then
+		// writes under <d>.<instance> every heartbeat and deletes on stop.
+		jsAPI("STREAM.INFO", kvStream(streams.ConsumersBucket)),
+		jsAPI("INFO"),
+		jsAPI("STREAM.CREATE", kvStream(streams.ConsumersBucket)),
+		"$KV."+streams.ConsumersBucket+"."+d+".*",
+	)
 	if pause {
 		// A handler that needs a person (410 Gone, a rejected API key)
 		// pauses the durable on the server. Listing the durables after a
@@ -223,6 +242,25 @@ func archiverPublish() []string {
 	// The filters of the other consumers on ENMESHED, to flag events no
 	// one subscribed to (consumers.Durables): their configs, paged.
 	return append(p, jsAPI("CONSUMER.LIST", streams.Events))
+}
+
+// statusPublish is what admin.Status (`eventmesh status`) asks: all of it
+// reads.
+func statusPublish() []string {
+	return []string{
+		// ENMESHED's size and limits, and its oldest pending and never
+		// delivered events of each durable (by sequence and subject).
+		jsAPI("STREAM.INFO", streams.Events),
+		jsAPI("STREAM.MSG.GET", streams.Events),
+		// The durables, twice: consumers.Durables.
+		jsAPI("CONSUMER.LIST", streams.Events),
+		// Dead letters per durable: the DLQ's per-subject counts.
+		jsAPI("STREAM.INFO", streams.DLQ),
+		// The processes' states: the bucket's keys (its stream's
+		// subjects), then each key's last value.
+		jsAPI("STREAM.INFO", kvStream(streams.ConsumersBucket)),
+		jsAPI("DIRECT.GET", kvStream(streams.ConsumersBucket), "$KV."+streams.ConsumersBucket, ">"),
+	}
 }
 
 // maxAligned is the widest quoted subject ServerConfig aligns comments to.
@@ -280,6 +318,9 @@ func describe(subject string) string {
 	}
 	if rest, ok := strings.CutPrefix(subject, "$KV."); ok {
 		bucket, _, _ := strings.Cut(rest, ".")
+		if bucket == streams.ConsumersBucket {
+			return "its processes' states in bucket " + bucket + " (written every heartbeat, deleted on stop)"
+		}
 		return "write keys of bucket " + bucket
 	}
 	first, rest, _ := strings.Cut(subject, ".")

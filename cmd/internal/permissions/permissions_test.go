@@ -24,6 +24,7 @@ import (
 	"github.com/eventmesh/eventmesh/connector"
 	"github.com/eventmesh/eventmesh/connector/connectortest"
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/consumers/archiver"
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
 	"github.com/eventmesh/eventmesh/consumers/autoaccept"
@@ -53,9 +54,9 @@ func permsFor(t *testing.T, binary, durable string) permissions.Set {
 // subject scoped to a stream of the mesh, replies subscribe-only, and each
 // entry described for the documentation.
 func TestPermissionsForShape(t *testing.T) {
-	known := []string{streams.Events, streams.DLQ, streams.Advisories, streams.Outcomes, "KV_" + streams.SyncBucket}
+	known := []string{streams.Events, streams.DLQ, streams.Advisories, streams.Outcomes, "KV_" + streams.SyncBucket, "KV_" + streams.ConsumersBucket}
 	for binary, durable := range map[string]string{permissions.BinaryProducer: "", permissions.BinaryWebhook: "webhook-0a1b2c3d",
-		permissions.BinaryAutoAccept: "", permissions.BinaryArchiver: ""} {
+		permissions.BinaryAutoAccept: "", permissions.BinaryArchiver: "", permissions.BinaryStatus: ""} {
 		p := permsFor(t, binary, durable)
 		if !slices.Equal(p.Subscribe, []string{"_INBOX.>"}) {
 			t.Errorf("%s subscribes to %v, want only _INBOX.>", binary, p.Subscribe)
@@ -87,16 +88,27 @@ func TestPermissionsForShape(t *testing.T) {
 			}
 		}
 	}
-	// A consumer touches its own durable only.
+	// A consumer touches its own durable only, and writes its own
+	// processes' states only.
 	p := permsFor(t, permissions.BinaryWebhook, "webhook-0a1b2c3d")
 	for _, s := range p.Publish {
 		if strings.Contains(s, "CONSUMER.") && !strings.Contains(s, ".webhook-0a1b2c3d") {
 			t.Errorf("webhook: %s names no durable of its own", s)
 		}
 	}
+	if state := "$KV." + streams.ConsumersBucket + ".webhook-0a1b2c3d.*"; !slices.Contains(p.Publish, state) {
+		t.Errorf("webhook: no %s", state)
+	}
+	// Status only reads: no event, key, ack or change of a stream or durable.
+	for _, s := range permsFor(t, permissions.BinaryStatus, "").Publish {
+		if !strings.HasPrefix(s, "$JS.API.") || slices.Contains([]string{"STREAM.CREATE", "STREAM.UPDATE", "CONSUMER.CREATE", "CONSUMER.PAUSE"}, apiKind(s)) {
+			t.Errorf("status: %s is not a read", s)
+		}
+	}
 	for _, bad := range []struct{ binary, durable string }{
 		{"eventmesh", ""}, {permissions.BinaryWebhook, ""}, {permissions.BinaryWebhook, "a.b"}, {permissions.BinaryWebhook, ">"},
 		{permissions.BinaryProducer, "x"}, {permissions.BinaryAutoAccept, "other"}, {permissions.BinaryArchiver, "other"},
+		{permissions.BinaryStatus, "webhook-0a1b2c3d"},
 	} {
 		if _, err := permissions.For(bad.binary, permSubjects, bad.durable); err == nil {
 			t.Errorf("permissions.For(%s, %q) accepted", bad.binary, bad.durable)
@@ -126,7 +138,8 @@ func TestPermissionsServerConfig(t *testing.T) {
 	var conf strings.Builder
 	conf.WriteString("authorization {\n  users = [\n")
 	want := map[string]permissions.Set{}
-	for _, b := range []string{permissions.BinaryProducer, permissions.BinaryWebhook, permissions.BinaryAutoAccept, permissions.BinaryArchiver} {
+	for _, b := range []string{permissions.BinaryProducer, permissions.BinaryWebhook, permissions.BinaryAutoAccept, permissions.BinaryArchiver,
+		permissions.BinaryStatus} {
 		durable := ""
 		if b == permissions.BinaryWebhook {
 			durable = "webhook-0a1b2c3d"
@@ -422,6 +435,7 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 		permissions.BinaryWebhook:    permsFor(t, permissions.BinaryWebhook, whDurable),
 		permissions.BinaryAutoAccept: permsFor(t, permissions.BinaryAutoAccept, ""),
 		permissions.BinaryArchiver:   permsFor(t, permissions.BinaryArchiver, ""),
+		permissions.BinaryStatus:     permsFor(t, permissions.BinaryStatus, ""),
 	}
 	// The broken user lacks one needed entry: the webhook's dead letters.
 	broken := permsFor(t, permissions.BinaryWebhook, brokenDurable)
@@ -534,6 +548,19 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 			}
 		}
 		return false
+	})
+
+	// Status, as its own user: every consumer process's state is there
+	// (each wrote its own into ENMESHED_CONSUMERS, created by the first).
+	sjs := jetStream(t, conns[permissions.BinaryStatus])
+	m.wait("every process's state in status", func() bool {
+		rep, err := admin.Status(ctx, sjs, permSubjects, admin.StatusOptions{Interval: 100 * time.Millisecond})
+		m.check("status", err)
+		procs := map[string]int{}
+		for _, c := range rep.Consumers {
+			procs[c.Name] = len(c.Processes)
+		}
+		return procs[whDurable] == 1 && procs[autoaccept.Name] == 1 && procs[archiver.Name] == 1
 	})
 
 	// Max-deliveries advisories (as the server sends them when a handler
