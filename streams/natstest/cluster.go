@@ -84,10 +84,15 @@ func startCluster(t testing.TB, n int) (*Cluster, error) {
 			// Every node gets the full list (its own route is recognised
 			// and skipped): a node without routes refuses to run JetStream
 			// clustered.
-			Routes:             server.RoutesFromStr(strings.Join(routes, ",")),
-			JetStream:          true,
-			StoreDir:           filepath.Join(dir, name),
-			JetStreamMaxStore:  1 << 30,
+			Routes:    server.RoutesFromStr(strings.Join(routes, ",")),
+			JetStream: true,
+			StoreDir:  filepath.Join(dir, name),
+			// A reservation limit, as for the single server: every stream of
+			// the mesh reserves its MaxBytes on each of its replicas
+			// (ENMESHED, the DLQ and the outcomes alone exceed 1 GiB), and a
+			// leader that has heard the peers' reservations refuses the next
+			// stream with "insufficient storage" (a flake under load).
+			JetStreamMaxStore:  4 << 30,
 			JetStreamMaxMemory: 64 << 20,
 			SyncAlways:         true,
 			SyncInterval:       2 * time.Minute, // as the server's config parser sets it with sync: always
