@@ -67,6 +67,8 @@ type Runtime struct {
 	stopping <-chan struct{} // closed when Run's context ends
 	pinID    atomic.Value    // string: this process's pin in per-key order mode
 	outcomes *outcomeBatcher // nil with NoOutcomes
+	// heldLetters are events whose dead letters ENMESHED_DLQ refused.
+	heldLetters *heldLetters
 }
 
 // New returns a runtime; Run starts it. It refuses options that cannot
@@ -85,7 +87,7 @@ func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Run
 		o.Metrics = NewMetrics(prometheus.NewRegistry()) // counted, not exported
 	}
 	return &Runtime{js: js, subjects: s, cfg: cfg, opt: o, log: o.Log.With("consumer", o.Name), now: time.Now,
-		breaker: newBreaker(cfg, o), lost: make(chan struct{}, 1)}, nil
+		breaker: newBreaker(cfg, o), lost: make(chan struct{}, 1), heldLetters: newHeldLetters()}, nil
 }
 
 // validate refuses options that cannot work, naming the fields.
@@ -144,6 +146,10 @@ func (r *Runtime) Run(ctx context.Context) error {
 		wg.Add(1)
 		go func() { defer wg.Done(); r.outcomes.run(octx) }()
 	}
+	// So do events held for their dead letters: handlers settle until
+	// the consume loop ends.
+	hctx, stopHolding := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Go(func() { r.retryHeld(hctx) })
 	r.ready.Store(true)
 	r.log.Info("consumer running", "filters", r.filters(), "concurrency", r.cfg.Concurrency)
 	err := r.consume(ctx)
@@ -151,6 +157,7 @@ func (r *Runtime) Run(ctx context.Context) error {
 	if r.opt.OrderKey != nil {
 		r.handOver()
 	}
+	stopHolding()
 	stopOutcomes()
 	wg.Wait()
 	r.log.Info("consumer stopped")
