@@ -169,7 +169,7 @@ func writeStreamFill(w io.Writer, ss admin.StreamStatus) []string {
 	if ss.State == streams.FillFull {
 		fmt.Fprint(w, "ingest refuses new events (503); ")
 	}
-	fmt.Fprintln(w, "let the consumers catch up, raise STREAM_MAX_BYTES, or shorten STREAM_MAX_AGE")
+	fmt.Fprintln(w, "raise STREAM_MAX_BYTES, or shorten STREAM_MAX_AGE once no consumer's oldest pending event is older")
 	return []string{ss.Name + " (" + ss.State + ")"}
 }
 
