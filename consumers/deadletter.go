@@ -31,6 +31,11 @@ func (r *Runtime) deadLetter(ctx context.Context, msg jetstream.Msg, d Delivery,
 	case msg == nil:
 		r.logFor(msg, d).Error("dead-letter failed; retrying later", "err", err)
 		return err
+	case ctx.Err() != nil:
+		// The handlers' context ended (the drain timed out): nothing
+		// can be held any more.
+		r.logFor(msg, d).Warn("dead-letter interrupted by shutdown; the event is handed back", "err", err)
+		msg.Nak()
 	default:
 		r.hold(msg, d, reason, err)
 	}
