@@ -67,7 +67,12 @@ func (r *Runtime) judgeAdvisory(ctx context.Context, msg jetstream.Msg) (Deliver
 	}
 	reason := fmt.Sprintf("no verdict after %d deliveries (the handler crashed or timed out each time)", adv.Deliveries)
 	if r.carryOut(ctx, nil, d, r.decide(Permanent(errors.New(reason)), d)) != nil {
-		return d, verdict{fate: handBack, delay: time.Second} // carryOut logged why
+		// carryOut logged why; a full DLQ is asked less and less often.
+		attempt := 1
+		if md, err := msg.Metadata(); err == nil {
+			attempt = int(md.NumDelivered)
+		}
+		return d, verdict{fate: handBack, delay: heldRetryDelay(attempt)}
 	}
 	return d, verdict{fate: ackOnly}
 }

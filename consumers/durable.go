@@ -47,7 +47,12 @@ func (r *Runtime) setup(ctx context.Context) error {
 		// cluster a lookup can go unanswered until the new stream has a
 		// leader, so not-ready answers are retried.
 		if err := streams.Retry(ctx, r.log, "stream "+def.Name, func(ctx context.Context) error {
-			_, err := streams.EnsureFixedStream(ctx, r.js, def)
+			st, err := streams.EnsureFixedStream(ctx, r.js, def)
+			if err == nil && def.Name == streams.DLQ {
+				// A DLQ of an earlier version drops its oldest dead
+				// letters when full: it refuses new ones from now on.
+				_, err = streams.RestoreDiscard(ctx, r.js, st, def.Discard, r.log)
+			}
 			return err
 		}); err != nil {
 			return err

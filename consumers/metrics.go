@@ -16,6 +16,7 @@ type Metrics struct {
 	ackPending   *prometheus.GaugeVec
 	paused       *prometheus.GaugeVec
 	breakerOpen  *prometheus.GaugeVec
+	dlqHeld      *prometheus.GaugeVec
 }
 
 // NewMetrics registers the runtime's metrics with reg.
@@ -38,8 +39,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Help: "1 while the consumer is paused on the server."}, []string{"consumer"}),
 		breakerOpen: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "eventmesh_consumer_breaker_open",
 			Help: "1 while this process's circuit breaker holds fetching."}, []string{"consumer"}),
+		dlqHeld: prometheus.NewGaugeVec(prometheus.GaugeOpts{Name: "eventmesh_consumer_dlq_held",
+			Help: "Events this process holds unacknowledged because ENMESHED_DLQ refused their dead letters (full)."}, []string{"consumer"}),
 	}
-	reg.MustRegister(m.delivered, m.retried, m.deadLettered, m.latency, m.pending, m.ackPending, m.paused, m.breakerOpen)
+	reg.MustRegister(m.delivered, m.retried, m.deadLettered, m.latency, m.pending, m.ackPending, m.paused, m.breakerOpen, m.dlqHeld)
 	return m
 }
 

@@ -68,6 +68,8 @@ type Runtime struct {
 	pinID    atomic.Value    // string: this process's pin in per-key order mode
 	outcomes *outcomeBatcher // nil with NoOutcomes
 	presence *presence       // this process's state in ENMESHED_CONSUMERS
+	// heldLetters are events whose dead letters ENMESHED_DLQ refused.
+	heldLetters *heldLetters
 }
 
 // New returns a runtime; Run starts it. It refuses options that cannot
@@ -86,7 +88,8 @@ func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Run
 		o.Metrics = NewMetrics(prometheus.NewRegistry()) // counted, not exported
 	}
 	return &Runtime{js: js, subjects: s, cfg: cfg, opt: o, log: o.Log.With("consumer", o.Name), now: time.Now,
-		breaker: newBreaker(cfg, o), lost: make(chan struct{}, 1), presence: newPresence()}, nil
+		breaker: newBreaker(cfg, o), lost: make(chan struct{}, 1), presence: newPresence(),
+		heldLetters: newHeldLetters()}, nil
 }
 
 // validate refuses options that cannot work, naming the fields.
@@ -153,11 +156,16 @@ func (r *Runtime) Run(ctx context.Context) error {
 	sctx, stopState := context.WithCancel(context.WithoutCancel(ctx))
 	wg.Add(1)
 	go func() { defer wg.Done(); r.publishState(sctx) }()
+	// So do events held for their dead letters: handlers settle until
+	// the consume loop ends.
+	hctx, stopHolding := context.WithCancel(context.WithoutCancel(ctx))
+	wg.Go(func() { r.retryHeld(hctx) })
 	r.ready.Store(true)
 	r.log.Info("consumer running", "filters", r.filters(), "concurrency", r.cfg.Concurrency)
 	err := r.consume(ctx)
 	r.ready.Store(false)
 	stopState()
+	stopHolding()
 	wg.Wait()
 	stopOutcomes()
 	<-outcomesDone

@@ -2,7 +2,6 @@ package consumers
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -44,7 +43,9 @@ const (
 	// caller waits delay and tries again, holding the event, so that later
 	// events of its key cannot overtake it.
 	retryInPlace
-	// deadLetter: given up. Copy to ENMESHED_DLQ, terminate, count, record.
+	// deadLetter: given up. Copy to ENMESHED_DLQ, terminate, count,
+	// record; while the DLQ refuses the copy, hold the event (in progress)
+	// and retry the copy alone.
 	deadLetter
 	// pause: needs a person. Pause the consumer on the server and release
 	// the event, to be redelivered after `eventmesh consumer resume`.
@@ -87,10 +88,11 @@ func (r *Runtime) settle(ctx context.Context, msg jetstream.Msg, d Delivery, err
 // records it. msg is nil for an event the server gave up on (a
 // max-deliveries advisory names it): a dead letter is then copied,
 // counted and recorded, and nothing is done to a message. The error is
-// that of a dead-letter copy that failed (msg, if any, is then handed back
-// to try again later); carryOut has logged it. The ack, nak or term of an
-// attempt that is recorded goes out once its outcome record is stored
-// (recordThen).
+// that of a dead-letter copy without msg that failed, for the caller to
+// try again (with msg, the event is held instead: see deadLetter);
+// carryOut has logged it.
+// The ack, nak or term of an attempt that is recorded goes out once its
+// outcome record is stored (recordThen).
 func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v verdict) error {
 	// Built only when something is logged: this runs for every event.
 	log := func() *slog.Logger { return r.logFor(msg, d) }
@@ -120,21 +122,9 @@ func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v
 		m.count(m.retried, r.opt.Name, ns)
 		r.recordThen(nil, d, ResultRetried, v.err, nil)
 	case deadLetter:
-		if err := r.copyToDLQ(ctx, d, v.reason); err != nil {
-			// Never drop silently: keep the event and try again later.
-			log().Error("dead-letter failed; retrying later", "err", err)
-			if msg != nil {
-				msg.NakWithDelay(r.cfg.Delay(1))
-			}
-			return err
-		}
-		log().Warn("dead-lettered", "reason", v.reason)
-		m.count(m.deadLettered, r.opt.Name, ns)
-		r.recordThen(msg, d, ResultDeadLettered, errors.New(v.reason), func() {
-			if msg != nil {
-				msg.TermWithReason(router.Truncate(v.reason, 256))
-			}
-		})
+		// Never dropped, never handled twice: a copy the DLQ refuses
+		// holds msg until it lands (deadletter.go).
+		return r.deadLetter(ctx, msg, d, v.reason)
 	case pause:
 		log().Error("PAUSING consumer on the server: "+v.err.Error(), "resume", "eventmesh consumer resume "+r.opt.Name)
 		if err := PauseConsumer(ctx, r.js, r.opt.Name, v.err.Error()); err != nil {

@@ -9,7 +9,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"maps"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -53,6 +55,7 @@ type StreamConfig struct {
 	MaxAge          time.Duration `env:"STREAM_MAX_AGE" envDefault:"168h" desc:"how long an event stays in the stream (a consumer down for longer loses events)"`
 	MaxBytes        ByteSize      `env:"STREAM_MAX_BYTES" envDefault:"1GiB" desc:"size limit of the stream; when full, ingest answers 503 instead of dropping stored events"`
 	DuplicateWindow time.Duration `env:"STREAM_DUPLICATE_WINDOW" envDefault:"10m" desc:"how long the stream remembers event ids to drop a second copy of an event"`
+	WarnRatio       float64       `env:"STREAM_WARN_RATIO" envDefault:"0.8" desc:"used fraction of the stream's size limit from which eventmesh status reports it filling (exit 1) and the producer logs a warning (above 0, at most 1)"`
 }
 
 // Validate checks the stream settings; errors name the variable.
@@ -66,6 +69,8 @@ func (c StreamConfig) Validate() error {
 		return fmt.Errorf("STREAM_MAX_BYTES %s: want at least 1MiB", c.MaxBytes)
 	case c.DuplicateWindow < time.Second:
 		return fmt.Errorf("STREAM_DUPLICATE_WINDOW %s: want at least 1s", c.DuplicateWindow)
+	case !(c.WarnRatio > 0 && c.WarnRatio <= 1): // NaN too
+		return fmt.Errorf("STREAM_WARN_RATIO %g: want above 0 and at most 1", c.WarnRatio)
 	case c.DuplicateWindow > c.MaxAge:
 		// The server refuses a window longer than the age limit.
 		return fmt.Errorf("STREAM_DUPLICATE_WINDOW %s must not exceed STREAM_MAX_AGE %s", c.DuplicateWindow, c.MaxAge)
@@ -75,8 +80,14 @@ func (c StreamConfig) Validate() error {
 
 // EventsStream returns the definition of ENMESHED: file storage, limits
 // retention (every consumer reads every event), DiscardNew (a full stream
-// refuses new events rather than silently dropping unconsumed ones).
+// refuses new events rather than silently dropping unconsumed ones), and
+// STREAM_WARN_RATIO in its metadata (WarnRatioKey) for status to read (a
+// zero WarnRatio is DefaultWarnRatio).
 func EventsStream(s router.Subjects, c StreamConfig) jetstream.StreamConfig {
+	warn := c.WarnRatio
+	if warn == 0 {
+		warn = DefaultWarnRatio
+	}
 	return jetstream.StreamConfig{
 		Name:        Events,
 		Description: "eventmesh: every event (" + s.Events() + ") and replays aimed at one consumer (" + s.AllReplays() + ")",
@@ -88,6 +99,7 @@ func EventsStream(s router.Subjects, c StreamConfig) jetstream.StreamConfig {
 		MaxBytes:    int64(c.MaxBytes),
 		Replicas:    c.Replicas,
 		Duplicates:  c.DuplicateWindow,
+		Metadata:    map[string]string{WarnRatioKey: strconv.FormatFloat(warn, 'g', -1, 64)},
 	}
 }
 
@@ -97,7 +109,7 @@ var ErrConflict = errors.New("stream conflicts with its definition")
 
 // EnsureStream creates the stream of want, or updates an existing one in
 // the fields that may change (max age, max bytes, replicas, duplicate
-// window, discard policy, description). A difference in storage, retention
+// window, discard policy, description, the metadata keys of want). A difference in storage, retention
 // or subjects stops with an error naming the field. Calling it again with
 // the same definition changes nothing.
 func EnsureStream(ctx context.Context, js jetstream.StreamManager, want jetstream.StreamConfig, log *slog.Logger) (jetstream.Stream, error) {
@@ -120,6 +132,12 @@ func EnsureStream(ctx context.Context, js jetstream.StreamManager, want jetstrea
 	upd.Duplicates = want.Duplicates
 	upd.Discard = want.Discard
 	upd.Metadata = userMetadata(have.Metadata)
+	for k, v := range want.Metadata {
+		if upd.Metadata == nil {
+			upd.Metadata = map[string]string{}
+		}
+		upd.Metadata[k] = v
+	}
 	if changes := mutableDiff(have, upd); len(changes) > 0 {
 		if st, err = js.UpdateStream(ctx, upd); err != nil {
 			return nil, fmt.Errorf("update stream %s (%s): %w", want.Name, strings.Join(changes, ", "), err)
@@ -219,6 +237,11 @@ func mutableDiff(have, want jetstream.StreamConfig) []string {
 	if have.Discard != want.Discard {
 		add("discard", have.Discard, want.Discard)
 	}
+	for _, k := range slices.Sorted(maps.Keys(want.Metadata)) {
+		if have.Metadata[k] != want.Metadata[k] {
+			add("metadata "+k, have.Metadata[k], want.Metadata[k])
+		}
+	}
 	return d
 }
 
@@ -238,8 +261,30 @@ func userMetadata(m map[string]string) map[string]string {
 	return out
 }
 
+// RestoreDiscard sets the discard policy of the existing stream st to want
+// in place when it differs (the one field of a fixed definition that is
+// brought back: a DLQ created with DiscardOld by an earlier version drops
+// its oldest dead letters when full). It returns the stream as it is now.
+func RestoreDiscard(ctx context.Context, js jetstream.StreamManager, st jetstream.Stream, want jetstream.DiscardPolicy, log *slog.Logger) (jetstream.Stream, error) {
+	have := st.CachedInfo().Config
+	if have.Discard == want {
+		return st, nil
+	}
+	upd := have
+	upd.Discard = want
+	upd.Metadata = userMetadata(have.Metadata)
+	st, err := js.UpdateStream(ctx, upd)
+	if err != nil {
+		return nil, fmt.Errorf("update stream %s (discard %v → %v): %w", have.Name, have.Discard, want, err)
+	}
+	log.Info("stream updated", "stream", have.Name, "changes", fmt.Sprintf("discard %v → %v", have.Discard, want))
+	return st, nil
+}
+
 // DLQStream is ENMESHED_DLQ: dead-letter copies on <prefix>-dlq.<consumer>.<namespace>,
-// kept 30 days (or 512 MiB) for an operator to inspect and replay.
+// kept 30 days for an operator to inspect and replay. At 512 MiB it is
+// full and refuses new dead letters (DiscardNew: none is ever dropped); the
+// consumers hold their events until there is room.
 func DLQStream(s router.Subjects) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        DLQ,
@@ -247,7 +292,7 @@ func DLQStream(s router.Subjects) jetstream.StreamConfig {
 		Subjects:    []string{s.AllDLQ()},
 		Storage:     jetstream.FileStorage,
 		Retention:   jetstream.LimitsPolicy,
-		Discard:     jetstream.DiscardOld,
+		Discard:     jetstream.DiscardNew,
 		MaxAge:      30 * 24 * time.Hour,
 		MaxBytes:    512 << 20,
 		Duplicates:  10 * time.Minute,

@@ -3,6 +3,7 @@ package streams_test
 import (
 	"context"
 	"errors"
+	"math"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +15,7 @@ import (
 )
 
 func defaults() streams.StreamConfig {
-	return streams.StreamConfig{Replicas: 1, MaxAge: 168 * time.Hour, MaxBytes: 32 << 20, DuplicateWindow: 10 * time.Minute}
+	return streams.StreamConfig{Replicas: 1, MaxAge: 168 * time.Hour, MaxBytes: 32 << 20, DuplicateWindow: 10 * time.Minute, WarnRatio: 0.8}
 }
 
 func TestEnsureEventsStream(t *testing.T) {
@@ -77,6 +78,94 @@ func TestEnsureEventsStream(t *testing.T) {
 	}
 }
 
+// STREAM_WARN_RATIO lives in ENMESHED's metadata, where status reads it;
+// a new ratio is written in place, and the server's own keys stay out of
+// the comparison.
+func TestWarnRatioInMetadata(t *testing.T) {
+	srv := natstest.Start(t)
+	js := natstest.JetStream(t, natstest.Connect(t, srv.ClientURL()))
+	ctx := context.Background()
+	s := router.MustSubjects("enmeshed")
+	st, err := streams.EnsureStream(ctx, js, streams.EventsStream(s, defaults()), natstest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := streams.WarnRatio(st.CachedInfo().Config); got != 0.8 {
+		t.Errorf("warn ratio = %g (metadata %v)", got, st.CachedInfo().Config.Metadata)
+	}
+	c := defaults()
+	c.WarnRatio = 0.65
+	if st, err = streams.EnsureStream(ctx, js, streams.EventsStream(s, c), natstest.Logger(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := streams.WarnRatio(st.CachedInfo().Config); got != 0.65 {
+		t.Errorf("warn ratio after the update = %g", got)
+	}
+	if got := streams.WarnRatio(jetstream.StreamConfig{}); got != streams.DefaultWarnRatio {
+		t.Errorf("warn ratio of a stream without metadata = %g", got)
+	}
+}
+
+// The fill state: ok below the warn ratio, filling from it, full when
+// less room is left than one average message (DiscardNew never lets a
+// stream reach 100 % exactly) or at the message limit; without a byte
+// limit the ratio is by messages, without any limit 0.
+func TestFillOf(t *testing.T) {
+	info := func(msgs, bytes uint64, maxBytes, maxMsgs int64) *jetstream.StreamInfo {
+		return &jetstream.StreamInfo{Config: jetstream.StreamConfig{MaxBytes: maxBytes, MaxMsgs: maxMsgs},
+			State: jetstream.StreamState{Msgs: msgs, Bytes: bytes}}
+	}
+	for name, tc := range map[string]struct {
+		info  *jetstream.StreamInfo
+		ratio float64
+		state string
+	}{
+		"empty":            {info(0, 0, 1000, -1), 0, streams.FillOK},
+		"65%":              {info(65, 650, 1000, -1), 0.65, streams.FillOK},
+		"at the ratio":     {info(80, 800, 1000, -1), 0.8, streams.FillFilling},
+		"99.99%":           {info(9999, 999900, 1000000, -1), 0.9999, streams.FillFilling},
+		"one message left": {info(99, 990, 1000, -1), 0.99, streams.FillFilling},
+		"less than one":    {info(99, 991, 1000, -1), 0.991, streams.FillFull},
+		"100%":             {info(100, 1000, 1000, -1), 1, streams.FillFull},
+		"msgs only":        {info(50, 1<<30, -1, 100), 0.5, streams.FillOK},
+		"msgs at limit":    {info(100, 1<<30, -1, 100), 1, streams.FillFull},
+		"unlimited":        {info(100, 1<<30, -1, -1), 0, streams.FillOK},
+	} {
+		f := streams.FillOf(tc.info, 0.8)
+		if math.Abs(f.Ratio-tc.ratio) > 1e-9 || f.State != tc.state {
+			t.Errorf("%s: ratio %g state %s, want %g %s", name, f.Ratio, f.State, tc.ratio, tc.state)
+		}
+	}
+}
+
+// ENMESHED_DLQ refuses new entries when full; one an earlier version
+// created with DiscardOld is switched in place, keeping its entries.
+func TestRestoreDiscard(t *testing.T) {
+	srv := natstest.Start(t)
+	js := natstest.JetStream(t, natstest.Connect(t, srv.ClientURL()))
+	ctx := context.Background()
+	s := router.MustSubjects("enmeshed")
+	def := streams.DLQStream(s)
+	if def.Discard != jetstream.DiscardNew {
+		t.Errorf("DLQ definition discards %v", def.Discard)
+	}
+	old := def
+	old.Discard = jetstream.DiscardOld
+	st, err := js.CreateStream(ctx, old)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := js.Publish(ctx, s.DLQFor("c")+".ns", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	if st, err = streams.RestoreDiscard(ctx, js, st, def.Discard, natstest.Logger(t)); err != nil {
+		t.Fatal(err)
+	}
+	if got := st.CachedInfo(); got.Config.Discard != jetstream.DiscardNew || got.State.Msgs != 1 {
+		t.Errorf("after RestoreDiscard: discard %v, %d entries", got.Config.Discard, got.State.Msgs)
+	}
+}
+
 func TestEnsureStreamConflictNamesField(t *testing.T) {
 	srv := natstest.Start(t)
 	js := natstest.JetStream(t, natstest.Connect(t, srv.ClientURL()))
@@ -113,6 +202,9 @@ func TestStreamConfigValidate(t *testing.T) {
 		"max age":   {func(c *streams.StreamConfig) { c.MaxAge = time.Second }, "STREAM_MAX_AGE"},
 		"max bytes": {func(c *streams.StreamConfig) { c.MaxBytes = 10 }, "STREAM_MAX_BYTES"},
 		"window":    {func(c *streams.StreamConfig) { c.DuplicateWindow = 200 * time.Hour }, "STREAM_DUPLICATE_WINDOW"},
+		"warn zero": {func(c *streams.StreamConfig) { c.WarnRatio = 0 }, "STREAM_WARN_RATIO"},
+		"warn > 1":  {func(c *streams.StreamConfig) { c.WarnRatio = 1.5 }, "STREAM_WARN_RATIO"},
+		"warn NaN":  {func(c *streams.StreamConfig) { c.WarnRatio = math.NaN() }, "STREAM_WARN_RATIO"},
 	} {
 		c := defaults()
 		tc.change(&c)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -28,6 +29,10 @@ const (
 	// StateBreakerOpen is a consumer with a process whose circuit breaker
 	// is open (as the process published it to ENMESHED_CONSUMERS).
 	StateBreakerOpen = "breaker_open"
+	// StateDLQFull is a consumer holding unacknowledged events while
+	// ENMESHED_DLQ is full: its dead letters among them wait for room, and
+	// at MaxAckPending it stops (see dlqFullProblem).
+	StateDLQFull = "dlq_full"
 	// StateStalled is a consumer with work that acknowledged nothing
 	// between the two looks and was last active more than StallAckWaits ack
 	// waits ago.
@@ -45,6 +50,11 @@ const (
 // wait, the longer) with no new delivery between the looks is starved.
 const DefaultStarvedAfter = time.Minute
 
+// The states of the stream and of the DLQ in a StatusReport are those of
+// streams.FillOf: ok, filling (at or above the warn ratio, STREAM_WARN_RATIO
+// as the producer stored it in ENMESHED's metadata) and full (refusing
+// events of the size it holds). Both filling and full are not healthy.
+
 // StallAckWaits is how many ack waits without any activity (and no move
 // of the ack floor) make a consumer with work stalled.
 const StallAckWaits = 3
@@ -60,15 +70,24 @@ const StallAckWaits = 3
 //	    "messages": 1234,                     events stored
 //	    "bytes": 567890,                      bytes stored
 //	    "max_bytes": 1073741824,              size limit (-1: none); a full stream refuses new events
-//	    "used_fraction": 0.0005,              bytes / max_bytes (0 without a limit)
+//	    "used_fraction": 0.0005,              bytes / max_bytes; without a byte limit messages / max messages; else 0
+//	    "warn_ratio": 0.8,                    STREAM_WARN_RATIO (from the stream's metadata)
+//	    "state": "ok",                        ok | filling (used_fraction ≥ warn_ratio) | full (ingest refuses events: 503)
 //	    "max_age_seconds": 604800,            how long an event stays (0: forever)
 //	    "first_seq": 1, "last_seq": 1234,
 //	    "first_time": "…", "last_time": "…",  when the oldest and newest event were stored (null: empty)
 //	    "consumers": 3                        consumers of every kind on the stream
 //	  },
+//	  "dlq": {                                ENMESHED_DLQ (null: no consumer has created it yet)
+//	    "name": "ENMESHED_DLQ",
+//	    "state": "ok",                        ok | filling | full (refuses dead letters: consumers hold their events)
+//	    "messages": 2, "bytes": 2048,
+//	    "max_bytes": 536870912,               size limit (-1: none)
+//	    "used_fraction": 0.000004
+//	  },
 //	  "consumers": [{                         the durables, sorted by name
 //	    "name": "webhook-1a2b3c4d",           durable name
-//	    "state": "ok",                        ok | at_risk | paused | breaker_open | stalled | starved (the most urgent problem)
+//	    "state": "ok",                        ok | at_risk | paused | breaker_open | dlq_full | stalled | starved (the most urgent problem)
 //	    "problems": [],                       every problem that applies, most urgent first
 //	    "pending": 0,                         events not yet delivered (NumPending)
 //	    "ack_pending": 0,                     delivered, not yet acknowledged (incl. retries waiting out a delay)
@@ -91,12 +110,13 @@ const StallAckWaits = 3
 //	    "waiting_pulls": 1,                   pull requests of running clients (0: nobody is fetching)
 //	    "note": ""                            why it needs attention, for a person
 //	  }],
-//	  "healthy": true                         every consumer is ok (exit status 0)
+//	  "healthy": true                         stream and DLQ ok, every consumer ok (exit status 0)
 //	}
 type StatusReport struct {
 	CheckedAt time.Time        `json:"checked_at"`
 	Interval  float64          `json:"interval_seconds"`
 	Stream    StreamStatus     `json:"stream"`
+	DLQ       *DLQStatus       `json:"dlq"`
 	Consumers []ConsumerStatus `json:"consumers"`
 	Healthy   bool             `json:"healthy"`
 }
@@ -109,12 +129,25 @@ type StreamStatus struct {
 	Bytes        uint64     `json:"bytes"`
 	MaxBytes     int64      `json:"max_bytes"`
 	UsedFraction float64    `json:"used_fraction"`
+	WarnRatio    float64    `json:"warn_ratio"`
+	State        string     `json:"state"`
 	MaxAge       float64    `json:"max_age_seconds"`
 	FirstSeq     uint64     `json:"first_seq"`
 	LastSeq      uint64     `json:"last_seq"`
 	FirstTime    *time.Time `json:"first_time"`
 	LastTime     *time.Time `json:"last_time"`
 	Consumers    int        `json:"consumers"`
+}
+
+// DLQStatus is the "dlq" of a StatusReport: how full ENMESHED_DLQ is (see
+// StatusReport for each field).
+type DLQStatus struct {
+	Name         string  `json:"name"`
+	State        string  `json:"state"`
+	Messages     uint64  `json:"messages"`
+	Bytes        uint64  `json:"bytes"`
+	MaxBytes     int64   `json:"max_bytes"`
+	UsedFraction float64 `json:"used_fraction"`
 }
 
 // ConsumerStatus is one of the "consumers" of a StatusReport: a durable's
@@ -193,6 +226,11 @@ func Status(ctx context.Context, js jetstream.JetStream, s router.Subjects, opt 
 		return nil, fmt.Errorf("stream %s: %w", streams.Events, err)
 	}
 	si := st.CachedInfo()
+	warn := streams.WarnRatio(si.Config)
+	dlq, dlqStatus, err := lookDLQ(ctx, js, warn)
+	if err != nil {
+		return nil, err
+	}
 	first, err := consumers.Durables(ctx, js)
 	if err != nil {
 		return nil, err
@@ -202,7 +240,7 @@ func Status(ctx context.Context, js jetstream.JetStream, s router.Subjects, opt 
 	if err != nil {
 		return nil, err
 	}
-	if mightStall(first, interval) || starving {
+	if mightStall(first, interval) || starving || mightHoldDeadLetters(dlqStatus, first) {
 		select {
 		case <-time.After(interval):
 		case <-ctx.Done():
@@ -216,12 +254,6 @@ func Status(ctx context.Context, js jetstream.JetStream, s router.Subjects, opt 
 	for _, c := range first {
 		before[c.Name] = c
 	}
-	dlq, err := js.Stream(ctx, streams.DLQ)
-	if errors.Is(err, jetstream.ErrStreamNotFound) {
-		dlq = nil // no consumer has run yet: no dead letters
-	} else if err != nil {
-		return nil, fmt.Errorf("stream %s: %w", streams.DLQ, err)
-	}
 	procs, err := consumers.ProcessStates(ctx, js)
 	if err != nil {
 		return nil, err
@@ -230,21 +262,82 @@ func Status(ctx context.Context, js jetstream.JetStream, s router.Subjects, opt 
 	rep := &StatusReport{
 		CheckedAt: serverNow(si.TimeStamp),
 		Interval:  interval.Seconds(),
-		Stream:    streamSummary(si),
+		Stream:    streamSummary(si, warn),
+		DLQ:       dlqStatus,
 		Consumers: make([]ConsumerStatus, 0, len(second)),
-		Healthy:   true,
 	}
+	rep.Healthy = rep.Stream.State == streams.FillOK && (dlqStatus == nil || dlqStatus.State == streams.FillOK)
 	for _, c := range second {
 		cs, err := consumerState(ctx, st, dlq, s, si.Config.MaxAge, before[c.Name], c, procs[c.Name], opt)
 		if err != nil {
 			return nil, err
 		}
+		dlqFullProblem(&cs, dlqStatus, c)
 		if cs.State != StateOK {
 			rep.Healthy = false
 		}
 		rep.Consumers = append(rep.Consumers, cs)
 	}
 	return rep, nil
+}
+
+// lookDLQ looks up ENMESHED_DLQ and how full it is (warn: ENMESHED's
+// warn ratio); both nil when no consumer has created it yet.
+func lookDLQ(ctx context.Context, js jetstream.JetStream, warn float64) (jetstream.Stream, *DLQStatus, error) {
+	dlq, err := js.Stream(ctx, streams.DLQ)
+	if errors.Is(err, jetstream.ErrStreamNotFound) {
+		return nil, nil, nil // no consumer has run yet: no dead letters
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("stream %s: %w", streams.DLQ, err)
+	}
+	info := dlq.CachedInfo()
+	fill := streams.FillOf(info, warn)
+	return dlq, &DLQStatus{Name: info.Config.Name, State: fill.State, Messages: fill.Messages, Bytes: fill.Bytes,
+		MaxBytes: fill.MaxBytes, UsedFraction: fill.Ratio}, nil
+}
+
+// mightHoldDeadLetters reports whether a second look is needed to tell a
+// consumer held by a full DLQ (dlqFullProblem) from one making progress.
+func mightHoldDeadLetters(dlq *DLQStatus, cs []*jetstream.ConsumerInfo) bool {
+	if dlq == nil || dlq.State != streams.FillFull {
+		return false
+	}
+	for _, c := range cs {
+		if c.NumAckPending > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// dlqFullProblem adds StateDLQFull to cs, the status of consumer c, when
+// ENMESHED_DLQ is full and c holds unacknowledged events that did not let
+// its ack floor move between the two looks (with one look, any): the
+// consumer runtime holds an event whose dead letter the DLQ refuses,
+// unacknowledged and in progress, until there is room; at MaxAckPending
+// nothing more is delivered.
+func dlqFullProblem(cs *ConsumerStatus, dlq *DLQStatus, c *jetstream.ConsumerInfo) {
+	if dlq == nil || dlq.State != streams.FillFull || c.NumAckPending == 0 || cs.AckFloorMoved {
+		return
+	}
+	note := fmt.Sprintf("%s is full and refuses dead letters: %d unacknowledged events are held (its dead letters among them) until there is room",
+		streams.DLQ, c.NumAckPending)
+	if c.NumAckPending >= c.Config.MaxAckPending && c.Config.MaxAckPending > 0 {
+		note += fmt.Sprintf(", and delivery stopped at max ack pending %d", c.Config.MaxAckPending)
+	}
+	note += "; make room: eventmesh dlq ls, then eventmesh dlq replay or eventmesh dlq purge"
+	// Before stalled and starved, which a full DLQ explains.
+	at := slices.IndexFunc(cs.Problems, func(p string) bool { return p == StateStalled || p == StateStarved })
+	if at < 0 {
+		at = len(cs.Problems)
+	}
+	cs.Problems = slices.Insert(cs.Problems, at, StateDLQFull)
+	cs.State = cs.Problems[0]
+	if cs.Note != "" {
+		note = cs.Note + "; " + note
+	}
+	cs.Note = note
 }
 
 // noStreamError is a missing stream: errors.Is(err,
@@ -302,19 +395,20 @@ func serverNow(t time.Time) time.Time {
 	return t
 }
 
-func streamSummary(si *jetstream.StreamInfo) StreamStatus {
+func streamSummary(si *jetstream.StreamInfo, warn float64) StreamStatus {
+	fill := streams.FillOf(si, warn)
 	ss := StreamStatus{
-		Name:      si.Config.Name,
-		Messages:  si.State.Msgs,
-		Bytes:     si.State.Bytes,
-		MaxBytes:  si.Config.MaxBytes,
-		MaxAge:    si.Config.MaxAge.Seconds(),
-		FirstSeq:  si.State.FirstSeq,
-		LastSeq:   si.State.LastSeq,
-		Consumers: si.State.Consumers,
-	}
-	if ss.MaxBytes > 0 {
-		ss.UsedFraction = float64(ss.Bytes) / float64(ss.MaxBytes)
+		UsedFraction: fill.Ratio,
+		WarnRatio:    warn,
+		State:        fill.State,
+		Name:         si.Config.Name,
+		Messages:     si.State.Msgs,
+		Bytes:        si.State.Bytes,
+		MaxBytes:     si.Config.MaxBytes,
+		MaxAge:       si.Config.MaxAge.Seconds(),
+		FirstSeq:     si.State.FirstSeq,
+		LastSeq:      si.State.LastSeq,
+		Consumers:    si.State.Consumers,
 	}
 	if si.State.Msgs > 0 {
 		ft, lt := si.State.FirstTime.UTC(), si.State.LastTime.UTC()

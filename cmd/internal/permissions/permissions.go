@@ -168,6 +168,9 @@ func runtimePublish(s router.Subjects, d string, outcomes, pause bool) []string 
 		// go unused and may be dropped.
 		jsAPI("STREAM.INFO", streams.DLQ),
 		jsAPI("STREAM.CREATE", streams.DLQ),
+		// setup's RestoreDiscard: a DLQ created by an earlier version
+		// (discard old) is switched to discard new, once.
+		jsAPI("STREAM.UPDATE", streams.DLQ),
 		jsAPI("STREAM.INFO", streams.Advisories),
 		jsAPI("STREAM.CREATE", streams.Advisories),
 	}

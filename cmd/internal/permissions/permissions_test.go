@@ -479,6 +479,13 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 	ingest := prod.HTTP.Addr()
 	double.SetWebhook("http://"+ingest+"/events", nil)
 
+	// ENMESHED_DLQ as an earlier version created it (discard old): the
+	// consumers switch it to discard new.
+	oldDLQ := streams.DLQStream(permSubjects)
+	oldDLQ.Discard = jetstream.DiscardOld
+	_, err = m.admin.CreateStream(ctx, oldDLQ)
+	m.check("create the old DLQ", err)
+
 	// The three consumers, each on its own connection.
 	reg := prometheus.NewRegistry()
 	wh, err := webhook.New(jetStream(t, conns[permissions.BinaryWebhook]), permSubjects, whCfg, consumers.NewMetrics(reg), log)
@@ -494,6 +501,11 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 	m.check("archiver", err)
 	rts := app.StartRuntimes(ctx, log, wh, aa, arch.Archiver)
 	m.wait("consumers ready", func() bool { return rts.Ready(ctx) == nil })
+	dlq, err := m.admin.Stream(ctx, streams.DLQ)
+	m.check("look up the DLQ", err)
+	if d := dlq.CachedInfo().Config.Discard; d != jetstream.DiscardNew {
+		t.Errorf("ENMESHED_DLQ discards %v after the consumers started", d)
+	}
 	resp, err := http.Get("http://" + ingest + "/readyz")
 	m.check("producer /readyz", err)
 	resp.Body.Close()

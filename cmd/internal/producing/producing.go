@@ -57,7 +57,12 @@ type Producer struct {
 	stop    context.CancelFunc
 	done    chan struct{}
 	sqlDone chan struct{} // nil without SQL_SOURCE_DSN
+	watched chan struct{} // the stream watch ended
 }
+
+// StreamWatchEvery is how often the producer refreshes the stream gauges
+// and checks the fill thresholds: one stream info request.
+const StreamWatchEvery = 5 * time.Second
 
 // Start ensures the ENMESHED stream (the producer owns it) and
 // starts the ingest endpoint on c.Ingest.Addr.
@@ -88,9 +93,11 @@ func Start(ctx context.Context, c Config, nc *nats.Conn, reg *prometheus.Registr
 	ingest := producer.NewIngest(pub, c.Ingest, maxBody, producer.NewMetrics(reg), log)
 	mux := http.NewServeMux()
 	ingest.Register(mux)
-	p := &Producer{Stream: st, log: log, done: make(chan struct{})}
+	p := &Producer{Stream: st, log: log, done: make(chan struct{}), watched: make(chan struct{})}
 	pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	p.stop = stop
+	watch := producer.NewStreamWatch(reg, log)
+	go func() { defer close(p.watched); watch.Run(pctx, st, StreamWatchEvery) }()
 	if c.Connector.Enabled() {
 		client, err := connector.New(c.Connector, log)
 		if err != nil {
@@ -158,6 +165,7 @@ func Start(ctx context.Context, c Config, nc *nats.Conn, reg *prometheus.Registr
 func (p *Producer) Shutdown() {
 	p.stop()
 	<-p.done
+	<-p.watched
 	if p.sqlDone != nil {
 		<-p.sqlDone
 	}

@@ -52,7 +52,7 @@ func writeCert(t *testing.T, dir string, serial int64) (certFile, keyFile string
 func testProducerConfig() producing.Config {
 	return producing.Config{
 		Prefix:    streams.PrefixConfig{Prefix: "enmeshed"},
-		Stream:    streams.StreamConfig{Replicas: 1, MaxAge: time.Hour, MaxBytes: 64 << 20, DuplicateWindow: time.Minute},
+		Stream:    streams.StreamConfig{Replicas: 1, MaxAge: time.Hour, MaxBytes: 64 << 20, DuplicateWindow: time.Minute, WarnRatio: 0.8},
 		Publish:   producer.PublisherConfig{Timeout: 2 * time.Second, Attempts: 3},
 		Ingest:    producer.IngestConfig{Addr: "127.0.0.1:0", APIKeyHeader: "X-API-KEY", ConnectorID: "enmeshed-connector"},
 		Sync:      producer.SyncConfig{Interval: 30 * time.Second},
