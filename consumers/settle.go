@@ -97,7 +97,7 @@ func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v
 		if err := msg.Ack(); err != nil {
 			log().Warn("ack failed; the event will be redelivered", "err", err)
 		}
-		r.breaker.succeeded()
+		r.breaker.succeeded(d.StreamSeq)
 		m.count(m.delivered, r.opt.Name, ns)
 		r.record(d, ResultDelivered, nil)
 	case ackOnly:
@@ -110,7 +110,7 @@ func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v
 		msg.NakWithDelay(v.delay)
 		m.count(m.retried, r.opt.Name, ns)
 		r.record(d, ResultRetried, v.err)
-		r.breaker.failed()
+		r.breaker.failed(d.StreamSeq)
 	case retryInPlace:
 		log().Warn("attempt failed; retrying in place to keep the key's order", "err", v.err, "retry_in", v.delay.Round(time.Millisecond))
 		m.count(m.retried, r.opt.Name, ns)
