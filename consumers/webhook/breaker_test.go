@@ -249,3 +249,30 @@ func breakerOpen(t *testing.T, reg *prometheus.Registry) bool {
 	}
 	return false
 }
+
+// A probe takes an event that has not failed when there is one: with the
+// breaker open over events that keep failing and whose retries are due,
+// healthy events published since go through at the first probe (a probe
+// taking the first due retry failed, and the breaker stayed open).
+// Defaults, except a cool-down of 1 s and BREAKER_MIN_EVENTS=10, so that it
+// opens on a dozen events, and WEBHOOK_BACKOFF=100ms,1m, so that their
+// first retries are due at the probe, and WEBHOOK_TIMEOUT=3s.
+func TestProbeTakesAnEventThatHasNotFailed(t *testing.T) {
+	m := newMesh(t)
+	rc := newHangingReceiver(t)
+	reg := prometheus.NewRegistry()
+	m.defaultWebhookWith(rc.srv.URL, map[string]string{"WEBHOOK_BREAKER_COOLDOWN": "1s", "WEBHOOK_BREAKER_MIN_EVENTS": "10",
+		"WEBHOOK_BACKOFF": "100ms,1m", "WEBHOOK_TIMEOUT": "3s"}, consumers.NewMetrics(reg))
+	for i := range 12 {
+		rc.hangOn(m.publishID(fmt.Sprintf(`{"failing":%d}`, i)))
+	}
+	natstest.WaitFor(t, 10*time.Second, "the breaker open", func() bool { return breakerOpen(t, reg) })
+	var healthy []string
+	for i := range 5 {
+		healthy = append(healthy, m.publishID(fmt.Sprintf(`{"healthy":%d}`, i)))
+	}
+	// The first probe comes within the 1 s cool-down; one that took a
+	// failing event would hang for the 3 s timeout and wait another
+	// cool-down.
+	waitDelivered(t, rc, healthy, time.Now().Add(3*time.Second))
+}
