@@ -151,6 +151,16 @@ func (e *benchEnv) goodput(b *testing.B, failRatio float64, vars map[string]stri
 	return float64(to-from) / flakySpan.Seconds(), p.Load()
 }
 
+// backlog publishes n events with ids of kind and waits for their acks.
+func (e *benchEnv) backlog(b *testing.B, kind string, n int) {
+	r := benchRound.Add(1)
+	events := make([]router.Event, n)
+	for i := range events {
+		events[i] = benchEvent(fmt.Sprintf("%s-%d-%06d", kind, r, i))
+	}
+	e.publishAll(b, events)
+}
+
 // BenchmarkFlakyReceiver: a receiver answering 500 to 30 % of the requests
 // at random, against the same receiver failing none, with the defaults
 // except WEBHOOK_BACKOFF=1s and WEBHOOK_MAX_ACK_PENDING=10000 (a retry
@@ -159,12 +169,7 @@ func (e *benchEnv) goodput(b *testing.B, failRatio float64, vars map[string]stri
 // over 8 s after a 1 s warm-up; the breaker must not pause.
 func BenchmarkFlakyReceiver(b *testing.B) {
 	e := newBenchEnv(b)
-	r := benchRound.Add(1)
-	events := make([]router.Event, flakyBacklog)
-	for i := range events {
-		events[i] = benchEvent(fmt.Sprintf("flaky-%d-%06d", r, i))
-	}
-	e.publishAll(b, events)
+	e.backlog(b, "flaky", flakyBacklog)
 	vars := map[string]string{"WEBHOOK_BACKOFF": "1s", "WEBHOOK_MAX_ACK_PENDING": "10000"}
 	var clean, flaky []float64
 	var pauses int64
@@ -195,12 +200,7 @@ func BenchmarkFlakyReceiver(b *testing.B) {
 func BenchmarkDownReceiver(b *testing.B) {
 	const backlog, span = 5_000, 20 * time.Second
 	e := newBenchEnv(b)
-	r := benchRound.Add(1)
-	events := make([]router.Event, backlog)
-	for i := range events {
-		events[i] = benchEvent(fmt.Sprintf("down-%d-%05d", r, i))
-	}
-	e.publishAll(b, events)
+	e.backlog(b, "down", backlog)
 	attempts := func(vars map[string]string, breaker bool) (before int64, rate float64) {
 		recv := newRandomReceiver(b, 1)
 		pauses, stop := e.runDefault(b, recv.URL+"/hooks", fmt.Sprintf("down-%d", benchRound.Add(1)), vars)
