@@ -1,6 +1,7 @@
 package consumers
 
 import (
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -209,4 +210,21 @@ func TestBreakerBounded(t *testing.T) {
 	if n := len(b.failures); n > 2*3+64+1 {
 		t.Errorf("%d failure entries for 3 failing events", n)
 	}
+}
+
+// The breaker's book-keeping runs for every settled attempt: its cost per
+// delivery and per failure.
+func BenchmarkBreaker(b *testing.B) {
+	cfg := Config{BreakerThreshold: 5, BreakerFailureRatio: 0.5, BreakerMinEvents: 20, BreakerWindow: time.Minute}
+	br := newBreaker(cfg, Options{}, time.Now)
+	var seq uint64
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			n := atomic.AddUint64(&seq, 1)
+			if n%10 < 3 {
+				br.failed(n)
+			}
+			br.succeeded(n)
+		}
+	})
 }

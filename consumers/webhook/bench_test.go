@@ -236,18 +236,22 @@ func (e *benchEnv) run(b *testing.B, name, start string) *benchConsumer {
 			if c.err != nil {
 				b.Errorf("runtime %s: %v", name, c.err)
 			}
-			// Fresh durables every round: do not leave the old ones for
-			// the server to track.
-			for stream, durable := range map[string]string{streams.Events: name, streams.Advisories: name + "-advisories"} {
-				err := e.js.DeleteConsumer(context.Background(), stream, durable)
-				if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-					b.Errorf("delete durable %s: %v", durable, err)
-				}
-			}
+			e.deleteDurables(b, name)
 		})
 	}
 	b.Cleanup(c.stop)
 	return c
+}
+
+// deleteDurables deletes the durables of the consumer name: fresh durables
+// every round, not the old ones left for the server to track.
+func (e *benchEnv) deleteDurables(b *testing.B, name string) {
+	for stream, durable := range map[string]string{streams.Events: name, streams.Advisories: name + "-advisories"} {
+		err := e.js.DeleteConsumer(context.Background(), stream, durable)
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			b.Errorf("delete durable %s: %v", durable, err)
+		}
+	}
 }
 
 // publishAll publishes events with async publishes and waits for every ack.

@@ -123,6 +123,7 @@ func (e *benchEnv) runDefault(b *testing.B, url, name string, vars map[string]st
 		if err := <-done; err != nil {
 			b.Errorf("runtime %s: %v", name, err)
 		}
+		e.deleteDurables(b, name)
 	}
 }
 
