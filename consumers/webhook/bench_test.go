@@ -207,7 +207,8 @@ type benchConsumer struct {
 func (e *benchEnv) run(b *testing.B, name, start string) *benchConsumer {
 	cfg := consumers.Config{Start: start, AckWait: 30 * time.Second, MaxDeliver: 10, MaxAckPending: 2 * benchConcurrency,
 		Concurrency: benchConcurrency, Backoff: consumers.Schedule{50 * time.Millisecond}, Jitter: 0.2,
-		BreakerThreshold: 5, BreakerCooldown: time.Second, DrainTimeout: 10 * time.Second}
+		BreakerThreshold: 5, BreakerFailureRatio: 0.5, BreakerMinEvents: 20, BreakerWindow: time.Minute,
+		BreakerCooldown: time.Second, DrainTimeout: 10 * time.Second}
 	if err := cfg.Validate("WEBHOOK_"); err != nil {
 		b.Fatal(err)
 	}
