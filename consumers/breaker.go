@@ -81,10 +81,10 @@ func (b *breaker) failed(seq uint64) {
 	b.mu.Lock()
 	now := b.now()
 	b.consecutive++
-	if _, ok := b.failing[seq]; !ok && b.window > 0 {
-		b.failures = append(b.failures, failure{seq, now})
-	}
 	b.failing[seq] = now
+	if b.window > 0 {
+		b.failures = append(b.failures, failure{seq, now}) // an earlier entry of seq is stale now
+	}
 	b.expire(now)
 	opens := !b.isOpen.Load() && b.shouldOpen()
 	if opens {

@@ -160,6 +160,10 @@ func TestBreakerWindowExpires(t *testing.T) {
 	if events, failed := b.counts(); events != 2 || failed != 2 {
 		t.Errorf("window: %d events, %d failed; want 2 (21 again, 40)", events, failed)
 	}
+	c.advance(30 * time.Second) // a minute after 21 failed again
+	if events, failed := b.counts(); events != 1 || failed != 1 || b.known(21) {
+		t.Errorf("window: %d events, %d failed (21 known: %v); want 1, 1 (40)", events, failed, b.known(21))
+	}
 }
 
 // Open, only the probe's success closes it, and it empties the window: the
