@@ -129,9 +129,9 @@ func (e *benchEnv) runDefault(b *testing.B, url, name string, vars map[string]st
 
 // goodput runs a consumer with vars against a receiver failing failRatio
 // of the requests and returns the distinct events delivered per second
-// over flakySpan, flakyWarmUp after the first delivery, and the breaker's
-// pauses until then.
-func (e *benchEnv) goodput(b *testing.B, failRatio float64, vars map[string]string) (rate float64, pauses int64) {
+// over flakySpan, flakyWarmUp after the first delivery, the requests per
+// second over the same span, and the breaker's pauses until its end.
+func (e *benchEnv) goodput(b *testing.B, failRatio float64, vars map[string]string) (rate, attempts float64, pauses int64) {
 	recv := newRandomReceiver(b, failRatio)
 	p, stop := e.runDefault(b, recv.URL+"/hooks", fmt.Sprintf("flaky-%d", benchRound.Add(1)), vars)
 	defer stop()
@@ -143,13 +143,13 @@ func (e *benchEnv) goodput(b *testing.B, failRatio float64, vars map[string]stri
 		time.Sleep(time.Millisecond)
 	}
 	time.Sleep(time.Until(time.Unix(0, recv.first.Load()).Add(flakyWarmUp)))
-	from := recv.delivered.Load()
+	from, reqs := recv.delivered.Load(), recv.requests.Load()
 	time.Sleep(flakySpan)
-	to := recv.delivered.Load()
+	to, reqs := recv.delivered.Load(), recv.requests.Load()-reqs
 	if to >= flakyBacklog {
 		b.Fatalf("the backlog of %d ran out within the span: raise flakyBacklog", flakyBacklog)
 	}
-	return float64(to-from) / flakySpan.Seconds(), p.Load()
+	return float64(to-from) / flakySpan.Seconds(), float64(reqs) / flakySpan.Seconds(), p.Load()
 }
 
 // backlog publishes n events with ids of kind and waits for their acks.
@@ -172,20 +172,21 @@ func BenchmarkFlakyReceiver(b *testing.B) {
 	e := newBenchEnv(b)
 	e.backlog(b, "flaky", flakyBacklog)
 	vars := map[string]string{"WEBHOOK_BACKOFF": "1s", "WEBHOOK_MAX_ACK_PENDING": "10000"}
-	var clean, flaky []float64
+	var clean, flaky, cleanReqs, flakyReqs []float64
 	var pauses int64
 	b.ResetTimer()
 	for range b.N {
-		rate, _ := e.goodput(b, 0, vars)
-		clean = append(clean, rate)
-		rate, p := e.goodput(b, 0.3, vars)
-		flaky = append(flaky, rate)
+		rate, reqs, _ := e.goodput(b, 0, vars)
+		clean, cleanReqs = append(clean, rate), append(cleanReqs, reqs)
+		rate, reqs, p := e.goodput(b, 0.3, vars)
+		flaky, flakyReqs = append(flaky, rate), append(flakyReqs, reqs)
 		pauses += p
 	}
 	b.StopTimer()
 	b.ReportMetric(median(clean), "clean-events/s")
 	b.ReportMetric(median(flaky), "flaky-events/s")
 	b.ReportMetric(median(flaky)/median(clean), "ratio")
+	b.ReportMetric(median(flakyReqs)/median(cleanReqs), "attempt-ratio")
 	b.ReportMetric(float64(pauses), "breaker-pauses")
 	if pauses > 0 {
 		b.Errorf("the breaker paused %d times against a receiver failing 30 %% at random", pauses)
