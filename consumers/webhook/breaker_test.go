@@ -173,10 +173,10 @@ func TestDeliveryRestartsSoonAfterResume(t *testing.T) {
 			t.Fatal("delivered while paused")
 		}
 	}
+	resumed := time.Now()
 	if err := consumers.ResumeConsumer(ctx, m.js, durable); err != nil {
 		t.Fatal(err)
 	}
-	resumed := time.Now()
 	waitDelivered(t, rc, during, resumed.Add(2*time.Second))
 	var latest time.Time
 	for _, id := range during {
