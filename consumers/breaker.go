@@ -118,7 +118,7 @@ func (b *breaker) succeeded(seq uint64) {
 	defer b.mu.Unlock()
 	now := b.now()
 	if b.isOpen.Load() && seq == b.probing {
-		b.reset(now)
+		b.reset()
 		b.isOpen.Store(false)
 		b.since = now
 		return
@@ -169,7 +169,7 @@ func (b *breaker) expire(now time.Time) {
 }
 
 // reset empties the window; b.mu is held.
-func (b *breaker) reset(time.Time) {
+func (b *breaker) reset() {
 	b.consecutive, b.nDelivered, b.probing = 0, 0, 0
 	clear(b.failing)
 	b.failures, b.delivered = nil, nil

@@ -30,14 +30,14 @@ type fate uint8
 
 const (
 	// ack: handled. Acknowledge, count as delivered, record; the breaker
-	// closes.
+	// counts a delivered event (and closes, when it was the probe).
 	ack fate = iota
 	// ackOnly: nothing (more) to do: acknowledge, nothing counted or
 	// recorded (an event outside the trigger patterns, an advisory or an
 	// outcome message that was dealt with).
 	ackOnly
 	// retry: failed. Redeliver after delay, count, record; the breaker
-	// counts the failure.
+	// counts a failed event.
 	retry
 	// retryInPlace: failed in per-key order mode. Count and record; the
 	// caller waits delay and tries again, holding the event, so that later
