@@ -20,10 +20,16 @@ type Config struct {
 	Concurrency      int           `env:"CONCURRENCY" envDefault:"16" desc:"events handled in parallel by this process"`
 	Backoff          Schedule      `env:"BACKOFF" envDefault:"5s,30s,2m,10m,30m,1h" desc:"retry delays by attempt (the last repeats)"`
 	Jitter           float64       `env:"BACKOFF_JITTER" envDefault:"0.2" desc:"random spread of each retry delay, as a fraction (0.2 = ±20%)"`
-	BreakerThreshold int           `env:"BREAKER_THRESHOLD" envDefault:"5" desc:"consecutive failed attempts after which this process stops fetching for BREAKER_COOLDOWN (0: never)"`
-	BreakerCooldown  time.Duration `env:"BREAKER_COOLDOWN" envDefault:"30s" desc:"how long an open circuit breaker waits before probing with one event"`
-	DrainTimeout     time.Duration `env:"DRAIN_TIMEOUT" envDefault:"30s" desc:"on shutdown, how long in-flight handlers may take to finish"`
-	Replicas         int           `env:"REPLICAS" envDefault:"0" desc:"replicas of the durable's state (0: as the stream; 3 in a 3-node cluster)"`
+	BreakerThreshold int           `env:"BREAKER_THRESHOLD" envDefault:"5" desc:"the shortest run of consecutive failed attempts that may open the circuit breaker, which then stops this process fetching for BREAKER_COOLDOWN (0: never opens)"`
+	// The circuit breaker judges distinct events: it opens when at least
+	// BREAKER_FAILURE_RATIO of at least BREAKER_MIN_EVENTS distinct events
+	// attempted within BREAKER_WINDOW failed.
+	BreakerFailureRatio float64       `env:"BREAKER_FAILURE_RATIO" envDefault:"0.5" desc:"the share of the distinct events attempted within BREAKER_WINDOW that must have failed (their last attempt in it) for the circuit breaker to open (above 0, up to 1)"`
+	BreakerMinEvents    int           `env:"BREAKER_MIN_EVENTS" envDefault:"20" desc:"the fewest distinct events attempted within BREAKER_WINDOW on which the circuit breaker may open (retries of one event count once)"`
+	BreakerWindow       time.Duration `env:"BREAKER_WINDOW" envDefault:"60s" desc:"how far back the circuit breaker looks at the events attempted"`
+	BreakerCooldown     time.Duration `env:"BREAKER_COOLDOWN" envDefault:"30s" desc:"how long an open circuit breaker waits before probing with one event"`
+	DrainTimeout        time.Duration `env:"DRAIN_TIMEOUT" envDefault:"30s" desc:"on shutdown, how long in-flight handlers may take to finish"`
+	Replicas            int           `env:"REPLICAS" envDefault:"0" desc:"replicas of the durable's state (0: as the stream; 3 in a 3-node cluster)"`
 }
 
 // Validate checks the settings; prefix is the variables' prefix (e.g.
@@ -51,6 +57,12 @@ func (c Config) Validate(prefix string) error {
 		return fmt.Errorf("%sBREAKER_THRESHOLD %d is negative", prefix, c.BreakerThreshold)
 	case c.BreakerThreshold > 0 && c.BreakerCooldown <= 0:
 		return fmt.Errorf("%sBREAKER_COOLDOWN must be positive", prefix)
+	case c.BreakerThreshold > 0 && !(c.BreakerFailureRatio > 0 && c.BreakerFailureRatio <= 1):
+		return fmt.Errorf("%sBREAKER_FAILURE_RATIO %g: want above 0, up to 1 (0.5: half the events failed)", prefix, c.BreakerFailureRatio)
+	case c.BreakerThreshold > 0 && c.BreakerMinEvents < 1:
+		return fmt.Errorf("%sBREAKER_MIN_EVENTS %d: want at least 1", prefix, c.BreakerMinEvents)
+	case c.BreakerThreshold > 0 && c.BreakerWindow <= 0:
+		return fmt.Errorf("%sBREAKER_WINDOW %s: want a positive duration such as 60s", prefix, c.BreakerWindow)
 	}
 	return nil
 }

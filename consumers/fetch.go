@@ -26,7 +26,8 @@ func (r *Runtime) consume(ctx context.Context) error {
 		defer keyed.wait()
 	}
 	for ctx.Err() == nil {
-		if r.coolDown(ctx, hctx) {
+		if open, rest := r.coolDown(ctx, hctx); open {
+			r.dispatch(ctx, work, rest...) // what the probe fetched besides, once it closed the breaker
 			continue
 		}
 		cc, err := r.cons.Consume(func(msg jetstream.Msg) {
@@ -44,11 +45,7 @@ func (r *Runtime) consume(ctx context.Context) error {
 				keyed.dispatch(msg)
 				return
 			}
-			select {
-			case work <- msg:
-			case <-ctx.Done():
-				r.giveBack(ctx, 0, msg)
-			}
+			r.dispatch(ctx, work, msg)
 		}, r.consumeOpts(ctx)...)
 		if err != nil {
 			r.log.Error("consume failed; retrying", "err", err)
@@ -117,6 +114,18 @@ func (r *Runtime) startWorkers(ctx, hctx context.Context, cancelHandlers context
 	}
 }
 
+// dispatch hands msgs to the workers, or back to the server when ctx (the
+// fetch loop's) ends first.
+func (r *Runtime) dispatch(ctx context.Context, work chan<- jetstream.Msg, msgs ...jetstream.Msg) {
+	for _, msg := range msgs {
+		select {
+		case work <- msg:
+		case <-ctx.Done():
+			r.giveBack(ctx, 0, msg)
+		}
+	}
+}
+
 func (r *Runtime) consumeOpts(ctx context.Context) []jetstream.PullConsumeOpt {
 	prefetch := r.cfg.Concurrency
 	if r.opt.BatchHandler != nil {
@@ -147,13 +156,21 @@ func (r *Runtime) consumeOpts(ctx context.Context) []jetstream.PullConsumeOpt {
 
 // release hands back messages this process will not handle now, instead
 // of letting them wait out AckWait in a buffer: at once on shutdown (ctx,
-// the fetch loop's, ended), after the cool-down while the breaker is open.
+// the fetch loop's, ended); while the breaker is open, after the cool-down
+// or the retry schedule's delay for the deliveries so far, whichever is
+// longer: each hand-back costs a delivery of the MAX_DELIVER budget, so
+// an event held back again and again spends it no faster than one failing.
 func (r *Runtime) release(ctx context.Context, msgs ...jetstream.Msg) {
-	delay := time.Duration(0)
-	if ctx.Err() == nil {
-		delay = r.cfg.BreakerCooldown
+	for _, msg := range msgs {
+		delay := time.Duration(0)
+		if ctx.Err() == nil {
+			delay = r.cfg.BreakerCooldown
+			if md, err := msg.Metadata(); err == nil {
+				delay = max(delay, r.cfg.Delay(int(md.NumDelivered)))
+			}
+		}
+		r.giveBack(ctx, delay, msg)
 	}
-	r.giveBack(ctx, delay, msgs...)
 }
 
 // process handles one message and settles it.

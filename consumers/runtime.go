@@ -88,7 +88,7 @@ func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Run
 		o.Metrics = NewMetrics(prometheus.NewRegistry()) // counted, not exported
 	}
 	return &Runtime{js: js, subjects: s, cfg: cfg, opt: o, log: o.Log.With("consumer", o.Name), now: time.Now,
-		breaker: newBreaker(cfg, o), lost: make(chan struct{}, 1), presence: newPresence(),
+		breaker: newBreaker(cfg, o, time.Now), lost: make(chan struct{}, 1), presence: newPresence(),
 		heldLetters: newHeldLetters()}, nil
 }
 

@@ -401,7 +401,7 @@ func TestStartCannotChange(t *testing.T) {
 }
 
 // The breaker, for a per-event handler and for a batch handler (the
-// archiver's): after three failed attempts nothing is handled for the
+// archiver's): after three events failed nothing is handled for the
 // cool-down, then one event is fetched as a probe; recovery delivers all.
 func TestCircuitBreaker(t *testing.T) {
 	for _, batch := range []bool{false, true} {
@@ -410,6 +410,8 @@ func TestCircuitBreaker(t *testing.T) {
 			r := newRig(t)
 			cfg := fastConfig()
 			cfg.Concurrency, cfg.BreakerThreshold, cfg.BreakerCooldown, cfg.MaxDeliver = 1, 3, 800*time.Millisecond, 100
+			// Three distinct events failing open it.
+			cfg.BreakerFailureRatio, cfg.BreakerMinEvents, cfg.BreakerWindow = 0.5, 3, time.Minute
 			durable := "breaker-" + name
 			var mu sync.Mutex
 			var calls []time.Time

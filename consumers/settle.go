@@ -30,14 +30,14 @@ type fate uint8
 
 const (
 	// ack: handled. Acknowledge, count as delivered, record; the breaker
-	// closes.
+	// counts a delivered event (and closes, when it was the probe).
 	ack fate = iota
 	// ackOnly: nothing (more) to do: acknowledge, nothing counted or
 	// recorded (an event outside the trigger patterns, an advisory or an
 	// outcome message that was dealt with).
 	ackOnly
 	// retry: failed. Redeliver after delay, count, record; the breaker
-	// counts the failure.
+	// counts a failed event.
 	retry
 	// retryInPlace: failed in per-key order mode. Count and record; the
 	// caller waits delay and tries again, holding the event, so that later
@@ -99,7 +99,7 @@ func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v
 	m, ns := r.opt.Metrics, d.Event.Namespace
 	switch v.fate {
 	case ack:
-		r.breaker.succeeded()
+		r.breaker.succeeded(d.StreamSeq)
 		r.presence.succeeded(r.now())
 		m.count(m.delivered, r.opt.Name, ns)
 		r.recordThen(msg, d, ResultDelivered, nil, func() {
@@ -116,7 +116,7 @@ func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v
 		log().Warn("attempt failed; retrying", "err", v.err, "retry_in", v.delay.Round(time.Millisecond))
 		m.count(m.retried, r.opt.Name, ns)
 		r.recordThen(msg, d, ResultRetried, v.err, func() { msg.NakWithDelay(v.delay) })
-		r.breaker.failed()
+		r.breaker.failed(d.StreamSeq)
 	case retryInPlace:
 		log().Warn("attempt failed; retrying in place to keep the key's order", "err", v.err, "retry_in", v.delay.Round(time.Millisecond))
 		m.count(m.retried, r.opt.Name, ns)

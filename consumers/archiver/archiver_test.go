@@ -199,6 +199,7 @@ func TestArchiverSurvivesOutage(t *testing.T) {
 		ds.down.Store(true)
 		rc := runtimeConfig()
 		rc.MaxDeliver, rc.BreakerThreshold, rc.BreakerCooldown = 100, 5, 300*time.Millisecond
+		rc.BreakerFailureRatio, rc.BreakerMinEvents, rc.BreakerWindow = 0.5, 20, time.Minute // the defaults
 		a := r.runArchiverWith(ds, rc)
 		// The first batch trips the breaker; the second failure is a probe.
 		natstest.WaitFor(t, 20*time.Second, "a failed probe", func() bool { return ds.failed.Load() >= 2 })

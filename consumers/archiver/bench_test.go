@@ -308,7 +308,8 @@ func benchBare(b *testing.B, open func(*testing.B) (store.Store, func()), rows [
 func benchRuntimeConfig() consumers.Config {
 	return consumers.Config{Start: "all", AckWait: 30 * time.Second, MaxDeliver: 10, MaxAckPending: 1000, Concurrency: 16,
 		Backoff: consumers.Schedule{5 * time.Second, 30 * time.Second, 2 * time.Minute}, Jitter: 0.2,
-		BreakerThreshold: 5, BreakerCooldown: 30 * time.Second, DrainTimeout: 30 * time.Second}
+		BreakerThreshold: 5, BreakerFailureRatio: 0.5, BreakerMinEvents: 20, BreakerWindow: time.Minute,
+		BreakerCooldown: 30 * time.Second, DrainTimeout: 30 * time.Second}
 }
 
 func benchMedian(xs []float64) float64 {

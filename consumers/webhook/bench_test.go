@@ -213,7 +213,8 @@ func (e *benchEnv) run(b *testing.B, name, start string) *benchConsumer {
 func (e *benchEnv) runWith(b *testing.B, name, start string, extra consumers.Options) *benchConsumer {
 	cfg := consumers.Config{Start: start, AckWait: 30 * time.Second, MaxDeliver: 10, MaxAckPending: 2 * benchConcurrency,
 		Concurrency: benchConcurrency, Backoff: consumers.Schedule{50 * time.Millisecond}, Jitter: 0.2,
-		BreakerThreshold: 5, BreakerCooldown: time.Second, DrainTimeout: 10 * time.Second}
+		BreakerThreshold: 5, BreakerFailureRatio: 0.5, BreakerMinEvents: 20, BreakerWindow: time.Minute,
+		BreakerCooldown: time.Second, DrainTimeout: 10 * time.Second}
 	if err := cfg.Validate("WEBHOOK_"); err != nil {
 		b.Fatal(err)
 	}
@@ -242,18 +243,22 @@ func (e *benchEnv) runWith(b *testing.B, name, start string, extra consumers.Opt
 			if c.err != nil {
 				b.Errorf("runtime %s: %v", name, c.err)
 			}
-			// Fresh durables every round: do not leave the old ones for
-			// the server to track.
-			for stream, durable := range map[string]string{streams.Events: name, streams.Advisories: name + "-advisories"} {
-				err := e.js.DeleteConsumer(context.Background(), stream, durable)
-				if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
-					b.Errorf("delete durable %s: %v", durable, err)
-				}
-			}
+			e.deleteDurables(b, name)
 		})
 	}
 	b.Cleanup(c.stop)
 	return c
+}
+
+// deleteDurables deletes the durables of the consumer name: fresh durables
+// every round, not the old ones left for the server to track.
+func (e *benchEnv) deleteDurables(b *testing.B, name string) {
+	for stream, durable := range map[string]string{streams.Events: name, streams.Advisories: name + "-advisories"} {
+		err := e.js.DeleteConsumer(context.Background(), stream, durable)
+		if err != nil && !errors.Is(err, jetstream.ErrConsumerNotFound) {
+			b.Errorf("delete durable %s: %v", durable, err)
+		}
+	}
 }
 
 // publishAll publishes events with async publishes and waits for every ack.

@@ -143,8 +143,15 @@ func (m *mesh) webhookConsumer(url string, change ...func(*webhook.Config, *cons
 	if err := wc.Validate(); err != nil {
 		m.t.Fatal(err)
 	}
-	rt, err := webhook.New(m.js, subjects, webhook.ConsumerConfig{Webhook: wc, Order: "none", Runtime: rc},
-		consumers.NewMetrics(prometheus.NewRegistry()), natstest.Logger(m.t))
+	m.run(webhook.ConsumerConfig{Webhook: wc, Order: "none", Runtime: rc}, consumers.NewMetrics(prometheus.NewRegistry()))
+	return wc.DurableName()
+}
+
+// run starts the webhook consumer of c, counting into metrics, waits until
+// it is ready, and stops it when the test ends.
+func (m *mesh) run(c webhook.ConsumerConfig, metrics *consumers.Metrics) {
+	m.t.Helper()
+	rt, err := webhook.New(m.js, subjects, c, metrics, natstest.Logger(m.t))
 	if err != nil {
 		m.t.Fatal(err)
 	}
@@ -153,7 +160,6 @@ func (m *mesh) webhookConsumer(url string, change ...func(*webhook.Config, *cons
 	go func() { rt.Run(ctx); close(done) }()
 	natstest.WaitFor(m.t, 10*time.Second, "consumer ready", func() bool { return rt.Ready(ctx) == nil })
 	m.t.Cleanup(func() { cancel(); <-done })
-	return wc.DurableName()
 }
 
 func msgData(i int) string {
