@@ -54,7 +54,7 @@ func (c IngestConfig) Validate() error {
 		// would be checked, while the operator believes one is.
 		return errors.New("INGEST_API_KEY holds only whitespace: set a key, or unset it (only on a loopback INGEST_ADDR)")
 	}
-	if len(c.Keys()) == 0 && !Loopback(host) {
+	if len(c.Keys()) == 0 && !streams.Loopback(host) {
 		return fmt.Errorf("INGEST_ADDR %s is reachable from other hosts but INGEST_API_KEY is not set: set a key (or INGEST_API_KEY_FILE), or listen on 127.0.0.1", c.Addr)
 	}
 	if c.APIKeyHeader == "" || strings.ContainsAny(c.APIKeyHeader, " :\t\r\n") {
@@ -89,16 +89,6 @@ func (c IngestConfig) BodyLimit(maxPayload int64) (int64, error) {
 			c.MaxBody, streams.ByteSize(maxPayload), streams.ByteSize(HeaderReserve), limit)
 	}
 	return int64(c.MaxBody), nil
-}
-
-// Loopback reports whether host (of a listen address) is reachable only
-// from this machine.
-func Loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // ValidateSource checks a ce-source: a non-empty URI-reference of printable

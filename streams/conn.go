@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"path/filepath"
@@ -204,7 +205,7 @@ func Connect(ctx context.Context, c ConnConfig, name string, log *slog.Logger, e
 		if err == nil {
 			return nc, nil
 		}
-		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || strings.Contains(err.Error(), "Authorization Violation") {
+		if AuthError(err) {
 			return nil, fmt.Errorf("connect to NATS %s: %w (check NATS_CREDS, NATS_NKEY, NATS_USER/NATS_PASSWORD or NATS_TOKEN)", Redact(servers), err)
 		}
 		log.Warn("NATS not reachable yet; retrying", "url", Redact(servers), "attempt", attempt, "err", err)
@@ -212,6 +213,24 @@ func Connect(ctx context.Context, c ConnConfig, name string, log *slog.Logger, e
 			return nil, fmt.Errorf("connect to NATS %s: %w", Redact(servers), err)
 		}
 	}
+}
+
+// AuthError reports whether err is the server refusing a connection's
+// credentials (or their absence): retrying would not help.
+func AuthError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		strings.Contains(strings.ToLower(err.Error()), "authorization violation")
+}
+
+// Loopback reports whether host (of a listen address) is reachable only
+// from this machine: localhost or a loopback IP. An empty host, 0.0.0.0,
+// [::], a host name or any other address is not.
+func Loopback(host string) bool {
+	if host == "localhost" {
+		return true
+	}
+	ip := net.ParseIP(host)
+	return ip != nil && ip.IsLoopback()
 }
 
 // BaseOptions are the options every connection of ours uses: a name, endless

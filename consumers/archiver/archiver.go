@@ -48,7 +48,7 @@ func (c Config) Validate() error {
 		if err != nil {
 			return fmt.Errorf("ARCHIVE_ADDR %q: %w", c.Addr, err)
 		}
-		if c.APIKey == "" && !loopback(host) {
+		if c.APIKey == "" && !streams.Loopback(host) {
 			return fmt.Errorf("ARCHIVE_ADDR %s is reachable from other hosts but ARCHIVE_API_KEY is not set: the archive holds personal data", c.Addr)
 		}
 	}
@@ -61,14 +61,6 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ARCHIVE_BATCH_SIZE %d: want 1 to 10000", c.BatchSize)
 	}
 	return nil
-}
-
-func loopback(host string) bool {
-	if host == "localhost" {
-		return true
-	}
-	ip := net.ParseIP(host)
-	return ip != nil && ip.IsLoopback()
 }
 
 // Archiver is the running archive consumer.
