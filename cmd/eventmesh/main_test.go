@@ -437,3 +437,47 @@ func TestEmbeddedServerRefusals(t *testing.T) {
 		}
 	}
 }
+
+// The archive API on loopback: with ARCHIVE_API_KEY set, a request without
+// it gets 401; without a key it answers, and the start log says that it
+// serves event data without a key.
+func TestArchiveAPIOnLoopback(t *testing.T) {
+	const warning = "serves every archived event's data without a key on loopback"
+	get := func(addr, key string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/events", nil)
+		if key != "" {
+			req.Header.Set("X-API-KEY", key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	addr := freeAddr(t)
+	p := startMesh(t, t.TempDir(), "ARCHIVE_ADDR="+addr, "ARCHIVE_API_KEY=arch1ve-key")
+	if code := get(addr, ""); code != 401 {
+		t.Errorf("with a key set, no key: %d, want 401", code)
+	}
+	if code := get(addr, "wrong"); code != 401 {
+		t.Errorf("with a key set, a wrong key: %d, want 401", code)
+	}
+	if code := get(addr, "arch1ve-key"); code != 200 {
+		t.Errorf("the key: %d, want 200", code)
+	}
+	p.stop(t)
+	if strings.Contains(p.log.String(), warning) {
+		t.Errorf("warned about no key although one is set:\n%s", p.log)
+	}
+
+	addr = freeAddr(t)
+	p = startMesh(t, t.TempDir(), "ARCHIVE_ADDR="+addr)
+	if code := get(addr, ""); code != 200 {
+		t.Errorf("without a key on loopback: %d, want 200", code)
+	}
+	p.stop(t)
+	if !strings.Contains(p.log.String(), warning) {
+		t.Errorf("no warning that the archive API serves data without a key:\n%s", p.log)
+	}
+}
