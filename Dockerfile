@@ -4,8 +4,16 @@
 # (embedded NATS server, store under /data):
 #
 #   docker build --build-arg VERSION=v1.2.3 -t eventmesh .
-#   docker run --rm -p 8080:8080 -v eventmesh-data:/data \
-#     -e INGEST_ADDR=0.0.0.0:8080 -e INGEST_API_KEY=… -e NATS_LISTEN=0.0.0.0:4222 eventmesh
+#   docker run --rm -p 8080:8080 -p 4222:4222 -v eventmesh-data:/data \
+#     -e INGEST_ADDR=0.0.0.0:8080 -e INGEST_API_KEY \
+#     -e NATS_LISTEN=0.0.0.0:4222 -e NATS_USER=eventmesh -e NATS_PASSWORD eventmesh
+#
+# (INGEST_API_KEY and NATS_PASSWORD are taken from the shell's environment;
+# or mount secrets and set INGEST_API_KEY_FILE, NATS_PASSWORD_FILE=/run/secrets/….)
+# Beyond loopback the embedded server needs client authentication, as ingest
+# needs its key: without NATS_USER/NATS_PASSWORD, NATS_TOKEN or
+# NATS_SERVER_CONFIG, eventmesh refuses NATS_LISTEN=0.0.0.0:4222. Clients
+# such as `nats` or `eventmesh status` connect with the same user.
 #
 # The separate binaries run from the same image with another entrypoint, each
 # against an external NATS server (NATS_URL); see docker-compose.yml:
@@ -18,7 +26,8 @@
 # `docker run --rm eventmesh --help` (or `--entrypoint /webhook eventmesh --help`)
 # lists every variable. Every address defaults to loopback: inside a container
 # set INGEST_ADDR, HTTP_ADDR, ARCHIVE_ADDR (and NATS_LISTEN for the embedded
-# server) to 0.0.0.0:<port> to reach them from outside it.
+# server) to 0.0.0.0:<port> to reach them from outside it, with their keys
+# (INGEST_API_KEY, ARCHIVE_API_KEY; NATS_USER and NATS_PASSWORD).
 #
 # The image has no shell and no curl (distroless): probe /healthz from outside
 # the container (an orchestrator's HTTP probe), not with a HEALTHCHECK command.

@@ -49,7 +49,7 @@ type eventJSON struct {
 func toEventJSON(e router.Event) eventJSON {
 	j := eventJSON{ID: e.ID, Type: e.Namespace, Source: e.Source, Time: e.Time, Origin: e.Origin,
 		CorrelationID: e.CorrelationID, Traceparent: e.Traceparent}
-	if json.Valid(e.Data) {
+	if router.ValidJSON(e.Data) {
 		j.Data = e.Data
 	} else if len(e.Data) > 0 {
 		j.DataBase64 = e.Data

@@ -1,10 +1,12 @@
 package consumers
 
 import (
+	"encoding/json"
 	"fmt"
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/nats-io/nats.go"
@@ -59,5 +61,25 @@ func TestDLQMsgHeaders(t *testing.T) {
 	h[router.HeaderAttempts] = []string{"many"}
 	if _, err := DeadLetterFromMsg(7, h, nil); err == nil || !strings.Contains(err.Error(), "seq=7") {
 		t.Errorf("bad attempts: %v", err)
+	}
+}
+
+// `dlq ls --json` prints JSON in UTF-8 even for an event whose data is JSON
+// but for invalid UTF-8 (stored before ingest refused it): such data goes to
+// data_base64 and comes back byte for byte.
+func TestDeadLetterJSONWithInvalidUTF8Data(t *testing.T) {
+	for _, data := range [][]byte{[]byte(`{"subject":"caf` + "\xe9" + `"}`), []byte(`{"subject":"café"}`)} {
+		dl := DeadLetter{Seq: 1, Consumer: "webhook-1", Event: router.Event{ID: fmt.Sprintf("%032x", 1), Namespace: "a.b", Data: data}}
+		b, err := json.Marshal(dl)
+		if err != nil || !json.Valid(b) || !utf8.Valid(b) {
+			t.Fatalf("%q: %v, not JSON in UTF-8: %q", data, err, b)
+		}
+		if inline := strings.Contains(string(b), `"data":{`); inline != utf8.Valid(data) {
+			t.Errorf("%q: data inline %v: %s", data, inline, b)
+		}
+		var back DeadLetter
+		if err := json.Unmarshal(b, &back); err != nil || string(back.Event.Data) != string(data) {
+			t.Errorf("%q: back %q, %v", data, back.Event.Data, err)
+		}
 	}
 }

@@ -370,17 +370,6 @@ func parseItem(b []byte, meta requestMeta) (router.Event, *apiError) {
 	}, nil
 }
 
-// invalidJSON explains why body is not valid JSON (the slow path, taken
-// only for bad input).
-func invalidJSON(body []byte) *apiError {
-	var v any
-	err := json.Unmarshal(body, &v)
-	if err == nil {
-		err = errors.New("not a JSON value")
-	}
-	return badRequest(CodeInvalidJSON, "malformed JSON: %v", err)
-}
-
 // bulkResult is one entry of a bulk reply.
 type bulkResult struct {
 	ID        string    `json:"id,omitempty"`
@@ -457,8 +446,8 @@ func (in *Ingest) bulk(w http.ResponseWriter, ctx context.Context, body []byte, 
 // parser relies on.
 func checkBody(raw []byte) ([]byte, *apiError) {
 	body := bytes.TrimSpace(raw)
-	if !json.Valid(body) {
-		return nil, invalidJSON(body)
+	if err := router.CheckJSON(body); err != nil {
+		return nil, badRequest(CodeInvalidJSON, "malformed JSON: %v", err)
 	}
 	return body, nil
 }

@@ -1,9 +1,12 @@
 package producer_test
 
 import (
+	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -288,6 +291,87 @@ func TestIngestBadInput(t *testing.T) {
 	}
 	if n := e.count(t); n != 0 {
 		t.Errorf("bad input published %d messages", n)
+	}
+}
+
+// JSON text is UTF-8 (RFC 8259): a body with invalid UTF-8 inside a string
+// of its data, single or in a bulk array, is refused whole with 400
+// invalid_json and publishes nothing (json.Valid alone accepts it, and the
+// bytes would be stored as they came). Valid non-ASCII text is accepted.
+func TestIngestRefusesInvalidUTF8(t *testing.T) {
+	e := setup(t)
+	for name, body := range map[string]string{
+		"single":           `{"trigger":"transport.messageReceived","data":{"id":"MSG1","subject":"caf` + "\xe9" + `"}}`,
+		"truncated":        `{"trigger":"transport.messageReceived","data":{"id":"MSG2","subject":"5 ` + "\xe2\x82" + `"}}`,
+		"surrogate":        `{"trigger":"transport.messageReceived","data":{"id":"MSG3","subject":"` + "\xed\xa0\x80" + `"}}`,
+		"in a key":         `{"trigger":"transport.messageReceived","data":{"` + "\xff" + `":1}}`,
+		"bulk":             `[` + msgEvent + `,{"trigger":"transport.messageSent","data":{"id":"MSG4","subject":"` + "\xff\xfe" + `"}}]`,
+		"bulk, first item": `[{"trigger":"transport.messageSent","data":{"id":"MSG5","subject":"` + "\xc3" + `"}},` + msgEvent + `]`,
+	} {
+		code, b := post(t, e.url+"/events", body)
+		var reply struct {
+			Error struct{ Code, Message string } `json:"error"`
+		}
+		json.Unmarshal(b, &reply)
+		if code != 400 || reply.Error.Code != producer.CodeInvalidJSON || !strings.Contains(reply.Error.Message, "UTF-8") {
+			t.Errorf("%s: %d %s, want 400 invalid_json naming UTF-8", name, code, b)
+		}
+	}
+	if n := e.count(t); n != 0 {
+		t.Fatalf("invalid UTF-8 published %d messages", n)
+	}
+	code, b := post(t, e.url+"/events", `{"trigger":"transport.messageReceived","data":{"id":"MSG6","subject":"café 5 € 😀 \ud83d\ude00"}}`)
+	if code != 200 {
+		t.Errorf("valid UTF-8: %d %s", code, b)
+	}
+}
+
+// What docs/contract.md says of malformed trace headers holds: a header
+// value with a control character other than tab gets a plain-text 400 from
+// Go's HTTP server before ingest sees the request (no JSON error body,
+// nothing stored); a tab or a non-ASCII byte reaches ingest, which stores
+// the event without the header.
+func TestIngestMalformedTraceHeaders(t *testing.T) {
+	e := setup(t)
+	addr := strings.TrimPrefix(e.url, "http://")
+	send := func(corr, body string) (int, string, string) {
+		c, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		// Raw: Go's client refuses to send such a header.
+		fmt.Fprintf(c, "POST /events HTTP/1.1\r\nHost: %s\r\nContent-Type: application/json\r\nX-API-KEY: %s\r\n"+
+			"X-Correlation-Id: %s\r\nContent-Length: %d\r\nConnection: close\r\n\r\n%s", addr, testKey, corr, len(body), body)
+		resp, err := http.ReadResponse(bufio.NewReader(c), nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, resp.Header.Get("Content-Type"), string(b)
+	}
+	for _, v := range []string{"corr\x01", "corr\x00x", "corr\x7f"} {
+		if code, ct, b := send(v, msgEvent); code != 400 || strings.Contains(ct, "json") {
+			t.Errorf("%q: %d %s %q, want Go's plain-text 400", v, code, ct, b)
+		}
+	}
+	if n := e.count(t); n != 0 {
+		t.Fatalf("%d events stored", n)
+	}
+	for i, v := range []string{"corr\tx", "caf\xe9"} {
+		if code, _, b := send(v, `{"trigger":"transport.messageSent","data":{"id":"MSG`+fmt.Sprint(i)+`"}}`); code != 200 {
+			t.Errorf("%q: %d %s, want the event stored without the header", v, code, b)
+		}
+	}
+	for seq := uint64(1); seq <= 2; seq++ {
+		m, err := e.stream.GetMsg(context.Background(), seq)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if h := m.Header.Get("x-correlation-id"); h != "" {
+			t.Errorf("seq %d: x-correlation-id %q kept", seq, h)
+		}
 	}
 }
 

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"unicode/utf8"
 )
 
@@ -13,6 +14,35 @@ import (
 // twice (validate, then decode) and allocate on the way.
 
 var errScan = errors.New("malformed JSON object")
+
+// CheckJSON returns nil when b is one JSON value as RFC 8259 defines it,
+// UTF-8 throughout, and otherwise why it is not. json.Valid alone accepts
+// invalid UTF-8 inside strings (json.Unmarshal turns it into U+FFFD), so
+// bytes it passes could be stored as data that strict JSON readers refuse.
+func CheckJSON(b []byte) error {
+	if json.Valid(b) {
+		if utf8.Valid(b) {
+			return nil
+		}
+		i := 0
+		for i < len(b) {
+			r, size := utf8.DecodeRune(b[i:])
+			if r == utf8.RuneError && size == 1 {
+				break
+			}
+			i += size
+		}
+		return fmt.Errorf("invalid UTF-8 at byte %d (JSON text must be UTF-8)", i)
+	}
+	var v any
+	if err := json.Unmarshal(b, &v); err != nil {
+		return err
+	}
+	return errors.New("not a JSON value")
+}
+
+// ValidJSON reports whether CheckJSON(b) passes.
+func ValidJSON(b []byte) bool { return json.Valid(b) && utf8.Valid(b) }
 
 // Members calls fn with each member of the JSON object b, in order: the raw
 // key (between the quotes, escapes as written) and the raw value. It stops

@@ -2,6 +2,7 @@ package router
 
 import (
 	"encoding/json"
+	"strings"
 	"testing"
 )
 
@@ -73,4 +74,25 @@ func FuzzMembers(f *testing.F) {
 			t.Fatalf("%q: got %q %v, want %q %v", b, got, ok, want, wantOK)
 		}
 	})
+}
+
+// CheckJSON takes JSON in UTF-8 only, and says where the UTF-8 breaks.
+func TestCheckJSON(t *testing.T) {
+	for in, want := range map[string]string{
+		`{"a":"café €"}`:                 "",
+		`{"a":"\ud83d\ude00"}`:           "",
+		`{"a":"caf` + "\xe9" + `"}`:      "invalid UTF-8 at byte 9",
+		`{"` + "\xff" + `":1}`:           "invalid UTF-8 at byte 2",
+		`{"a":"` + "\xed\xa0\x80" + `"}`: "invalid UTF-8 at byte 6",
+		`{"a":`:                          "unexpected end of JSON input",
+		`{} {}`:                          "invalid character",
+	} {
+		err := CheckJSON([]byte(in))
+		if want == "" && err != nil || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
+			t.Errorf("CheckJSON(%q) = %v, want %q", in, err, want)
+		}
+		if ValidJSON([]byte(in)) != (err == nil) {
+			t.Errorf("ValidJSON(%q) disagrees with CheckJSON", in)
+		}
+	}
 }

@@ -204,7 +204,7 @@ func Connect(ctx context.Context, c ConnConfig, name string, log *slog.Logger, e
 		if err == nil {
 			return nc, nil
 		}
-		if errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) || strings.Contains(err.Error(), "Authorization Violation") {
+		if AuthError(err) {
 			return nil, fmt.Errorf("connect to NATS %s: %w (check NATS_CREDS, NATS_NKEY, NATS_USER/NATS_PASSWORD or NATS_TOKEN)", Redact(servers), err)
 		}
 		log.Warn("NATS not reachable yet; retrying", "url", Redact(servers), "attempt", attempt, "err", err)
@@ -212,6 +212,13 @@ func Connect(ctx context.Context, c ConnConfig, name string, log *slog.Logger, e
 			return nil, fmt.Errorf("connect to NATS %s: %w", Redact(servers), err)
 		}
 	}
+}
+
+// AuthError reports whether err is the server refusing a connection's
+// credentials (or their absence): retrying would not help.
+func AuthError(err error) bool {
+	return errors.Is(err, nats.ErrAuthorization) || errors.Is(err, nats.ErrAuthExpired) ||
+		strings.Contains(strings.ToLower(err.Error()), "authorization violation")
 }
 
 // BaseOptions are the options every connection of ours uses: a name, endless

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"github.com/eventmesh/eventmesh/consumers/archiver"
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
@@ -249,5 +251,63 @@ func TestArchiveCommandsNeedAnArchive(t *testing.T) {
 	code := run(ctx, []string{"archive", "replay", "--since", since}, []string{"ARCHIVE_DSN=" + dsn, "NATS_URL=" + srv.ClientURL()}, &out, &errOut)
 	if code != 2 || !strings.Contains(errOut.String(), "no stream ENMESHED on "+srv.ClientURL()+" (NATS_URL): is the mesh running there?") {
 		t.Errorf("replay, no ENMESHED: exit %d\n%s%s", code, out.String(), errOut.String())
+	}
+}
+
+// `archive query --json` prints valid JSON in UTF-8 whatever the store holds:
+// data with invalid UTF-8 (stored before ingest refused it) or not JSON at
+// all comes out in data_base64, byte for byte; other fields are escaped.
+func TestArchiveQueryJSONIsValidForAnyStoredData(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	st, err := store.Open(ctx, "", dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	datas := [][]byte{
+		[]byte(`{"subject":"caf` + "\xe9" + `"}`), // JSON but for its UTF-8
+		[]byte("not JSON \xff\xfe"),
+		[]byte(`{"subject":"café €"}`),
+	}
+	base := time.Now().Add(-time.Hour).UTC()
+	var evs []store.Event
+	for i, d := range datas {
+		evs = append(evs, store.Event{ID: fmt.Sprintf("%032x", i), Subject: "enmeshed.transport.messageReceived", Type: "transport.messageReceived",
+			Source: "enmeshed-connector", Time: base.Add(time.Duration(i) * time.Minute), StreamSeq: uint64(i + 1), Origin: "webhook",
+			Headers: map[string][]string{"x-correlation-id": {"corr-\xff"}}, Data: d})
+	}
+	if err := st.InsertEvents(ctx, evs); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+
+	var out, errOut bytes.Buffer
+	if code := run(ctx, []string{"archive", "query", "--json"}, []string{"DATA_DIR=" + dir}, &out, &errOut); code != 0 {
+		t.Fatalf("query: %d %s", code, errOut.String())
+	}
+	got := map[string]archiver.EventJSON{}
+	for _, line := range bytes.Split(bytes.TrimSpace(out.Bytes()), []byte("\n")) {
+		if !json.Valid(line) || !utf8.Valid(line) {
+			t.Errorf("not JSON in UTF-8: %q", line)
+			continue
+		}
+		var e archiver.EventJSON
+		json.Unmarshal(line, &e)
+		got[e.ID] = e
+	}
+	if len(got) != len(datas) {
+		t.Fatalf("%d events printed, want %d\n%s", len(got), len(datas), &out)
+	}
+	for i, d := range datas {
+		e := got[evs[i].ID]
+		if i == 2 {
+			if string(e.Data) != string(d) || e.DataBase64 != "" {
+				t.Errorf("valid data: data %s, data_base64 %q", e.Data, e.DataBase64)
+			}
+			continue
+		}
+		if b, err := base64.StdEncoding.DecodeString(e.DataBase64); err != nil || !bytes.Equal(b, d) || e.Data != nil {
+			t.Errorf("event %d: data %q, data_base64 %q, want the stored bytes %q in data_base64", i, e.Data, e.DataBase64, d)
+		}
 	}
 }

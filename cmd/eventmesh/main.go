@@ -46,14 +46,37 @@ func (c config) Validate() error {
 	if c.Accept.AutoAccept.Enabled {
 		err = errors.Join(err, c.Accept.Validate(c.Producer.Connector))
 	}
+	if !c.Embedded.Embedded && c.Embedded.ServerConfig != "" {
+		err = errors.Join(err, errors.New("NATS_SERVER_CONFIG is set but NATS_EMBEDDED=false: there is no embedded server to configure"))
+	}
 	if c.Embedded.Embedded {
-		err = errors.Join(err, c.Embedded.Validate())
+		err = errors.Join(err, c.NATS.Validate(), c.embedded().Validate())
+		if c.Embedded.ServerConfig == "" && (c.NATS.Creds != "" || c.NATS.NKey != "") {
+			err = errors.Join(err, errors.New("NATS_CREDS or NATS_NKEY is set but cannot set up the embedded server's authentication: "+
+				"use NATS_USER and NATS_PASSWORD, or NATS_TOKEN, or NATS_SERVER_CONFIG with a file that defines this user"))
+		}
 		if c.Producer.Stream.MaxBytes > c.Embedded.MaxStore/2 {
 			// The DLQ, outcomes and advisories streams need room too.
 			err = errors.Join(err, fmt.Errorf("STREAM_MAX_BYTES %s must be at most half of NATS_MAX_STORE %s", c.Producer.Stream.MaxBytes, c.Embedded.MaxStore))
 		}
 	}
 	return err
+}
+
+// embedded is the embedded server's configuration with its client
+// authentication: the credentials eventmesh itself and the admin commands
+// connect with (used by the server unless NATS_SERVER_CONFIG is set).
+func (c config) embedded() embedded.Config {
+	e := c.Embedded
+	e.Auth = embedded.Auth{User: c.NATS.User, Password: c.NATS.Password, Token: c.NATS.Token}
+	return e
+}
+
+// ownCredentials are the nats.go options of eventmesh's in-process
+// connection to its embedded server: the credentials of NATS_CREDS,
+// NATS_NKEY, NATS_USER/NATS_PASSWORD or NATS_TOKEN (no TLS in process).
+func ownCredentials(c streams.ConnConfig) ([]nats.Option, error) {
+	return streams.ConnConfig{Creds: c.Creds, NKey: c.NKey, User: c.User, Password: c.Password, Token: c.Token}.Options()
 }
 
 const usage = `eventmesh [command]
@@ -132,10 +155,11 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 }
 
 // ignoredNATS reports whether settings for an external server are set
-// while the embedded one runs: credentials, or a NATS_URL other than the
+// while the embedded one runs: a context, or a NATS_URL other than the
 // embedded server's own address (which admin commands may rightly use).
+// Credentials are not ignored: the embedded server takes them.
 func ignoredNATS(c streams.ConnConfig, listen string) bool {
-	if c.Context != "" || c.Creds != "" || c.NKey != "" || c.User != "" || c.Token != "" {
+	if c.Context != "" {
 		return true
 	}
 	if c.URL == "" {
@@ -164,15 +188,19 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	)
 	if cfg.Embedded.Embedded {
 		if ignoredNATS(cfg.NATS, cfg.Embedded.Listen) {
-			log.Warn("NATS_URL or NATS credentials are set but NATS_EMBEDDED=true: eventmesh runs its own server on NATS_LISTEN and ignores them "+
-				"(set NATS_EMBEDDED=false to use that server; the admin commands do use NATS_URL)",
+			log.Warn("NATS_URL or NATS_CONTEXT is set but NATS_EMBEDDED=true: eventmesh runs its own server on NATS_LISTEN and ignores them "+
+				"(set NATS_EMBEDDED=false to use that server; the admin commands do use them)",
 				"nats_listen", cfg.Embedded.Listen, "nats_url", streams.Redact(cfg.NATS.URL))
 		}
-		if srv, err = embedded.Start(cfg.Embedded, log); err != nil {
+		var creds []nats.Option
+		if creds, err = ownCredentials(cfg.NATS); err != nil {
+			return err
+		}
+		if srv, err = embedded.Start(cfg.embedded(), log); err != nil {
 			return err
 		}
 		defer srv.Shutdown()
-		nc, err = srv.Connect(streams.BaseOptions("eventmesh", log)...)
+		nc, err = srv.Connect(append(creds, streams.BaseOptions("eventmesh", log)...)...)
 	} else {
 		nc, err = streams.Connect(ctx, cfg.NATS, "eventmesh", log)
 	}

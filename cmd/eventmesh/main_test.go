@@ -21,6 +21,7 @@ import (
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/natstest"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -369,7 +370,8 @@ func TestConfigurationDocListsEveryVariable(t *testing.T) {
 
 // Settings for an external server are flagged when the embedded one runs
 // instead; the embedded server's own address in NATS_URL is not (the
-// README's commands set both so that admin commands reach it).
+// README's commands set both so that admin commands reach it), nor are
+// credentials (the embedded server takes them).
 func TestIgnoredNATS(t *testing.T) {
 	listen := "127.0.0.1:14222"
 	for _, tc := range []struct {
@@ -380,11 +382,152 @@ func TestIgnoredNATS(t *testing.T) {
 		{streams.ConnConfig{URL: "nats://127.0.0.1:14222"}, false},
 		{streams.ConnConfig{URL: "nats://nats.example:4222"}, true},
 		{streams.ConnConfig{URL: "nats://127.0.0.1:14222,nats://other:4222"}, true},
-		{streams.ConnConfig{Creds: "/etc/user.creds"}, true},
-		{streams.ConnConfig{URL: "nats://127.0.0.1:14222", Token: "t"}, true},
+		{streams.ConnConfig{Context: "prod"}, true},
+		{streams.ConnConfig{Creds: "/etc/user.creds"}, false},
+		{streams.ConnConfig{URL: "nats://127.0.0.1:14222", Token: "t"}, false},
+		{streams.ConnConfig{URL: "nats://127.0.0.1:14222", User: "mesh", Password: "p"}, false},
 	} {
 		if got := ignoredNATS(tc.c, listen); got != tc.want {
 			t.Errorf("ignoredNATS(%+v) = %v, want %v", tc.c, got, tc.want)
 		}
+	}
+}
+
+// The embedded server takes NATS_USER/NATS_PASSWORD, NATS_TOKEN, or a
+// NATS_SERVER_CONFIG file: an anonymous client is refused over TCP, the mesh
+// itself stores an event, and a client with credentials reads it; the admin
+// commands reach the server with the same variables.
+func TestEmbeddedServerAuth(t *testing.T) {
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	if err := os.WriteFile(conf, []byte(`
+accounts {
+  MESH {
+    jetstream: enabled
+    users = [ {user: mesh, password: m3sh-pw}, {user: reader, password: r3ad-pw} ]
+  }
+}
+`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		name     string
+		env      []string
+		userinfo string // of a client reading the stream
+	}{
+		{"user", []string{"NATS_USER=mesh", "NATS_PASSWORD=s3cret-pw"}, "mesh:s3cret-pw@"},
+		{"token", []string{"NATS_TOKEN=t0ken-t0ken"}, "t0ken-t0ken@"},
+		{"config file", []string{"NATS_SERVER_CONFIG=" + conf, "NATS_USER=mesh", "NATS_PASSWORD=m3sh-pw"}, "reader:r3ad-pw@"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			p := startMesh(t, t.TempDir(), tc.env...)
+			if nc, err := nats.Connect("nats://" + p.natsAddr); err == nil {
+				nc.Close()
+				t.Fatal("an anonymous client connected to the embedded server")
+			} else if !streams.AuthError(err) {
+				t.Fatalf("anonymous client: %v, want an authorization violation", err)
+			}
+			if code, err := postEvent(http.DefaultClient, p.ingest, sample); err != nil || code != 200 {
+				t.Fatalf("POST: %d %v\n%s", code, err, p.log)
+			}
+			if ids := streamIDs(t, tc.userinfo+p.natsAddr); len(ids) != 1 {
+				t.Errorf("stream holds %d events, want 1", len(ids))
+			}
+			var out bytes.Buffer
+			admin := append([]string{"NATS_LISTEN=" + p.natsAddr}, tc.env...)
+			if code := run(context.Background(), []string{"consumer", "ls"}, admin, &out, &out); code != 0 || !strings.Contains(out.String(), "archiver") {
+				t.Errorf("consumer ls with the credentials: exit %d\n%s", code, &out)
+			}
+			out.Reset()
+			if code := run(context.Background(), []string{"status"}, admin, &out, &out); code == 2 {
+				t.Errorf("status with the credentials: exit 2\n%s", &out)
+			}
+			out.Reset()
+			code := run(context.Background(), []string{"consumer", "ls"}, []string{"NATS_LISTEN=" + p.natsAddr}, &out, &out)
+			if code != 1 || !strings.Contains(out.String(), "NATS_USER") {
+				t.Errorf("consumer ls without credentials: exit %d, want 1 naming NATS_USER\n%s", code, &out)
+			}
+			p.stop(t)
+		})
+	}
+}
+
+// eventmesh refuses to start an embedded server anyone could use beyond
+// this machine, and credentials it cannot use; the loopback default needs
+// none (TestEndToEnd).
+func TestEmbeddedServerRefusals(t *testing.T) {
+	_, port, _ := net.SplitHostPort(freeAddr(t))
+	conf := filepath.Join(t.TempDir(), "nats.conf")
+	os.WriteFile(conf, []byte("authorization { users = [ {user: mesh, password: m3sh-pw} ] }\n"), 0o600)
+	for _, tc := range []struct {
+		env  []string
+		code int
+		want []string
+	}{
+		{[]string{"NATS_LISTEN=0.0.0.0:" + port}, 2, []string{"NATS_LISTEN", "NATS_USER", "NATS_SERVER_CONFIG"}},
+		{[]string{"NATS_LISTEN=:" + port}, 2, []string{"NATS_LISTEN"}},
+		{[]string{"NATS_LISTEN=[::]:" + port}, 2, []string{"NATS_LISTEN"}},
+		{[]string{"NATS_LISTEN=0.0.0.0:" + port, "NATS_PASSWORD=p"}, 2, []string{"NATS_USER"}},
+		{[]string{"NATS_CREDS=/etc/nats/user.creds"}, 2, []string{"NATS_CREDS"}},
+		{[]string{"NATS_EMBEDDED=false", "NATS_SERVER_CONFIG=" + conf}, 2, []string{"NATS_SERVER_CONFIG"}},
+		{[]string{"NATS_SERVER_CONFIG=" + conf}, 1, []string{"NATS_SERVER_CONFIG", "NATS_USER", "NATS_CREDS"}},
+		{[]string{"NATS_SERVER_CONFIG=" + conf, "NATS_USER=mesh", "NATS_PASSWORD=wrong"}, 1, []string{"NATS_SERVER_CONFIG", "NATS_USER"}},
+	} {
+		var out bytes.Buffer
+		env := append([]string{"DATA_DIR=" + t.TempDir(), "NATS_LISTEN=" + freeAddr(t), "INGEST_ADDR=" + freeAddr(t), "ARCHIVE_ADDR="}, tc.env...)
+		// Bounded: a mesh that starts (the defect) stops after a while and
+		// fails the test with exit 0 rather than hanging it.
+		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		code := run(ctx, nil, env, &out, &out)
+		cancel()
+		for _, w := range tc.want {
+			if code != tc.code || !strings.Contains(out.String(), w) {
+				t.Errorf("%v: exit %d, want %d with an error naming %s\n%s", tc.env, code, tc.code, w, &out)
+				break
+			}
+		}
+	}
+}
+
+// The archive API on loopback: with ARCHIVE_API_KEY set, a request without
+// it gets 401; without a key it answers, and the start log says that it
+// serves event data without a key.
+func TestArchiveAPIOnLoopback(t *testing.T) {
+	const warning = "serves every archived event's data without a key on loopback"
+	get := func(addr, key string) int {
+		req, _ := http.NewRequest(http.MethodGet, "http://"+addr+"/events", nil)
+		if key != "" {
+			req.Header.Set("X-API-KEY", key)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}
+	addr := freeAddr(t)
+	p := startMesh(t, t.TempDir(), "ARCHIVE_ADDR="+addr, "ARCHIVE_API_KEY=arch1ve-key")
+	if code := get(addr, ""); code != 401 {
+		t.Errorf("with a key set, no key: %d, want 401", code)
+	}
+	if code := get(addr, "wrong"); code != 401 {
+		t.Errorf("with a key set, a wrong key: %d, want 401", code)
+	}
+	if code := get(addr, "arch1ve-key"); code != 200 {
+		t.Errorf("the key: %d, want 200", code)
+	}
+	p.stop(t)
+	if strings.Contains(p.log.String(), warning) {
+		t.Errorf("warned about no key although one is set:\n%s", p.log)
+	}
+
+	addr = freeAddr(t)
+	p = startMesh(t, t.TempDir(), "ARCHIVE_ADDR="+addr)
+	if code := get(addr, ""); code != 200 {
+		t.Errorf("without a key on loopback: %d, want 200", code)
+	}
+	p.stop(t)
+	if !strings.Contains(p.log.String(), warning) {
+		t.Errorf("no warning that the archive API serves data without a key:\n%s", p.log)
 	}
 }

@@ -32,7 +32,7 @@ type Config struct {
 	Enabled   bool          `env:"ARCHIVE_ENABLED" envDefault:"true" desc:"eventmesh runs the archiver (false: not)"`
 	DSN       string        `env:"ARCHIVE_DSN" secret:"true" desc:"archive store: postgres://… (PostgreSQL) or a SQLite file path; default DATA_DIR/archive.db"`
 	Addr      string        `env:"ARCHIVE_ADDR" envDefault:"127.0.0.1:8081" desc:"address of the read-only archive HTTP API (empty: off)"`
-	APIKey    string        `env:"ARCHIVE_API_KEY" secret:"true" desc:"API key for the archive HTTP API (header X-API-KEY); required when ARCHIVE_ADDR is not loopback"`
+	APIKey    string        `env:"ARCHIVE_API_KEY" secret:"true" desc:"API key for the archive HTTP API (header X-API-KEY), required on every request when set; required when ARCHIVE_ADDR is not loopback"`
 	MaxAge    time.Duration `env:"ARCHIVE_MAX_AGE" envDefault:"2160h" desc:"archived events older than this are pruned (0: keep forever)"`
 	MaxEvents int64         `env:"ARCHIVE_MAX_EVENTS" envDefault:"0" desc:"keep at most this many events, pruning the oldest (0: no limit)"`
 	BatchSize int           `env:"ARCHIVE_BATCH_SIZE" envDefault:"256" desc:"events written per transaction"`
@@ -84,6 +84,11 @@ func New(js jetstream.JetStream, s router.Subjects, c Config, rc consumers.Confi
 			Help: "Archived events that no consumer besides the archiver matched."}),
 		archived: prometheus.NewCounter(prometheus.CounterOpts{Name: "eventmesh_archive_events_total",
 			Help: "Events written to the archive (redeliveries included)."}),
+	}
+	if c.Addr != "" && c.APIKey == "" {
+		// Validate allows this on loopback only; say what it means.
+		a.log.Warn("the archive API serves every archived event's data without a key on loopback: any process or user on this machine can read it; set ARCHIVE_API_KEY to require one",
+			"archive_addr", c.Addr)
 	}
 	reg.MustRegister(a.unsub, a.archived)
 	rt, err := consumers.New(js, s, rc, consumers.Options{

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
+	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 )
 
@@ -26,8 +27,8 @@ type EventJSON struct {
 	StreamSeq    uint64              `json:"stream_seq"`
 	Origin       string              `json:"origin"`
 	Headers      map[string][]string `json:"headers,omitempty"`
-	Data         json.RawMessage     `json:"data,omitempty"`        // the data JSON, when it is JSON
-	DataBase64   string              `json:"data_base64,omitempty"` // otherwise, base64
+	Data         json.RawMessage     `json:"data,omitempty"`        // the data JSON, when it is JSON in UTF-8
+	DataBase64   string              `json:"data_base64,omitempty"` // otherwise (not JSON, invalid UTF-8), base64
 	Unsubscribed bool                `json:"unsubscribed"`
 	ArchivedAt   time.Time           `json:"archived_at"`
 	Outcomes     []OutcomeJSON       `json:"outcomes,omitempty"`
@@ -47,7 +48,7 @@ func ToJSON(e store.Event) EventJSON {
 	j := EventJSON{ID: e.ID, Subject: e.Subject, Type: e.Type, Source: e.Source, Time: e.Time, StreamSeq: e.StreamSeq,
 		Origin: e.Origin, Headers: e.Headers, Unsubscribed: e.Unsubscribed, ArchivedAt: e.ArchivedAt}
 	if len(e.Data) > 0 {
-		if json.Valid(e.Data) {
+		if router.ValidJSON(e.Data) {
 			j.Data = e.Data
 		} else {
 			j.DataBase64 = base64.StdEncoding.EncodeToString(e.Data)

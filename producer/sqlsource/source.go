@@ -62,7 +62,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -470,16 +469,12 @@ func (s *Source) namespace(entity, verb string) (string, error) {
 	return ns, nil
 }
 
-// checkJSON reports why data is not one JSON value.
+// checkJSON reports why data is not one JSON value in UTF-8.
 func checkJSON(data []byte) error {
-	if json.Valid(data) {
-		return nil
-	}
-	var v any
-	if err := json.Unmarshal(data, &v); err != nil {
+	if err := router.CheckJSON(data); err != nil {
 		return fmt.Errorf("is not valid JSON: %w", err)
 	}
-	return errors.New("is not valid JSON")
+	return nil
 }
 
 // metrics are the source's Prometheus metrics.

@@ -598,6 +598,30 @@ func TestTwoProducers(t *testing.T) {
 	t.Logf("events published by each producer: %v", split)
 }
 
+// A payload with invalid UTF-8 inside a JSON string is refused as ingest
+// refuses it: status error, "payload is not valid JSON", nothing published.
+// SQLite only: a PostgreSQL text column cannot hold invalid UTF-8.
+func TestInvalidUTF8Payload(t *testing.T) {
+	r := newRig(t, sqlsource.SQLite)
+	r.mustExec(t, `INSERT INTO eventmesh_events (entity, verb, entity_key, payload) VALUES ($1, $2, $3, $4)`,
+		"invoice", "create", "k1", `{"customer":"caf`+"\xe9"+`"}`)
+	r.mustExec(t, `INSERT INTO eventmesh_events (entity, verb, entity_key, payload) VALUES ($1, $2, $3, $4)`,
+		"invoice", "update", "k1", `{"customer":"café"}`)
+	src, _ := r.newSource(t, nil)
+	r.run(t, context.Background(), src)
+	r.waitArchived(t, 2)
+	as := r.archive(t)
+	if as[0].status != "error" || !strings.Contains(as[0].reason, "payload is not valid JSON") || !strings.Contains(as[0].reason, "UTF-8") {
+		t.Errorf("invalid UTF-8: archived as %s %q, want error naming UTF-8", as[0].status, as[0].reason)
+	}
+	if as[1].status != "sent" {
+		t.Errorf("valid UTF-8: archived as %s %q", as[1].status, as[1].reason)
+	}
+	if evs := r.events(t); len(evs) != 1 || string(evs[0].data) != `{"customer":"café"}` {
+		t.Errorf("stream: %d events, want the valid one only", len(evs))
+	}
+}
+
 // Rows that cannot be published are archived with status error and the
 // reason; the entity's later rows still go out, in order.
 func TestUnpublishableRows(t *testing.T) {

@@ -1,6 +1,7 @@
 // Package embedded runs the nats-server that eventmesh embeds by default:
 // JetStream on, store under DATA_DIR, explicit store limits, a client
-// listener for the nats CLI and external consumers, and a durability
+// listener for the nats CLI and external consumers, client authentication
+// (a user, a token, or a nats-server configuration file), and a durability
 // setting. Only cmd/eventmesh (and tests) import it, so no other binary
 // links nats-server.
 package embedded
@@ -12,9 +13,11 @@ import (
 	"net"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
+	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
@@ -33,14 +36,35 @@ type Config struct {
 	// hold no event in plaintext. Losing the key loses the store.
 	StoreKey    string `env:"NATS_STORE_KEY" secret:"true" desc:"encrypt the embedded server's store at rest with this key (at least 32 characters; keep it safe: without it the store cannot be read)"`
 	StoreCipher string `env:"NATS_STORE_CIPHER" envDefault:"chacha" desc:"cipher of the encrypted store: chacha (ChaCha20-Poly1305) or aes (AES-GCM)"`
+	// ServerConfig is a nats-server configuration file (accounts, users,
+	// nkeys, TLS, ...). The settings above are applied on top of it: they
+	// win over what the file says for the same thing.
+	ServerConfig string `env:"NATS_SERVER_CONFIG" desc:"nats-server configuration file for the embedded server (authorization, accounts, nkeys, TLS); NATS_LISTEN, DATA_DIR and the other NATS_* server settings override the same settings in it"`
+	// Auth is the server's client authentication when there is no
+	// ServerConfig; cmd/eventmesh fills it from NATS_USER/NATS_PASSWORD or
+	// NATS_TOKEN, the variables its own connection and the admin commands
+	// use.
+	Auth Auth
 }
+
+// Auth is one credential every client of the embedded server must present:
+// a user and password, or a token. The zero Auth lets anyone connect.
+type Auth struct {
+	User, Password, Token string
+}
+
+func (a Auth) set() bool { return a.User != "" || a.Token != "" }
 
 // Validate checks the settings; errors name the variable.
 func (c Config) Validate() error {
 	if _, _, err := c.SyncPolicy(); err != nil {
 		return err
 	}
-	if _, _, err := c.hostPort(); err != nil {
+	host, _, err := c.hostPort()
+	if err != nil {
+		return err
+	}
+	if err := c.validateAuth(host); err != nil {
 		return err
 	}
 	if c.StoreCipher != "chacha" && c.StoreCipher != "aes" {
@@ -74,6 +98,46 @@ func (c Config) SyncPolicy() (always bool, interval time.Duration, err error) {
 	return false, d, nil
 }
 
+// validateAuth checks the client authentication and refuses a listener
+// beyond loopback that any client could use: with no one to authenticate,
+// anyone reaching NATS_LISTEN could read every event, publish forged ones
+// and delete the stream.
+func (c Config) validateAuth(host string) error {
+	auth := c.Auth.set()
+	if c.ServerConfig != "" {
+		opts, err := server.ProcessConfigFile(c.ServerConfig)
+		if err != nil {
+			return fmt.Errorf("NATS_SERVER_CONFIG %s: %w", c.ServerConfig, err)
+		}
+		auth = fileAuth(opts)
+	} else {
+		switch {
+		case c.Auth.User != "" && c.Auth.Token != "":
+			return errors.New("NATS_USER and NATS_TOKEN are both set: the embedded server takes one of them")
+		case c.Auth.User != "" && c.Auth.Password == "":
+			return errors.New("NATS_USER is set but NATS_PASSWORD is not: the embedded server needs both")
+		case c.Auth.User == "" && c.Auth.Password != "":
+			return errors.New("NATS_PASSWORD is set but NATS_USER is not")
+		}
+	}
+	switch {
+	case auth || router.LoopbackHost(host):
+	case c.ServerConfig != "":
+		return fmt.Errorf("NATS_LISTEN %s is reachable from other hosts but NATS_SERVER_CONFIG %s defines no client authentication: add users, accounts or a token to it (or listen on 127.0.0.1)", c.Listen, c.ServerConfig)
+	default:
+		return fmt.Errorf("NATS_LISTEN %s is reachable from other hosts but the embedded server has no client authentication: set NATS_USER and NATS_PASSWORD, or NATS_TOKEN, or NATS_SERVER_CONFIG (or listen on 127.0.0.1)", c.Listen)
+	}
+	return nil
+}
+
+// fileAuth reports whether a server configuration makes clients
+// authenticate: users, nkeys, a token, an operator, auth callout, or TLS
+// client certificates.
+func fileAuth(o *server.Options) bool {
+	return len(o.Users) > 0 || len(o.Nkeys) > 0 || o.Username != "" || o.Authorization != "" ||
+		len(o.TrustedOperators) > 0 || len(o.TrustedKeys) > 0 || o.AuthCallout != nil || o.TLSVerify
+}
+
 func (c Config) hostPort() (string, int, error) {
 	host, p, err := net.SplitHostPort(c.Listen)
 	if err != nil {
@@ -90,6 +154,7 @@ func (c Config) hostPort() (string, int, error) {
 type Server struct {
 	ns  *server.Server
 	log *slog.Logger
+	cfg Config
 }
 
 // Start starts the server and waits until it accepts connections. A taken
@@ -98,7 +163,6 @@ func Start(c Config, log *slog.Logger) (*Server, error) {
 	if err := c.Validate(); err != nil {
 		return nil, err
 	}
-	always, interval, _ := c.SyncPolicy()
 	host, port, _ := c.hostPort()
 	if port == 0 {
 		port = server.RANDOM_PORT
@@ -111,30 +175,12 @@ func Start(c Config, log *slog.Logger) (*Server, error) {
 		}
 		l.Close()
 	}
-	opts := &server.Options{
-		ServerName:         "eventmesh",
-		Host:               host,
-		Port:               port,
-		NoSigs:             true, // we handle signals and shut down in order
-		JetStream:          true,
-		StoreDir:           filepath.Join(c.DataDir, "nats"),
-		JetStreamMaxStore:  int64(c.MaxStore),
-		JetStreamMaxMemory: int64(c.MaxMemory),
-		MaxPayload:         int32(c.MaxPayload),
-		SyncAlways:         always,
-		SyncInterval:       interval,
-		HTTPPort:           0,
+	opts, overridden, err := c.options(host, port)
+	if err != nil {
+		return nil, err
 	}
-	if always {
-		// As the server's own config parser does for sync_interval: always.
-		opts.SyncInterval = 2 * time.Minute
-	}
-	if c.StoreKey != "" {
-		opts.JetStreamKey = c.StoreKey
-		opts.JetStreamCipher = server.ChaCha
-		if c.StoreCipher == "aes" {
-			opts.JetStreamCipher = server.AES
-		}
+	if len(overridden) > 0 {
+		log.Warn("NATS_SERVER_CONFIG sets what eventmesh's variables set: the variables win", "file", c.ServerConfig, "overridden", strings.Join(overridden, ", "))
 	}
 	ns, err := server.NewServer(opts)
 	if err != nil {
@@ -150,18 +196,100 @@ func Start(c Config, log *slog.Logger) (*Server, error) {
 		}
 		return nil, fmt.Errorf("embedded NATS server (NATS_LISTEN %s, DATA_DIR %s) did not start within 30s", c.Listen, c.DataDir)
 	}
-	s := &Server{ns: ns, log: log}
-	log.Info("embedded NATS server ready", "url", s.ClientURL(), "store", opts.StoreDir,
-		"sync", c.Sync, "encrypted", c.StoreKey != "", "max_store", c.MaxStore.String(), "max_payload", c.MaxPayload.String())
+	s := &Server{ns: ns, log: log, cfg: c}
+	log.Info("embedded NATS server ready", "url", s.ClientURL(), "auth", c.authKind(), "store", opts.StoreDir,
+		"sync", c.Sync, "encrypted", opts.JetStreamKey != "", "max_store", c.MaxStore.String(), "max_payload", c.MaxPayload.String())
 	return s, nil
+}
+
+// options returns the server's options: the ServerConfig file's, if any,
+// with ours on top, and the file's settings that ours replaced ("listen
+// (NATS_LISTEN)", for a warning).
+func (c Config) options(host string, port int) (*server.Options, []string, error) {
+	always, interval, _ := c.SyncPolicy()
+	opts := &server.Options{}
+	if c.ServerConfig != "" {
+		var err error
+		if opts, err = server.ProcessConfigFile(c.ServerConfig); err != nil {
+			return nil, nil, fmt.Errorf("NATS_SERVER_CONFIG %s: %w", c.ServerConfig, err)
+		}
+	} else if c.Auth.User != "" {
+		opts.Username, opts.Password = c.Auth.User, c.Auth.Password
+	} else {
+		opts.Authorization = c.Auth.Token
+	}
+	var overridden []string
+	override := func(differs bool, setting string) {
+		if differs {
+			overridden = append(overridden, setting)
+		}
+	}
+	storeDir := filepath.Join(c.DataDir, "nats")
+	override(opts.Host != "" && opts.Host != host || opts.Port != 0 && opts.Port != port, "listen (NATS_LISTEN)")
+	override(opts.StoreDir != "" && opts.StoreDir != storeDir, "jetstream.store_dir (DATA_DIR)")
+	override(opts.JetStreamMaxStore != 0 && opts.JetStreamMaxStore != int64(c.MaxStore), "jetstream.max_file_store (NATS_MAX_STORE)")
+	override(opts.JetStreamMaxMemory != 0 && opts.JetStreamMaxMemory != int64(c.MaxMemory), "jetstream.max_memory_store (NATS_MAX_MEMORY)")
+	override(opts.MaxPayload != 0 && opts.MaxPayload != int32(c.MaxPayload), "max_payload (NATS_MAX_PAYLOAD)")
+	override((opts.SyncAlways || opts.SyncInterval != 0) && (opts.SyncAlways != always || !always && opts.SyncInterval != interval), "jetstream.sync_interval (NATS_SYNC)")
+	override(opts.JetStreamKey != "" && c.StoreKey != "", "jetstream.key (NATS_STORE_KEY)")
+	if opts.ServerName == "" {
+		opts.ServerName = "eventmesh"
+	}
+	opts.Host, opts.Port = host, port
+	opts.NoSigs = true // we handle signals and shut down in order
+	opts.JetStream = true
+	opts.StoreDir = storeDir
+	opts.JetStreamMaxStore, opts.JetStreamMaxMemory = int64(c.MaxStore), int64(c.MaxMemory)
+	opts.MaxPayload = int32(c.MaxPayload)
+	opts.SyncAlways, opts.SyncInterval = always, interval
+	if always {
+		// As the server's own config parser does for sync_interval: always.
+		opts.SyncInterval = 2 * time.Minute
+	}
+	if c.StoreKey != "" {
+		opts.JetStreamKey = c.StoreKey
+		opts.JetStreamCipher = server.ChaCha
+		if c.StoreCipher == "aes" {
+			opts.JetStreamCipher = server.AES
+		}
+	}
+	return opts, overridden, nil
+}
+
+// authKind names the client authentication, for the log.
+func (c Config) authKind() string {
+	switch {
+	case c.ServerConfig != "":
+		return "NATS_SERVER_CONFIG"
+	case c.Auth.User != "":
+		return "user"
+	case c.Auth.Token != "":
+		return "token"
+	}
+	return "none"
 }
 
 // ClientURL is the address the nats CLI and external binaries connect to.
 func (s *Server) ClientURL() string { return s.ns.ClientURL() }
 
-// Connect returns an in-process connection (no TCP on the hot path).
+// Connect returns an in-process connection (no TCP on the hot path). It
+// authenticates like any client: opts carry the credentials. A refusal is
+// an error naming the variables that hold them.
 func (s *Server) Connect(opts ...nats.Option) (*nats.Conn, error) {
-	return nats.Connect("", append(opts, nats.InProcessServer(s.ns))...)
+	opts = append(opts, nats.InProcessServer(s.ns))
+	// In process, a refused CONNECT leaves both ends of the pipe writing
+	// until the server's write deadline (10s) closes it, and the client
+	// sees a closed pipe rather than the refusal: a first connection with
+	// a short write timeout tells quickly whether the credentials pass.
+	probe, err := nats.Connect("", append(opts, nats.FlusherTimeout(time.Second), nats.NoReconnect())...)
+	if err != nil {
+		if s.cfg.ServerConfig != "" {
+			return nil, fmt.Errorf("the embedded server did not accept eventmesh's own connection (%w): set NATS_CREDS, or NATS_USER and NATS_PASSWORD (or NATS_NKEY, NATS_TOKEN), to a user that NATS_SERVER_CONFIG %s defines", err, s.cfg.ServerConfig)
+		}
+		return nil, fmt.Errorf("the embedded server did not accept eventmesh's own connection (%w): check NATS_USER/NATS_PASSWORD or NATS_TOKEN", err)
+	}
+	probe.Close()
+	return nats.Connect("", opts...)
 }
 
 // Shutdown stops the server and waits until it has stopped: JetStream

@@ -185,6 +185,49 @@ func TestDockerfile(t *testing.T) {
 	}
 }
 
+// The Dockerfile's examples that open a listener beyond the container's
+// loopback give it its key or credentials, as eventmesh requires: an example
+// copied as it stands must start, and must not start an open server.
+func TestDockerfileExamplesAuthenticate(t *testing.T) {
+	var cmds []string
+	cur := ""
+	for _, line := range strings.Split(readFile(t, "Dockerfile"), "\n") {
+		text, ok := strings.CutPrefix(strings.TrimSpace(line), "#")
+		if !ok {
+			continue
+		}
+		text = strings.TrimSpace(text)
+		cur += " " + strings.TrimSuffix(text, "\\")
+		if !strings.HasSuffix(text, "\\") {
+			cmds = append(cmds, strings.TrimSpace(cur))
+			cur = ""
+		}
+	}
+	needs := map[string][]string{
+		"NATS_LISTEN=0.0.0.0":  {"NATS_PASSWORD", "NATS_TOKEN", "NATS_SERVER_CONFIG"},
+		"INGEST_ADDR=0.0.0.0":  {"INGEST_API_KEY"},
+		"ARCHIVE_ADDR=0.0.0.0": {"ARCHIVE_API_KEY"},
+	}
+	checked := 0
+	for _, c := range cmds {
+		if !strings.HasPrefix(c, "docker run") {
+			continue
+		}
+		for listen, auth := range needs {
+			if !strings.Contains(c, listen) {
+				continue
+			}
+			checked++
+			if !slices.ContainsFunc(auth, func(a string) bool { return strings.Contains(c, "-e "+a) }) {
+				t.Errorf("the example %q sets %s without %s", c, listen, strings.Join(auth, " or "))
+			}
+		}
+	}
+	if checked == 0 {
+		t.Error("no example in the Dockerfile opens a listener: did the examples move?")
+	}
+}
+
 // .dockerignore keeps the store, git and test binaries out of the build
 // context, and nothing the build needs.
 func TestDockerignore(t *testing.T) {
