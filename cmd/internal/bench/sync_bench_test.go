@@ -201,10 +201,7 @@ func TestSyncBenchDouble(t *testing.T) {
 	}
 	defer d.Close()
 	start := time.Now()
-	peer := connectortest.NewAddress()
-	for range n {
-		d.AddIncomingMessage(peer, "m", time.Time{})
-	}
+	d.AddIncomingMessages(connectortest.NewAddress(), "m", n)
 	d.SyncNow()
 	fmt.Fprintf(os.Stderr, "the double holds %d messages (made in %s)\n", n, time.Since(start).Round(time.Millisecond))
 	fmt.Printf("double at %s\n", d.URL())
