@@ -162,7 +162,7 @@ func (c *Client) IdentityInfo(ctx context.Context) (IdentityInfo, error) {
 // attachments, content.@type, content.subject, content.body,
 // content.bodyFormat. It holds the whole listing: EachMessage does not.
 func (c *Client) Messages(ctx context.Context, filters ...Filter) ([]Message, error) {
-	return collect(ctx, c.EachMessage, filters)
+	return collect[Message](ctx, c, "/Messages", filters)
 }
 
 // EachMessage calls fn with each message GET /Messages lists, in the
@@ -171,7 +171,7 @@ func (c *Client) Messages(ctx context.Context, filters ...Filter) ([]Message, er
 // and is returned as it is. If the connection breaks mid-listing, the
 // retry lists from the start again, so fn may see a message twice.
 func (c *Client) EachMessage(ctx context.Context, fn func(Message) error, filters ...Filter) error {
-	return each(ctx, c, "/Messages", filters, fn)
+	return each(ctx, c, "/Messages", filters, fn, nil)
 }
 
 // Message returns one message (GET /Messages/{id}). Note that this route's
@@ -192,13 +192,13 @@ func (c *Client) Message(ctx context.Context, id string) (Message, error) {
 // Relationships lists relationships (GET /Relationships), matching all
 // filters. Filters the spec names: templateId, peer, status.
 func (c *Client) Relationships(ctx context.Context, filters ...Filter) ([]Relationship, error) {
-	return collect(ctx, c.EachRelationship, filters)
+	return collect[Relationship](ctx, c, "/Relationships", filters)
 }
 
 // EachRelationship calls fn with each relationship GET /Relationships
 // lists, one at a time, as EachMessage does.
 func (c *Client) EachRelationship(ctx context.Context, fn func(Relationship) error, filters ...Filter) error {
-	return each(ctx, c, "/Relationships", filters, fn)
+	return each(ctx, c, "/Relationships", filters, fn, nil)
 }
 
 // Relationship returns one relationship (GET /Relationships/{id}).
@@ -219,19 +219,21 @@ func (c *Client) Relationship(ctx context.Context, id string) (Relationship, err
 // createdAt, status, wasAutomaticallyDecided, source.type,
 // source.reference, response.createdAt.
 func (c *Client) IncomingRequests(ctx context.Context, filters ...Filter) ([]Request, error) {
-	return collect(ctx, c.EachIncomingRequest, filters)
+	return collect[Request](ctx, c, "/Requests/Incoming", filters)
 }
 
 // EachIncomingRequest calls fn with each request GET /Requests/Incoming
 // lists, one at a time, as EachMessage does.
 func (c *Client) EachIncomingRequest(ctx context.Context, fn func(Request) error, filters ...Filter) error {
-	return each(ctx, c, "/Requests/Incoming", filters, fn)
+	return each(ctx, c, "/Requests/Incoming", filters, fn, nil)
 }
 
-// collect gathers what a listing calls back with into a slice.
-func collect[T any](ctx context.Context, list func(context.Context, func(T) error, ...Filter) error, filters []Filter) ([]T, error) {
+// collect gathers the listing of route into a slice, which a retry
+// starts afresh.
+func collect[T any](ctx context.Context, c *Client, route string, filters []Filter) ([]T, error) {
 	var all []T
-	if err := list(ctx, func(v T) error { all = append(all, v); return nil }, filters...); err != nil {
+	err := each(ctx, c, route, filters, func(v T) error { all = append(all, v); return nil }, func() { all = all[:0] })
+	if err != nil {
 		return nil, err
 	}
 	return all, nil
@@ -633,9 +635,13 @@ func decodeResult(body []byte, out any) error {
 
 // each lists route matching filters and calls fn with each object of
 // the answer {"result": [...]} as it decodes it, one at a time, each at
-// most c.maxBody bytes. A "result" of null lists nothing.
-func each[T any](ctx context.Context, c *Client, route string, filters []Filter, fn func(T) error) error {
+// most c.maxBody bytes. A "result" of null lists nothing. restart, if not
+// nil, runs before each attempt reads its answer.
+func each[T any](ctx context.Context, c *Client, route string, filters []Filter, fn func(T) error, restart func()) error {
 	return c.try(ctx, listRequest(route, filters), func(a *answer) error {
+		if restart != nil {
+			restart()
+		}
 		dec := json.NewDecoder(a)
 		a.allow(c.maxBody)
 		if err := expectDelim(dec, '{', true); err != nil {

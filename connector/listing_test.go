@@ -64,7 +64,7 @@ func messageJSON(w io.Writer, i, pad int) {
 func TestListingLargerThanMaxBody(t *testing.T) {
 	const n, pad = 70, 1 << 20 // 70 MiB
 	l := newListing(t, n, func(w io.Writer, i int) { messageJSON(w, i, pad) })
-	ms, err := l.client(t).Messages(context.Background())
+	ms, err := clientOf(t, l.URL, time.Minute).Messages(context.Background()) // -race decodes slowly
 	if err != nil || len(ms) != n {
 		t.Fatalf("Messages of a 70 MiB listing: %d messages, %v", len(ms), err)
 	}
@@ -181,5 +181,39 @@ func TestEachMessageEnvelope(t *testing.T) {
 		if want == "" && (err != nil || n != 0) || want != "" && (err == nil || !strings.Contains(err.Error(), want)) {
 			t.Errorf("%s: %d messages, %v; want error %q", body, n, err, want)
 		}
+	}
+}
+
+// A listing whose connection breaks after the first messages is tried
+// again from the start: EachMessage may hand a message over twice,
+// Messages lists each once.
+func TestListingRetriedAfterBreak(t *testing.T) {
+	var hits atomic.Int32
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		first := hits.Add(1) == 1
+		if first { // the answer breaks off before this length
+			w.Header().Set("Content-Length", "100000")
+		}
+		io.WriteString(w, `{"result": [`)
+		for i := range 3 {
+			if i > 0 {
+				io.WriteString(w, ",")
+			}
+			messageJSON(w, i, 10)
+			if first && i == 1 {
+				return
+			}
+		}
+		io.WriteString(w, "]}")
+	}))
+	defer srv.Close()
+	n := 0
+	if err := clientOf(t, srv.URL, 0).EachMessage(context.Background(), func(Message) error { n++; return nil }); err != nil || n != 5 {
+		t.Fatalf("EachMessage: %d handed over (want 2 + 3), %v", n, err)
+	}
+	hits.Store(0)
+	ms, err := clientOf(t, srv.URL, 0).Messages(context.Background())
+	if err != nil || len(ms) != 3 || hits.Load() != 2 {
+		t.Fatalf("Messages: %d messages in %d attempts, %v; want 3 in 2", len(ms), hits.Load(), err)
 	}
 }
