@@ -19,9 +19,9 @@ import (
 
 // Limits and timings of the client.
 const (
-	// maxBody bounds a response body. An unfiltered GET /Messages returns
-	// every message ever received, so lists can be large; beyond this the
-	// caller should filter (Where) instead.
+	// maxBody bounds the body of an answer that is read whole (every
+	// route but the listings) and, in a listing, each listed object: a
+	// listing is decoded one object at a time, so its size is not bounded.
 	maxBody = 64 << 20
 	// maxExcerpt bounds the body excerpt in an Error, which ends up in logs.
 	maxExcerpt = 256
@@ -56,6 +56,7 @@ type Client struct {
 	timeout  time.Duration
 	attempts int
 	backoff  time.Duration // first backoff; tests shorten it
+	maxBody  int64         // maxBody; tests lower it
 	http     *http.Client
 	log      *slog.Logger
 }
@@ -93,6 +94,7 @@ func New(c Config, log *slog.Logger, opts ...Option) (*Client, error) {
 		timeout:  c.Timeout,
 		attempts: c.Attempts,
 		backoff:  firstBackoff,
+		maxBody:  maxBody,
 		http: &http.Client{
 			Transport: newTransport(),
 			// A redirect would carry the API key to wherever it points
@@ -158,10 +160,18 @@ func (c *Client) IdentityInfo(ctx context.Context) (IdentityInfo, error) {
 // filters. Filters the spec names: isOwn, createdBy, createdByDevice,
 // createdAt, recipients.address, recipients.relationshipId, participant,
 // attachments, content.@type, content.subject, content.body,
-// content.bodyFormat.
+// content.bodyFormat. It holds the whole listing: EachMessage does not.
 func (c *Client) Messages(ctx context.Context, filters ...Filter) ([]Message, error) {
-	var ms []Message
-	return ms, c.get(ctx, "/Messages", filters, &ms)
+	return collect[Message](ctx, c, "/Messages", filters)
+}
+
+// EachMessage calls fn with each message GET /Messages lists, in the
+// Connector's order, as it decodes the answer: one message at a time is
+// in memory, however long the listing. An error of fn ends the listing
+// and is returned as it is. If the connection breaks mid-listing, the
+// retry lists from the start again, so fn may see a message twice.
+func (c *Client) EachMessage(ctx context.Context, fn func(Message) error, filters ...Filter) error {
+	return each(ctx, c, "/Messages", filters, fn, nil)
 }
 
 // Message returns one message (GET /Messages/{id}). Note that this route's
@@ -182,8 +192,13 @@ func (c *Client) Message(ctx context.Context, id string) (Message, error) {
 // Relationships lists relationships (GET /Relationships), matching all
 // filters. Filters the spec names: templateId, peer, status.
 func (c *Client) Relationships(ctx context.Context, filters ...Filter) ([]Relationship, error) {
-	var rs []Relationship
-	return rs, c.get(ctx, "/Relationships", filters, &rs)
+	return collect[Relationship](ctx, c, "/Relationships", filters)
+}
+
+// EachRelationship calls fn with each relationship GET /Relationships
+// lists, one at a time, as EachMessage does.
+func (c *Client) EachRelationship(ctx context.Context, fn func(Relationship) error, filters ...Filter) error {
+	return each(ctx, c, "/Relationships", filters, fn, nil)
 }
 
 // Relationship returns one relationship (GET /Relationships/{id}).
@@ -204,8 +219,24 @@ func (c *Client) Relationship(ctx context.Context, id string) (Relationship, err
 // createdAt, status, wasAutomaticallyDecided, source.type,
 // source.reference, response.createdAt.
 func (c *Client) IncomingRequests(ctx context.Context, filters ...Filter) ([]Request, error) {
-	var qs []Request
-	return qs, c.get(ctx, "/Requests/Incoming", filters, &qs)
+	return collect[Request](ctx, c, "/Requests/Incoming", filters)
+}
+
+// EachIncomingRequest calls fn with each request GET /Requests/Incoming
+// lists, one at a time, as EachMessage does.
+func (c *Client) EachIncomingRequest(ctx context.Context, fn func(Request) error, filters ...Filter) error {
+	return each(ctx, c, "/Requests/Incoming", filters, fn, nil)
+}
+
+// collect gathers the listing of route into a slice, which a retry
+// starts afresh.
+func collect[T any](ctx context.Context, c *Client, route string, filters []Filter) ([]T, error) {
+	var all []T
+	err := each(ctx, c, route, filters, func(v T) error { all = append(all, v); return nil }, func() { all = all[:0] })
+	if err != nil {
+		return nil, err
+	}
+	return all, nil
 }
 
 // AcceptRelationship accepts a pending relationship the peer created
@@ -237,14 +268,7 @@ func (c *Client) AcceptRelationship(ctx context.Context, id string) (Relationshi
 
 // get fetches route and decodes the result into out.
 func (c *Client) get(ctx context.Context, route string, filters []Filter, out any) error {
-	var q url.Values
-	if len(filters) > 0 {
-		q = url.Values{}
-		for _, f := range filters {
-			q.Add(f.Field, f.Expr)
-		}
-	}
-	body, err := c.do(ctx, request{method: http.MethodGet, route: route, query: q, idempotent: true})
+	body, err := c.do(ctx, listRequest(route, filters))
 	if err != nil {
 		return err
 	}
@@ -307,22 +331,53 @@ type request struct {
 	idempotent bool
 }
 
-// do runs r with retries and returns the body of its 2xx answer. Errors
-// name the method and route, never the URL's host (in the config) or the
-// key.
+// listRequest is the GET of a list route with its filters.
+func listRequest(route string, filters []Filter) request {
+	var q url.Values
+	if len(filters) > 0 {
+		q = url.Values{}
+		for _, f := range filters {
+			q.Add(f.Field, f.Expr)
+		}
+	}
+	return request{method: http.MethodGet, route: route, query: q, idempotent: true}
+}
+
+// do runs r with retries and returns the body of its 2xx answer, read
+// whole (at most c.maxBody bytes).
 func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
+	var body []byte
+	err := c.try(ctx, r, func(b *answer) error {
+		b.allow(c.maxBody)
+		var err error
+		if body, err = io.ReadAll(b); errors.Is(err, errTooLarge) {
+			return fmt.Errorf("the answer exceeds %s", size(c.maxBody))
+		}
+		return err
+	})
+	return body, err
+}
+
+// try runs r with retries, handing the body of its 2xx answer to read.
+// An error of read is the attempt's, unless it is a callbackError, which
+// ends the call unwrapped. Errors name the method and route, never the
+// URL's host (in the config) or the key.
+func (c *Client) try(ctx context.Context, r request, read func(*answer) error) error {
 	var err error
 	for attempt := 1; ; attempt++ {
-		var body []byte
-		body, err = c.once(ctx, r)
+		err = c.once(ctx, r, read)
 		if err == nil {
-			return body, nil
+			return nil
+		}
+		var cb callbackError
+		if errors.As(err, &cb) {
+			return cb.err
 		}
 		if attempt >= c.attempts || !retryable(err, r.idempotent) || ctx.Err() != nil {
 			if attempt > 1 {
-				return nil, fmt.Errorf("connector %s %s (attempt %d of %d): %w%s", r.method, r.route, attempt, c.attempts, err, advice(err))
+				return fmt.Errorf("connector %s %s (attempt %d of %d): %w%s", r.method, r.route, attempt, c.attempts, err, advice(err))
 			}
-			return nil, fmt.Errorf("connector %s %s: %w%s", r.method, r.route, err, advice(err))
+			return fmt.Errorf("connector %s %s: %w%s", r.method, r.route, err, advice(err))
 		}
 		wait := c.wait(attempt)
 		c.log.Warn("connector request failed, retrying", "method", r.method, "route", r.route,
@@ -331,7 +386,7 @@ func (c *Client) do(ctx context.Context, r request) ([]byte, error) {
 		select {
 		case <-ctx.Done():
 			t.Stop()
-			return nil, fmt.Errorf("connector %s %s: %w (after attempt %d: %v)", r.method, r.route, ctx.Err(), attempt, err)
+			return fmt.Errorf("connector %s %s: %w (after attempt %d: %v)", r.method, r.route, ctx.Err(), attempt, err)
 		case <-t.C:
 		}
 	}
@@ -378,12 +433,17 @@ func neverSent(err error) bool {
 	return errors.As(err, &op) && op.Op == "dial"
 }
 
-// once makes one attempt and returns the body of a 2xx answer, an *Error
-// for any other answer, or an error wrapping ErrUnavailable when there was
-// none.
-func (c *Client) once(ctx context.Context, r request) ([]byte, error) {
-	actx, cancel := context.WithTimeoutCause(ctx, c.timeout, errAttemptTimeout)
-	defer cancel()
+// once makes one attempt and hands the body of a 2xx answer to read; it
+// returns an *Error for any other answer, or an error wrapping
+// ErrUnavailable when there was none (or it broke off). CONNECTOR_TIMEOUT
+// bounds the attempt, answer included, but not the time read spends in
+// its caller's callbacks (answer.pause).
+func (c *Client) once(ctx context.Context, r request, read func(*answer) error) error {
+	actx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	clock := &attemptClock{left: c.timeout, resumed: time.Now()}
+	clock.timer = time.AfterFunc(c.timeout, func() { cancel(errAttemptTimeout) })
+	defer clock.timer.Stop()
 	target := c.base + r.route
 	if len(r.query) > 0 {
 		target += "?" + r.query.Encode()
@@ -392,7 +452,7 @@ func (c *Client) once(ctx context.Context, r request) ([]byte, error) {
 	if err != nil {
 		// The URL passed Validate and the route was escaped, so this is a
 		// bug; url's error would quote the URL, so say only what failed.
-		return nil, errors.New("cannot build the request from CONNECTOR_URL and CONNECTOR_BASE_PATH")
+		return errors.New("cannot build the request from CONNECTOR_URL and CONNECTOR_BASE_PATH")
 	}
 	req.Header.Set(c.keyHdr, c.key)
 	req.Header.Set("Accept", "application/json")
@@ -401,27 +461,109 @@ func (c *Client) once(ctx context.Context, r request) ([]byte, error) {
 	start := time.Now()
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, c.transportError(ctx, actx, err)
+		return c.transportError(ctx, actx, err)
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxBody+1))
-	if err != nil {
-		return nil, c.transportError(ctx, actx, err)
+	defer func() {
+		c.log.Debug("connector request", "method", r.method, "route", r.route, "status", resp.StatusCode,
+			"duration", time.Since(start))
+	}()
+	body := &answer{r: resp.Body, clock: clock}
+	if code := resp.StatusCode; code >= 200 && code <= 299 {
+		if err = read(body); errors.Is(err, errTooLarge) {
+			err = fmt.Errorf("a listed object exceeds %s", size(c.maxBody))
+		}
+	} else {
+		var b []byte
+		body.allow(c.maxBody)
+		switch b, err = io.ReadAll(body); {
+		case errors.Is(err, errTooLarge):
+			err = fmt.Errorf("the answer exceeds %s", size(c.maxBody))
+		case err == nil:
+			err = c.refusal(resp, b)
+		}
 	}
-	c.log.Debug("connector request", "method", r.method, "route", r.route, "status", resp.StatusCode,
-		"duration", time.Since(start))
-	if len(body) > maxBody {
-		return nil, fmt.Errorf("the answer exceeds %d MiB: narrow the list with filters", maxBody>>20)
+	if body.err != nil && errors.Is(err, body.err) {
+		return c.transportError(ctx, actx, err)
 	}
-	switch code := resp.StatusCode; {
-	case code >= 200 && code <= 299:
-		return body, nil
-	case code >= 300 && code <= 399:
-		return nil, &Error{Status: code, Message: "the Connector redirects (to " + redirectTarget(resp) +
+	return err
+}
+
+// refusal is the error of a non-2xx answer with body b.
+func (c *Client) refusal(resp *http.Response, b []byte) error {
+	if code := resp.StatusCode; code >= 300 && code <= 399 {
+		return &Error{Status: code, Message: "the Connector redirects (to " + redirectTarget(resp) +
 			"), which is not followed: set CONNECTOR_URL and CONNECTOR_BASE_PATH to the final address"}
-	default:
-		return nil, c.statusError(code, body)
 	}
+	return c.statusError(resp.StatusCode, b)
+}
+
+// size writes a limit in MiB when it is whole ones, else in bytes.
+func size(n int64) string {
+	if n%(1<<20) == 0 {
+		return fmt.Sprintf("%d MiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
+}
+
+// errTooLarge is the error of an answer reading past its allowance.
+var errTooLarge = errors.New("the answer is too large")
+
+// callbackError carries the error of a listing's callback through the
+// retries, which must not repeat it, to the caller.
+type callbackError struct{ err error }
+
+func (e callbackError) Error() string { return e.err.Error() }
+
+// attemptClock is an attempt's CONNECTOR_TIMEOUT, which stops while a
+// listing's callback runs.
+type attemptClock struct {
+	timer   *time.Timer
+	left    time.Duration // time left when the clock last resumed
+	resumed time.Time
+}
+
+// answer reads the body of an answer. It counts the bytes it may still
+// read (allow), so a listing bounds each object rather than the whole,
+// and keeps the error of the connection (other than io.EOF), which tells
+// a broken answer from one the decoder refuses.
+type answer struct {
+	r     io.Reader
+	clock *attemptClock
+	read  int64 // bytes read so far
+	limit int64 // read may not pass it
+	err   error
+}
+
+// allow lets the answer read n more bytes from now on.
+func (a *answer) allow(n int64) { a.limit = a.read + n }
+
+func (a *answer) Read(p []byte) (int, error) {
+	if a.read >= a.limit {
+		return 0, errTooLarge
+	}
+	if int64(len(p)) > a.limit-a.read {
+		p = p[:a.limit-a.read]
+	}
+	n, err := a.r.Read(p)
+	a.read += int64(n)
+	if err != nil && err != io.EOF {
+		a.err = err
+	}
+	return n, err
+}
+
+// pause runs fn, a caller's callback, with the attempt's clock stopped.
+func (a *answer) pause(fn func() error) error {
+	c := a.clock
+	if !c.timer.Stop() {
+		return fn() // ran out already: the next read fails
+	}
+	c.left -= time.Since(c.resumed)
+	err := fn()
+	c.resumed = time.Now()
+	c.timer.Reset(max(c.left, 0))
+	return err
 }
 
 // transportError describes an attempt that got no (complete) answer. It
@@ -489,6 +631,92 @@ func decodeResult(body []byte, out any) error {
 		return fmt.Errorf("decode the result: %w", err)
 	}
 	return nil
+}
+
+// each lists route matching filters and calls fn with each object of
+// the answer {"result": [...]} as it decodes it, one at a time, each at
+// most c.maxBody bytes. A "result" of null lists nothing. restart, if not
+// nil, runs before each attempt reads its answer.
+func each[T any](ctx context.Context, c *Client, route string, filters []Filter, fn func(T) error, restart func()) error {
+	return c.try(ctx, listRequest(route, filters), func(a *answer) error {
+		if restart != nil {
+			restart()
+		}
+		dec := json.NewDecoder(a)
+		a.allow(c.maxBody)
+		if err := expectDelim(dec, '{', true); err != nil {
+			return err
+		}
+		found := false
+		for dec.More() {
+			key, err := dec.Token()
+			if err != nil {
+				return envelopeError(err)
+			}
+			if key != "result" {
+				var skip json.RawMessage
+				if err := dec.Decode(&skip); err != nil {
+					return envelopeError(err)
+				}
+				continue
+			}
+			found = true
+			switch t, err := dec.Token(); {
+			case err != nil:
+				return fmt.Errorf("decode the result: %w", err)
+			case t == nil: // null: nothing listed
+				continue
+			case t != json.Delim('['):
+				return fmt.Errorf("decode the result: want a list, found %v", t)
+			}
+			for more := true; more; {
+				// The allowance covers the separator and the next object;
+				// what the decoder holds already counts against it.
+				a.allow(c.maxBody - (a.read - dec.InputOffset()))
+				if more = dec.More(); !more {
+					break
+				}
+				var v T
+				if err := dec.Decode(&v); err != nil {
+					return fmt.Errorf("decode the result: %w", err)
+				}
+				if err := a.pause(func() error { return fn(v) }); err != nil {
+					return callbackError{err}
+				}
+			}
+			a.allow(c.maxBody)
+			if err := expectDelim(dec, ']', false); err != nil {
+				return err
+			}
+		}
+		if !found {
+			return errors.New(`the answer has no "result"`)
+		}
+		return expectDelim(dec, '}', true)
+	})
+}
+
+// expectDelim reads the next token of a listing and refuses any but d.
+func expectDelim(dec *json.Decoder, d json.Delim, envelope bool) error {
+	t, err := dec.Token()
+	if err == nil && t != d {
+		err = fmt.Errorf("want %q, found %v", d, t)
+	}
+	if err != nil && envelope {
+		return envelopeError(err)
+	}
+	if err != nil {
+		return fmt.Errorf("decode the result: %w", err)
+	}
+	return nil
+}
+
+// envelopeError is the error of an answer that is not {"result": …}.
+func envelopeError(err error) error {
+	if errors.Is(err, errTooLarge) {
+		return err
+	}
+	return fmt.Errorf("the answer is not the JSON envelope {\"result\": …}: %w", err)
 }
 
 // redirectTarget returns a 3xx's Location without user info and query,

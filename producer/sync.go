@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"strings"
 	"sync"
@@ -39,12 +40,14 @@ func (c SyncConfig) Validate(duplicateWindow time.Duration) error {
 	return nil
 }
 
-// SyncAPI is the part of the Connector client the poller needs.
+// SyncAPI is the part of the Connector client the poller needs. The
+// listings call back with one object at a time as they decode the
+// Connector's answer, so a round's memory does not grow with the listing.
 type SyncAPI interface {
 	Sync(ctx context.Context) error
-	Messages(ctx context.Context, filters ...connector.Filter) ([]connector.Message, error)
-	Relationships(ctx context.Context, filters ...connector.Filter) ([]connector.Relationship, error)
-	IncomingRequests(ctx context.Context, filters ...connector.Filter) ([]connector.Request, error)
+	EachMessage(ctx context.Context, fn func(connector.Message) error, filters ...connector.Filter) error
+	EachRelationship(ctx context.Context, fn func(connector.Relationship) error, filters ...connector.Filter) error
+	EachIncomingRequest(ctx context.Context, fn func(connector.Request) error, filters ...connector.Filter) error
 }
 
 // Poller syncs the Connector's REST API as the backstop for lost webhooks:
@@ -70,8 +73,15 @@ type Poller struct {
 	// so a steady round costs a map lookup per item, not a round trip.
 	// Another producer's newer write only makes a stale entry differ from
 	// the Connector, which republishes an event the stream then drops.
-	known map[string]string
+	// It holds hashes, a fixed size per object whatever its id and state.
+	known map[knownKey]uint64
+	seeds [3]maphash.Seed // of knownKey's halves and of the state
 }
+
+// knownKey is a 128-bit hash of a state's key in the bucket: with random
+// seeds per process, two keys of a Connector's few million objects share
+// one with a chance below 1e-25.
+type knownKey [2]uint64
 
 // SyncStatus is what /sync/status reports.
 type SyncStatus struct {
@@ -95,7 +105,8 @@ func NewPoller(api SyncAPI, pub *Publisher, js jetstream.JetStream, source strin
 		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: "eventmesh_sync_last_success_timestamp_seconds",
 			Help: "Unix time of the last successful sync round."}),
 		roundsCh: make(chan struct{}, 1),
-		known:    map[string]string{},
+		known:    map[knownKey]uint64{},
+		seeds:    [3]maphash.Seed{maphash.MakeSeed(), maphash.MakeSeed(), maphash.MakeSeed()},
 	}
 	reg.MustRegister(p.rounds, p.events, p.skipped, p.lastOK)
 	return p
@@ -189,7 +200,9 @@ func (p *Poller) round(ctx context.Context) (int, error) {
 	published := 0
 	emit := func(namespace, kind, id, state string, raw json.RawMessage) error {
 		key := kind + "." + kvKey(id)
-		if v, ok := p.known[key]; ok && v == state {
+		k := knownKey{maphash.String(p.seeds[0], key), maphash.String(p.seeds[1], key)}
+		sum := maphash.String(p.seeds[2], state)
+		if v, ok := p.known[k]; ok && v == sum {
 			return nil
 		}
 		if id == "" { // nothing to track it by
@@ -199,7 +212,7 @@ func (p *Poller) round(ctx context.Context) (int, error) {
 		e, err := p.kv.Get(ctx, key)
 		switch {
 		case err == nil && string(e.Value()) == state:
-			p.known[key] = state
+			p.known[k] = sum
 			return nil
 		case err != nil && !errors.Is(err, jetstream.ErrKeyNotFound):
 			return fmt.Errorf("read %s: %w", key, err)
@@ -225,41 +238,39 @@ func (p *Poller) round(ctx context.Context) (int, error) {
 		if _, err := p.kv.Put(ctx, key, []byte(state)); err != nil {
 			return fmt.Errorf("write %s: %w", key, err)
 		}
-		p.known[key] = state
+		p.known[k] = sum
 		return nil
 	}
 	// Messages: every received message not seen before, whatever its
-	// createdAt (the sender's time: a late one must not be missed).
-	msgs, err := p.api.Messages(ctx)
-	if err != nil {
-		return published, fmt.Errorf("list messages: %w", err)
-	}
-	for _, m := range msgs {
+	// createdAt (the sender's time: a late one must not be missed). An
+	// error of emit ends a listing and is the round's as it is.
+	var emitErr error
+	handled := func(err error) error { emitErr = err; return err }
+	msgs, rels, reqs := 0, 0, 0
+	err = p.api.EachMessage(ctx, func(m connector.Message) error {
 		if m.IsOwn {
-			continue
+			return nil
 		}
-		if err := emit("transport.messageReceived", "msg", m.ID, "seen", m.Raw); err != nil {
-			return published, err
-		}
-	}
-	rels, err := p.api.Relationships(ctx)
+		msgs++
+		return handled(emit("transport.messageReceived", "msg", m.ID, "seen", m.Raw))
+	})
 	if err != nil {
-		return published, fmt.Errorf("list relationships: %w", err)
+		return published, listError("messages", err, emitErr)
 	}
-	for _, r := range rels {
+	err = p.api.EachRelationship(ctx, func(r connector.Relationship) error {
+		rels++
 		state := fmt.Sprintf("%d:%s", r.AuditLen(), r.Status)
-		if err := emit("transport.relationshipChanged", "rel", r.ID, state, r.Raw); err != nil {
-			return published, err
-		}
-	}
-	reqs, err := p.api.IncomingRequests(ctx)
+		return handled(emit("transport.relationshipChanged", "rel", r.ID, state, r.Raw))
+	})
 	if err != nil {
-		return published, fmt.Errorf("list incoming requests: %w", err)
+		return published, listError("relationships", err, emitErr)
 	}
-	for _, r := range reqs {
-		if err := emit("consumption.incomingRequestReceived", "req", r.ID, "seen", r.Raw); err != nil {
-			return published, err
-		}
+	err = p.api.EachIncomingRequest(ctx, func(r connector.Request) error {
+		reqs++
+		return handled(emit("consumption.incomingRequestReceived", "req", r.ID, "seen", r.Raw))
+	})
+	if err != nil {
+		return published, listError("incoming requests", err, emitErr)
 	}
 	if first {
 		if _, err := p.kv.Put(ctx, initializedKey, []byte(p.now().UTC().Format(time.RFC3339))); err != nil {
@@ -267,10 +278,20 @@ func (p *Poller) round(ctx context.Context) (int, error) {
 		}
 		if !publish {
 			p.log.Info("first sync: recorded the Connector's current state without publishing history (SYNC_BACKFILL=true publishes it)",
-				"messages", len(msgs), "relationships", len(rels), "requests", len(reqs))
+				"messages", msgs, "relationships", rels, "requests", reqs)
 		}
 	}
 	return published, nil
+}
+
+// listError is the error of a listing that failed: emitErr, the error of
+// a callback that ended it (a publish, the bucket), as it is; else err,
+// the listing's own, naming what was listed.
+func listError(what string, err, emitErr error) error {
+	if emitErr != nil {
+		return emitErr
+	}
+	return fmt.Errorf("list %s: %w", what, err)
 }
 
 // kvKey keeps a Connector id a valid key token.

@@ -426,3 +426,22 @@ func keys(m map[string][][]byte) []string {
 	}
 	return ks
 }
+
+// AddIncomingMessages adds n messages at once, visible at the next sync,
+// each with its own id.
+func TestDoubleAddIncomingMessages(t *testing.T) {
+	d := newDouble(t)
+	cl := newClient(t, d.ClientConfig())
+	d.AddIncomingMessages(NewAddress(), "bulk", 3)
+	if ms, err := cl.Messages(context.Background()); err != nil || len(ms) != 0 {
+		t.Fatalf("before the sync: %d messages, %v", len(ms), err)
+	}
+	d.SyncNow()
+	ms, err := cl.Messages(context.Background())
+	if err != nil || len(ms) != 3 {
+		t.Fatalf("after the sync: %d messages, %v", len(ms), err)
+	}
+	if ms[0].ID == ms[1].ID || ms[1].ID == ms[2].ID || ms[0].IsOwn || len(ms[2].Recipients) != 1 {
+		t.Errorf("messages %+v", ms)
+	}
+}
