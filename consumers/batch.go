@@ -2,6 +2,7 @@ package consumers
 
 import (
 	"context"
+	"runtime"
 	"runtime/debug"
 	"time"
 
@@ -44,8 +45,9 @@ func msgBytes(msg jetstream.Msg) int {
 
 // idleRelease is how long the batcher waits, idle after at least a
 // batch's worth of bytes, before it hands the freed memory back to the
-// operating system (Go's own forced collection comes every two minutes).
-const idleRelease = 5 * time.Second
+// operating system (Go's own forced collection comes every two minutes):
+// long enough for the embedded server's block caches to expire (10 s).
+const idleRelease = 15 * time.Second
 
 // batches collects messages from work into batches and hands each to the
 // batch handler; it returns when work is closed, handing back (Nak) what
@@ -96,7 +98,11 @@ func (b *batcher) next(work <-chan jetstream.Msg) ([]jetstream.Msg, bool) {
 		select {
 		case msg, ok = <-work:
 		case <-idle.C:
-			debug.FreeOSMemory() // a burst's garbage, now rather than minutes later
+			// A burst's garbage, now rather than at the forced collection
+			// minutes later. The first collection moves sync.Pool buffers
+			// (the embedded server's blocks) aside, the second frees them.
+			runtime.GC()
+			debug.FreeOSMemory()
 			b.held = 0
 			msg, ok = <-work
 		}
