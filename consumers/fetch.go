@@ -127,12 +127,15 @@ func (r *Runtime) dispatch(ctx context.Context, work chan<- jetstream.Msg, msgs 
 }
 
 func (r *Runtime) consumeOpts(ctx context.Context) []jetstream.PullConsumeOpt {
-	prefetch := r.cfg.Concurrency
+	limit := jetstream.PullConsumeOpt(jetstream.PullMaxMessages(r.cfg.Concurrency))
 	if r.opt.BatchHandler != nil {
-		prefetch = 2 * r.batchSize() // the next batch arrives while one is written
+		// The next batch arrives while one is written; every pull is
+		// bounded by bytes too, or big events would buffer twice the
+		// batch size of them (PullMaxBytes alone would not bound the count).
+		limit = jetstream.PullMaxMessagesWithBytesLimit(2*r.batchSize(), r.batchBytes())
 	}
 	opts := []jetstream.PullConsumeOpt{
-		jetstream.PullMaxMessages(prefetch),
+		limit,
 		// Short pull requests: after a pause is lifted (by any process) a
 		// new request reaches the server within seconds.
 		jetstream.PullExpiry(5 * time.Second),

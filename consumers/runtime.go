@@ -43,6 +43,10 @@ type Options struct {
 	BatchHandler func(ctx context.Context, ds []Delivery) error
 	BatchSize    int           // events per batch (0: 256); only with BatchHandler
 	BatchLinger  time.Duration // the longest wait for a batch to fill (0: 20ms); only with BatchHandler
+	// BatchBytes bounds a batch and each pull by bytes as BatchSize does
+	// by count (0: 8 MiB); never below the server's largest message, or
+	// that message could not be fetched. Only with BatchHandler.
+	BatchBytes int
 	// NoOutcomes turns off outcome records (the archiver's own handling is
 	// the archive itself).
 	NoOutcomes bool
@@ -106,12 +110,14 @@ func (o Options) validate() error {
 	case o.OrderKey != nil && o.BatchHandler != nil:
 		// Per-key order hands events to a handler one key at a time.
 		return errors.New(prefix + "per-key order (OrderKey) needs a Handler, not a BatchHandler")
-	case o.BatchHandler == nil && (o.BatchSize != 0 || o.BatchLinger != 0):
-		return errors.New(prefix + "BatchSize and BatchLinger are for a BatchHandler: set one, or leave them zero")
+	case o.BatchHandler == nil && (o.BatchSize != 0 || o.BatchLinger != 0 || o.BatchBytes != 0):
+		return errors.New(prefix + "BatchSize, BatchLinger and BatchBytes are for a BatchHandler: set one, or leave them zero")
 	case o.BatchSize < 0:
 		return fmt.Errorf(prefix+"BatchSize %d is negative (0: 256)", o.BatchSize)
 	case o.BatchLinger < 0:
 		return fmt.Errorf(prefix+"BatchLinger %s is negative (0: 20ms)", o.BatchLinger)
+	case o.BatchBytes < 0:
+		return fmt.Errorf(prefix+"BatchBytes %d is negative (0: 8 MiB)", o.BatchBytes)
 	}
 	if _, _, err := (Config{}).StartPolicy(o.DefaultStart); err != nil {
 		return fmt.Errorf(prefix+"DefaultStart %w", err)

@@ -17,6 +17,7 @@ import (
 	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
 	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -36,8 +37,11 @@ type Config struct {
 	MaxAge    time.Duration `env:"ARCHIVE_MAX_AGE" envDefault:"2160h" desc:"archived events older than this are pruned (0: keep forever)"`
 	MaxEvents int64         `env:"ARCHIVE_MAX_EVENTS" envDefault:"0" desc:"keep at most this many events, pruning the oldest (0: no limit)"`
 	BatchSize int           `env:"ARCHIVE_BATCH_SIZE" envDefault:"256" desc:"events written per transaction"`
-	TLSCert   string        `env:"ARCHIVE_TLS_CERT" desc:"certificate (PEM) to serve the archive API over HTTPS; re-read when it changes"`
-	TLSKey    string        `env:"ARCHIVE_TLS_KEY" desc:"its private key (PEM)"`
+	// BatchBytes bounds a batch and each pull by bytes as BatchSize does
+	// by count; raised at run time to the server's largest message.
+	BatchBytes streams.ByteSize `env:"ARCHIVE_BATCH_BYTES" envDefault:"8MiB" desc:"bytes of events written per transaction and fetched per pull (at least the server's largest message: raised to it)"`
+	TLSCert    string           `env:"ARCHIVE_TLS_CERT" desc:"certificate (PEM) to serve the archive API over HTTPS; re-read when it changes"`
+	TLSKey     string           `env:"ARCHIVE_TLS_KEY" desc:"its private key (PEM)"`
 }
 
 // Validate checks the settings; errors name the variable.
@@ -58,6 +62,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("ARCHIVE_MAX_EVENTS %d is negative", c.MaxEvents)
 	case c.BatchSize < 1 || c.BatchSize > 10000:
 		return fmt.Errorf("ARCHIVE_BATCH_SIZE %d: want 1 to 10000", c.BatchSize)
+	case c.BatchBytes < 1 || c.BatchBytes > 1<<30:
+		return fmt.Errorf("ARCHIVE_BATCH_BYTES %s: want 1B to 1GiB", c.BatchBytes)
 	}
 	return nil
 }
@@ -93,7 +99,7 @@ func New(js jetstream.JetStream, s router.Subjects, c Config, rc consumers.Confi
 	reg.MustRegister(a.unsub, a.archived)
 	rt, err := consumers.New(js, s, rc, consumers.Options{
 		Name: Name, Filters: []string{s.Events()}, DefaultStart: "all", NoOutcomes: true,
-		BatchHandler: a.writeBatch, BatchSize: c.BatchSize, BatchLinger: 20 * time.Millisecond,
+		BatchHandler: a.writeBatch, BatchSize: c.BatchSize, BatchBytes: int(c.BatchBytes), BatchLinger: 20 * time.Millisecond,
 		Metrics: m, Log: log,
 	})
 	if err != nil {

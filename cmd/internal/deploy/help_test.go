@@ -128,6 +128,8 @@ func TestBadValueExits2NamingTheVariable(t *testing.T) {
 		{"autoaccept", []string{"AUTOACCEPT_ENABLED=true", "CONNECTOR_URL=http://127.0.0.1:1", "CONNECTOR_API_KEY=k", "AUTOACCEPT_CONCURRENCY=many"}, "AUTOACCEPT_CONCURRENCY"},
 		{"archiver", []string{"ARCHIVE_BATCH_SIZE=big"}, "ARCHIVE_BATCH_SIZE"},
 		{"archiver", []string{"ARCHIVE_MAX_AGE=forever"}, "ARCHIVE_MAX_AGE"},
+		{"archiver", []string{"ARCHIVE_BATCH_BYTES=0"}, "ARCHIVE_BATCH_BYTES"},
+		{"eventmesh", []string{"ARCHIVE_BATCH_BYTES=2GiB"}, "ARCHIVE_BATCH_BYTES"},
 		// eventmesh reads the consumer runtime settings three times, with
 		// three prefixes: the error names the one that is wrong.
 		{"eventmesh", []string{"ARCHIVE_MAX_DELIVER=lots"}, "ARCHIVE_MAX_DELIVER"},

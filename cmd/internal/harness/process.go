@@ -213,7 +213,15 @@ func (p *Process) Kills() int { p.mu.Lock(); defer p.mu.Unlock(); return p.kills
 
 // PeakRSS returns the peak resident set size of the running process in
 // bytes: VmHWM of /proc/<pid>/status, so Linux only.
-func (p *Process) PeakRSS() (int64, error) {
+func (p *Process) PeakRSS() (int64, error) { return p.status("VmHWM") }
+
+// RSS returns the resident set size of the running process now in bytes:
+// VmRSS of /proc/<pid>/status, so Linux only.
+func (p *Process) RSS() (int64, error) { return p.status("VmRSS") }
+
+// status reads a size field (in kB) of /proc/<pid>/status of the running
+// process, in bytes.
+func (p *Process) status(field string) (int64, error) {
 	p.mu.Lock()
 	if p.cmd == nil || p.exitedLocked() {
 		err := p.waitErr
@@ -225,18 +233,18 @@ func (p *Process) PeakRSS() (int64, error) {
 	status := fmt.Sprintf("/proc/%d/status", pid)
 	b, err := os.ReadFile(status)
 	if err != nil {
-		return 0, fmt.Errorf("peak RSS of %s: %w (it needs Linux's /proc)", p.Name, err)
+		return 0, fmt.Errorf("%s of %s: %w (it needs Linux's /proc)", field, p.Name, err)
 	}
 	for line := range strings.Lines(string(b)) {
-		if rest, ok := strings.CutPrefix(line, "VmHWM:"); ok {
+		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			kb, err := strconv.ParseInt(strings.TrimSpace(strings.TrimSuffix(strings.TrimSpace(rest), "kB")), 10, 64)
 			if err != nil {
-				return 0, fmt.Errorf("VmHWM of %s: %q", p.Name, strings.TrimSpace(rest))
+				return 0, fmt.Errorf("%s of %s: %q", field, p.Name, strings.TrimSpace(rest))
 			}
 			return kb * 1024, nil
 		}
 	}
-	return 0, fmt.Errorf("no VmHWM in %s", status)
+	return 0, fmt.Errorf("no %s in %s", field, status)
 }
 
 // Output returns what the process wrote (over all runs; the oldest part is

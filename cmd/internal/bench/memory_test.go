@@ -1,0 +1,139 @@
+package bench
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/eventmesh/eventmesh/cmd/internal/harness"
+	"github.com/eventmesh/eventmesh/consumers/archiver"
+	"github.com/eventmesh/eventmesh/streams"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// The burst of BenchmarkMemoryBurst: 200 events of about 1 MB (under the
+// default NATS_MAX_PAYLOAD of 1 MiB) posted by 16 clients.
+const (
+	burstEvents  = 200
+	burstClients = 16
+	burstPad     = 1_000_000
+	burstIdle    = 60 * time.Second
+)
+
+// BenchmarkMemoryBurst runs the built eventmesh binary with its defaults
+// (its listeners on free ports, a temporary DATA_DIR), posts the burst,
+// waits until the archiver has written every event, and reports the
+// process's RSS before the burst (idle_MB), its peak (peak_MB, VmHWM) and
+// its RSS sixty seconds after the burst (after60s_MB). Issue 13.4's
+// targets: peak under 200 MB, after60s at most idle + 30 MB. One run takes
+// over a minute, whatever b.N; EVENTMESH_BENCH_ENV adds variables
+// (space-separated NAME=value) to the process's environment:
+//
+//	go test ./cmd/internal/bench -run '^$' -bench MemoryBurst -benchtime 1x
+func BenchmarkMemoryBurst(b *testing.B) {
+	dir := b.TempDir()
+	bins, err := harness.Build(filepath.Join(dir, "bin"), "eventmesh")
+	if err != nil {
+		b.Fatal(err)
+	}
+	addrs := make([]string, 3)
+	for i := range addrs {
+		if addrs[i], err = harness.FreeAddr(); err != nil {
+			b.Fatal(err)
+		}
+	}
+	natsAddr, ingest, archive := addrs[0], addrs[1], addrs[2]
+	env := append([]string{"NATS_LISTEN=" + natsAddr, "INGEST_ADDR=" + ingest, "ARCHIVE_ADDR=" + archive,
+		"DATA_DIR=" + filepath.Join(dir, "data"), "LOG_LEVEL=warn"}, strings.Fields(os.Getenv("EVENTMESH_BENCH_ENV"))...)
+	p := harness.NewProcess("eventmesh", bins["eventmesh"], ingest, env...)
+	p.ReadyTimeout = time.Minute
+	if err := p.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer p.Stop(30 * time.Second)
+	nc, err := nats.Connect("nats://" + natsAddr)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(3 * time.Second) // settle after start
+	rss := func() float64 {
+		v, err := p.RSS()
+		if err != nil {
+			b.Fatal(err)
+		}
+		return float64(v) / 1e6
+	}
+	idle := rss()
+
+	b.ResetTimer()
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	errs := make(chan error, burstClients)
+	for range burstClients {
+		wg.Go(func() {
+			for {
+				i := int(next.Add(1)) - 1
+				if i >= burstEvents {
+					return
+				}
+				body := harness.MessageReceived(fmt.Sprintf("mem%d", time.Now().UnixNano()), i, burstPad).Body()
+				resp, err := http.Post("http://"+ingest+"/events", "application/json", bytes.NewReader(body))
+				if err != nil {
+					errs <- err
+					return
+				}
+				resp.Body.Close()
+				if resp.StatusCode/100 != 2 {
+					errs <- fmt.Errorf("event %d (%d bytes): ingest answered %s", i, len(body), resp.Status)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	for {
+		cons, err := js.Consumer(ctx, streams.Events, archiver.Name)
+		if err != nil {
+			b.Fatal(err)
+		}
+		info, err := cons.Info(ctx)
+		if err != nil {
+			b.Fatal(err)
+		}
+		if info.NumPending == 0 && info.NumAckPending == 0 && info.Delivered.Stream >= burstEvents {
+			break
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	b.StopTimer()
+	peak, err := p.PeakRSS()
+	if err != nil {
+		b.Fatal(err)
+	}
+	time.Sleep(burstIdle)
+	after := rss()
+	b.ReportMetric(idle, "idle_MB")
+	b.ReportMetric(float64(peak)/1e6, "peak_MB")
+	b.ReportMetric(after, "after60s_MB")
+	b.Logf("idle %.0f MB, peak %.0f MB, 60 s after the burst %.0f MB (targets: peak < 200 MB, after ≤ idle + 30 MB)", idle, float64(peak)/1e6, after)
+}
