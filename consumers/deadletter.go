@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
 )
 
 // copyToDLQ copies the event of d to ENMESHED_DLQ and waits for the ack.
@@ -26,6 +27,9 @@ func (r *Runtime) copyToDLQ(ctx context.Context, d Delivery, reason string) erro
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if streams.NoStream(err) { // deleted while running: set it up again, then retry
+			streams.RecreateIfMissing(ctx, r.js, r.dlqStream(), r.log)
 		}
 	}
 	return err

@@ -3,7 +3,6 @@ package consumers
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -217,14 +216,8 @@ func (b *outcomeBatcher) publish(ctx context.Context, batch []Outcome) error {
 // stream took the publish (it was deleted): the events waiting for their
 // records would otherwise never be acknowledged.
 func (b *outcomeBatcher) recreateIfMissing(ctx context.Context, err error) {
-	if !errors.Is(err, jetstream.ErrNoStreamResponse) {
-		return
-	}
-	b.log.Warn("stream " + b.stream.Name + " is missing; creating it again")
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := streams.EnsureFixedStream(cctx, b.js, b.stream); err != nil {
-		b.log.Warn("stream "+b.stream.Name, "err", err)
+	if streams.NoStream(err) {
+		streams.RecreateIfMissing(ctx, b.js, b.stream, b.log)
 	}
 }
 
