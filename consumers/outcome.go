@@ -254,6 +254,15 @@ func (b *outcomeBatcher) keepWaitingAlive() {
 func (r *Runtime) ReadOutcomes(ctx context.Context, durable string, store func(context.Context, []Outcome) error) {
 	def := streams.OutcomesStream(r.subjects)
 	def.Replicas = r.cfg.SideStreamReplicas()
+	for r.readOutcomes(ctx, durable, def, store) {
+		// Set up again: the stream too, when it was deleted.
+		r.log.Error("durable " + durable + " is gone (" + streams.Outcomes + " deleted?): setting it up again")
+	}
+}
+
+// readOutcomes is ReadOutcomes until ctx ends (false) or its durable is
+// lost (true).
+func (r *Runtime) readOutcomes(ctx context.Context, durable string, def jetstream.StreamConfig, store func(context.Context, []Outcome) error) bool {
 	var cons jetstream.Consumer
 	err := streams.Await(ctx, r.log, "durable "+durable, func(ctx context.Context) (err error) {
 		if _, err := streams.EnsureFixedStream(ctx, r.js, def); err != nil {
@@ -269,9 +278,9 @@ func (r *Runtime) ReadOutcomes(ctx context.Context, durable string, store func(c
 		return nil
 	})
 	if err != nil { // only when ctx ended
-		return
+		return false
 	}
-	r.follow(ctx, "outcome", cons, func(msg jetstream.Msg) (Delivery, verdict) {
+	return r.follow(ctx, "outcome", cons, func(msg jetstream.Msg) (Delivery, verdict) {
 		os, err := DecodeOutcomes(msg.Data())
 		if err != nil {
 			return Delivery{}, verdict{fate: drop, reason: "unreadable outcome message; dropping it", err: err}
