@@ -54,7 +54,12 @@ func (r *Runtime) awaitEvents(ctx context.Context) (recreated bool, err error) {
 		if err == nil {
 			created := st.CachedInfo().Created
 			recreated = r.events != nil && !created.Equal(r.eventsCreated)
-			r.events, r.eventsCreated = st, created
+			if r.events == nil {
+				// Kept after a re-creation: the advisory reader uses it
+				// meanwhile, and a handle works by the stream's name.
+				r.events = st
+			}
+			r.eventsCreated = created
 			return recreated, nil
 		}
 		level := slog.LevelDebug // the producer may be starting right now
