@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/eventmesh/eventmesh/router"
@@ -23,26 +24,42 @@ func AdvisoryDurable(consumer string) string { return consumer + "-advisories" }
 // durable <consumer>-advisories that all replicas share.
 func (r *Runtime) catchAdvisories(ctx context.Context) {
 	name := AdvisoryDurable(r.opt.Name)
-	var cons jetstream.Consumer
-	err := streams.Retry(ctx, r.log, "durable "+name, func(ctx context.Context) (err error) {
-		cons, err = r.js.CreateOrUpdateConsumer(ctx, streams.Advisories, jetstream.ConsumerConfig{
-			Durable:       name,
-			Description:   "eventmesh: max-deliveries advisories of " + r.opt.Name,
-			FilterSubject: streams.AdvisorySubject(r.opt.Name),
-			AckPolicy:     jetstream.AckExplicitPolicy,
-			AckWait:       30 * time.Second,
-			DeliverPolicy: jetstream.DeliverAllPolicy,
+	def := streams.AdvisoriesStream()
+	def.Replicas = r.cfg.SideStreamReplicas()
+	for internal := 0; ; {
+		var cons jetstream.Consumer
+		err := streams.Retry(ctx, r.log, "durable "+name, func(ctx context.Context) (err error) {
+			// The stream again too: it may have been deleted while running.
+			if _, err := streams.EnsureFixedStream(ctx, r.js, def); err != nil {
+				return err
+			}
+			cons, err = r.js.CreateOrUpdateConsumer(ctx, streams.Advisories, jetstream.ConsumerConfig{
+				Durable:       name,
+				Description:   "eventmesh: max-deliveries advisories of " + r.opt.Name,
+				FilterSubject: streams.AdvisorySubject(r.opt.Name),
+				AckPolicy:     jetstream.AckExplicitPolicy,
+				AckWait:       30 * time.Second,
+				DeliverPolicy: jetstream.DeliverAllPolicy,
+			})
+			return err
 		})
-		return err
-	})
-	if err != nil {
-		if ctx.Err() != nil {
+		if err != nil && serverInternal(err) && internal < setUpAgainAttempts && streams.Sleep(ctx, time.Second) {
+			internal++ // a stream re-created right after its deletion can race the server's clean-up
+			continue
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return
+			}
+			r.log.Error("advisory consumer; events that exhaust their deliveries without a verdict will not be dead-lettered", "err", err)
 			return
 		}
-		r.log.Error("advisory consumer; events that exhaust their deliveries without a verdict will not be dead-lettered", "err", err)
-		return
+		internal = 0
+		if !r.follow(ctx, "advisory", cons, func(msg jetstream.Msg) (Delivery, verdict) { return r.judgeAdvisory(ctx, msg) }) {
+			return
+		}
+		r.log.Error("durable " + name + " is gone (" + streams.Advisories + " deleted?): setting the stream and the durable up again")
 	}
-	r.follow(ctx, "advisory", cons, func(msg jetstream.Msg) (Delivery, verdict) { return r.judgeAdvisory(ctx, msg) })
 }
 
 // judgeAdvisory dead-letters the event a max-deliveries advisory names
@@ -78,12 +95,18 @@ func (r *Runtime) judgeAdvisory(ctx context.Context, msg jetstream.Msg) (Deliver
 }
 
 // follow hands each message of cons to judge and carries out the verdict,
-// until ctx ends; then it drains. It reads the runtime's side streams
+// until ctx ends or the durable is gone (lost: deleted, or its stream
+// was; the server says so, or a look every 5 s finds it); then it drains. It reads the runtime's side streams
 // (advisories, outcomes); what names the reader in logs.
-func (r *Runtime) follow(ctx context.Context, what string, cons jetstream.Consumer, judge func(jetstream.Msg) (Delivery, verdict), opts ...jetstream.PullConsumeOpt) {
+func (r *Runtime) follow(ctx context.Context, what string, cons jetstream.Consumer, judge func(jetstream.Msg) (Delivery, verdict), opts ...jetstream.PullConsumeOpt) (lost bool) {
+	gone := make(chan struct{})
+	var once sync.Once
 	opts = append(opts, jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 		if ctx.Err() == nil {
 			r.log.Warn(what+" consume", "err", err)
+		}
+		if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+			once.Do(func() { close(gone) })
 		}
 	}))
 	cc, err := cons.Consume(func(msg jetstream.Msg) {
@@ -92,9 +115,22 @@ func (r *Runtime) follow(ctx context.Context, what string, cons jetstream.Consum
 	}, opts...)
 	if err != nil {
 		r.log.Error(what+" consume", "err", err)
-		return
+		return false
 	}
-	<-ctx.Done()
+	// A pull that was not waiting hears nothing of a deletion: look too.
+	t := time.NewTicker(5 * time.Second)
+	defer t.Stop()
+	for !lost && ctx.Err() == nil {
+		select {
+		case <-ctx.Done():
+		case <-gone:
+			lost = ctx.Err() == nil
+		case <-t.C:
+			_, err := cons.Info(ctx)
+			lost = errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound)
+		}
+	}
 	cc.Drain()
 	<-cc.Closed()
+	return lost
 }

@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -74,6 +75,9 @@ func (r *Runtime) copyToDLQ(ctx context.Context, d Delivery, reason string) erro
 		cancel()
 		if err == nil {
 			return nil
+		}
+		if streams.NoStream(err) { // deleted while running: set it up again, then retry
+			streams.RecreateIfMissing(ctx, r.js, r.dlqStream(), r.log)
 		}
 	}
 	return err

@@ -15,26 +15,10 @@ import (
 // setup waits for ENMESHED (a consumer never creates it), creates the
 // streams the runtime may create, and creates or updates the durable.
 func (r *Runtime) setup(ctx context.Context) error {
-	for attempt := 1; ; attempt++ {
-		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
-		st, err := r.js.Stream(actx, streams.Events)
-		cancel()
-		if err == nil {
-			r.events = st
-			break
-		}
-		level := slog.LevelDebug // the producer may be starting right now
-		if attempt > 4 || !errors.Is(err, jetstream.ErrStreamNotFound) {
-			level = slog.LevelWarn
-		}
-		r.log.Log(ctx, level, "waiting for stream "+streams.Events+" (the producer creates it)", "attempt", attempt, "err", err)
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)):
-		}
+	if _, err := r.awaitEvents(ctx); err != nil {
+		return err
 	}
-	defs := []jetstream.StreamConfig{streams.DLQStream(r.subjects), streams.AdvisoriesStream()}
+	defs := []jetstream.StreamConfig{r.dlqStream(), streams.AdvisoriesStream()}
 	if !r.opt.NoOutcomes {
 		def := streams.OutcomesStream(r.subjects)
 		def.Replicas = r.cfg.SideStreamReplicas()
@@ -61,6 +45,46 @@ func (r *Runtime) setup(ctx context.Context) error {
 	var err error
 	r.cons, err = r.ensureDurableRetrying(ctx)
 	return err
+}
+
+// awaitEvents waits for ENMESHED (the producer creates it) and keeps its
+// handle. It reports whether the stream is another one than the one the
+// runtime was on (created since: deleted and set up again), whose
+// durables must start at its first event.
+func (r *Runtime) awaitEvents(ctx context.Context) (recreated bool, err error) {
+	for attempt := 1; ; attempt++ {
+		actx, cancel := context.WithTimeout(ctx, 3*time.Second)
+		st, err := r.js.Stream(actx, streams.Events)
+		cancel()
+		if err == nil {
+			created := st.CachedInfo().Created
+			recreated = r.events != nil && !created.Equal(r.eventsCreated)
+			if r.events == nil {
+				// Kept after a re-creation: the advisory reader uses it
+				// meanwhile, and a handle works by the stream's name.
+				r.events = st
+			}
+			r.eventsCreated = created
+			return recreated, nil
+		}
+		level := slog.LevelDebug // the producer may be starting right now
+		if attempt > 4 || !errors.Is(err, jetstream.ErrStreamNotFound) {
+			level = slog.LevelWarn
+		}
+		r.log.Log(ctx, level, "waiting for stream "+streams.Events+" (the producer creates it)", "attempt", attempt, "err", err)
+		select {
+		case <-ctx.Done():
+			return false, ctx.Err()
+		case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)):
+		}
+	}
+}
+
+// dlqStream is the definition of ENMESHED_DLQ the runtime creates.
+func (r *Runtime) dlqStream() jetstream.StreamConfig {
+	def := streams.DLQStream(r.subjects)
+	def.Replicas = r.cfg.SideStreamReplicas()
+	return def
 }
 
 // ensureDurableRetrying runs ensureDurable until JetStream can answer.
@@ -99,12 +123,20 @@ func (r *Runtime) ensureDurable(ctx context.Context) (jetstream.Consumer, error)
 	existing, err := r.events.Consumer(ctx, r.opt.Name)
 	switch {
 	case errors.Is(err, jetstream.ErrConsumerNotFound):
+		if r.fromFirst {
+			fromFirstEvent(&want)
+		}
 	case err != nil:
 		// Not "no durable": updating blind would lift a pause and skip
 		// the checks below. Retry decides whether to ask again.
 		return nil, fmt.Errorf("look up durable %s: %w", r.opt.Name, err)
 	default:
 		have := existing.CachedInfo().Config
+		if v := have.Metadata[metaStart]; v != "" {
+			// Set up again on a re-created stream: its start stays.
+			want.DeliverPolicy, want.OptStartTime = have.DeliverPolicy, have.OptStartTime
+			want.Metadata = map[string]string{metaStart: v}
+		}
 		if have.DeliverPolicy != want.DeliverPolicy || !sameTime(have.OptStartTime, want.OptStartTime) {
 			return nil, fmt.Errorf("durable %s was created with start %s; its start cannot change (asked: %s): "+
 				"keep the old start, or delete the durable (nats consumer rm %s %s) or pick a new name",
@@ -125,6 +157,20 @@ func (r *Runtime) ensureDurable(ctx context.Context) (jetstream.Consumer, error)
 			"paused_until", info.Config.PauseUntil)
 	}
 	return cons, nil
+}
+
+// metaStart is the durable's metadata key that says it was set up again
+// on a re-created ENMESHED from the stream's first event, whatever its
+// configured start: later starts keep that start instead of refusing it.
+const metaStart = "eventmesh-start"
+
+// fromFirstEvent makes want start at the first event of its stream: a
+// stream re-created while the consumer ran holds only events that came
+// after the loss, and "new" would skip those accepted before the durable
+// was back.
+func fromFirstEvent(want *jetstream.ConsumerConfig) {
+	want.DeliverPolicy, want.OptStartTime = jetstream.DeliverAllPolicy, nil
+	want.Metadata = map[string]string{metaStart: "all: set up again on a re-created " + streams.Events}
 }
 
 func sameTime(a, b *time.Time) bool {
@@ -158,19 +204,36 @@ func (r *Runtime) signalLost() {
 
 // setUpAgain creates or updates the durable after the server ended its
 // subscription, instead of idling while still reporting ready. Handles
-// work by name, so the runtime's consumer handle stays valid.
+// work by name, so the runtime's consumer handle stays valid. When
+// ENMESHED itself was deleted, it waits for the producer to set the
+// stream up again, and a durable lost with it starts at the new stream's
+// first event whatever the configured start.
 func (r *Runtime) setUpAgain(ctx context.Context) error {
 	r.ready.Store(false)
-	start := cmp.Or(r.cfg.Start, r.opt.DefaultStart)
-	r.log.Error("the server ended this consumer's subscription (durable deleted?): setting the durable up again; a new durable starts at "+start,
-		"start", start)
 	var err error
 	for attempt := 1; attempt <= setUpAgainAttempts; attempt++ {
-		if _, err = r.ensureDurableRetrying(ctx); err == nil || !serverInternal(err) ||
+		recreated, werr := r.awaitEvents(ctx)
+		if werr != nil {
+			return nil // ctx ended
+		}
+		if recreated {
+			r.fromFirst = true
+		}
+		if attempt == 1 {
+			if r.fromFirst {
+				r.log.Error("stream " + streams.Events + " was deleted and created again while this consumer ran: " +
+					"setting the durable up again from the new stream's first event (events of the old stream not yet handled are lost)")
+			} else {
+				start := cmp.Or(r.cfg.Start, r.opt.DefaultStart)
+				r.log.Error("the server ended this consumer's subscription (durable deleted?): setting the durable up again; a new durable starts at "+start,
+					"start", start)
+			}
+		}
+		if _, err = r.ensureDurableRetrying(ctx); err == nil || !serverInternal(err) && !errors.Is(err, jetstream.ErrStreamNotFound) ||
 			attempt == setUpAgainAttempts || !streams.Sleep(ctx, time.Second) {
 			break
 		}
-		r.log.Warn("setting the durable up again failed inside the server; retrying", "attempt", attempt, "err", err)
+		r.log.Warn("setting the durable up again failed; retrying", "attempt", attempt, "err", err)
 	}
 	if err != nil {
 		if ctx.Err() != nil {
@@ -178,6 +241,7 @@ func (r *Runtime) setUpAgain(ctx context.Context) error {
 		}
 		return fmt.Errorf("durable %s was lost and could not be set up again: %w", r.opt.Name, err)
 	}
+	r.fromFirst = false // set up: a later loss on this stream keeps the configured start
 	select {
 	case <-r.lost: // a second report of the same loss
 	default:
@@ -205,7 +269,7 @@ func (r *Runtime) watch(ctx context.Context) {
 	defer t.Stop()
 	for {
 		info, err := r.cons.Info(ctx)
-		if errors.Is(err, jetstream.ErrConsumerNotFound) {
+		if errors.Is(err, jetstream.ErrConsumerNotFound) || errors.Is(err, jetstream.ErrStreamNotFound) {
 			r.signalLost() // a pull may not have been waiting to hear of it
 		}
 		if err == nil {

@@ -3,7 +3,6 @@ package consumers
 import (
 	"context"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -217,14 +216,8 @@ func (b *outcomeBatcher) publish(ctx context.Context, batch []Outcome) error {
 // stream took the publish (it was deleted): the events waiting for their
 // records would otherwise never be acknowledged.
 func (b *outcomeBatcher) recreateIfMissing(ctx context.Context, err error) {
-	if !errors.Is(err, jetstream.ErrNoStreamResponse) {
-		return
-	}
-	b.log.Warn("stream " + b.stream.Name + " is missing; creating it again")
-	cctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-	defer cancel()
-	if _, err := streams.EnsureFixedStream(cctx, b.js, b.stream); err != nil {
-		b.log.Warn("stream "+b.stream.Name, "err", err)
+	if streams.NoStream(err) {
+		streams.RecreateIfMissing(ctx, b.js, b.stream, b.log)
 	}
 }
 
@@ -261,6 +254,15 @@ func (b *outcomeBatcher) keepWaitingAlive() {
 func (r *Runtime) ReadOutcomes(ctx context.Context, durable string, store func(context.Context, []Outcome) error) {
 	def := streams.OutcomesStream(r.subjects)
 	def.Replicas = r.cfg.SideStreamReplicas()
+	for r.readOutcomes(ctx, durable, def, store) {
+		// Set up again: the stream too, when it was deleted.
+		r.log.Error("durable " + durable + " is gone (" + streams.Outcomes + " deleted?): setting it up again")
+	}
+}
+
+// readOutcomes is ReadOutcomes until ctx ends (false) or its durable is
+// lost (true).
+func (r *Runtime) readOutcomes(ctx context.Context, durable string, def jetstream.StreamConfig, store func(context.Context, []Outcome) error) bool {
 	var cons jetstream.Consumer
 	err := streams.Await(ctx, r.log, "durable "+durable, func(ctx context.Context) (err error) {
 		if _, err := streams.EnsureFixedStream(ctx, r.js, def); err != nil {
@@ -276,9 +278,9 @@ func (r *Runtime) ReadOutcomes(ctx context.Context, durable string, store func(c
 		return nil
 	})
 	if err != nil { // only when ctx ended
-		return
+		return false
 	}
-	r.follow(ctx, "outcome", cons, func(msg jetstream.Msg) (Delivery, verdict) {
+	return r.follow(ctx, "outcome", cons, func(msg jetstream.Msg) (Delivery, verdict) {
 		os, err := DecodeOutcomes(msg.Data())
 		if err != nil {
 			return Delivery{}, verdict{fate: drop, reason: "unreadable outcome message; dropping it", err: err}

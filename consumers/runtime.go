@@ -63,15 +63,21 @@ type Runtime struct {
 	log      *slog.Logger
 	now      func() time.Time
 
-	events   jetstream.Stream
-	cons     jetstream.Consumer
-	ready    atomic.Bool
-	breaker  *breaker
-	lost     chan struct{}   // the durable is gone from the server (watch, consume errors)
-	stopping <-chan struct{} // closed when Run's context ends
-	pinID    atomic.Value    // string: this process's pin in per-key order mode
-	outcomes *outcomeBatcher // nil with NoOutcomes
-	presence *presence       // this process's state in ENMESHED_CONSUMERS
+	events jetstream.Stream
+	// eventsCreated is when the ENMESHED of events was created: another
+	// time later means the stream was deleted and set up again.
+	eventsCreated time.Time
+	// fromFirst: ENMESHED was re-created while this runtime ran, so a
+	// durable it creates starts at the stream's first event.
+	fromFirst bool
+	cons      jetstream.Consumer
+	ready     atomic.Bool
+	breaker   *breaker
+	lost      chan struct{}   // the durable is gone from the server (watch, consume errors)
+	stopping  <-chan struct{} // closed when Run's context ends
+	pinID     atomic.Value    // string: this process's pin in per-key order mode
+	outcomes  *outcomeBatcher // nil with NoOutcomes
+	presence  *presence       // this process's state in ENMESHED_CONSUMERS
 	// heldLetters are events whose dead letters ENMESHED_DLQ refused.
 	heldLetters *heldLetters
 }

@@ -42,6 +42,7 @@ type Publisher struct {
 	timeout  time.Duration
 	attempts int
 	log      *slog.Logger
+	noStream func() // told when a publish found no stream (see OnNoStream)
 }
 
 // PublisherConfig is the publisher's part of the producer configuration.
@@ -67,6 +68,11 @@ func NewPublisher(js AsyncPublisher, s router.Subjects, c PublisherConfig, log *
 	return &Publisher{js: js, subjects: s, timeout: c.Timeout, attempts: c.Attempts, log: log}
 }
 
+// OnNoStream sets f to be called (without blocking) whenever a publish
+// attempt finds no stream for its subject: the stream's owner sets it up
+// again (streams.KeepStream) while the attempts retry.
+func (p *Publisher) OnNoStream(f func()) { p.noStream = f }
+
 // Subjects returns the publisher's subject scheme.
 func (p *Publisher) Subjects() router.Subjects { return p.subjects }
 
@@ -89,6 +95,9 @@ func (p *Publisher) PublishMsg(ctx context.Context, m *nats.Msg) (Result, error)
 			return Result{Seq: ack.Sequence, Duplicate: ack.Duplicate}, nil
 		}
 		last = err
+		if p.noStream != nil && streams.NoStream(err) {
+			p.noStream()
+		}
 		if ctx.Err() != nil || !retryable(err) {
 			break
 		}

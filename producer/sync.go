@@ -133,18 +133,13 @@ func (p *Poller) Rounds() <-chan struct{} { return p.roundsCh }
 // Status, and the next round comes after a growing back-off; nothing is
 // skipped, since a round that failed leaves the state untouched.
 func (p *Poller) Run(ctx context.Context) {
-	err := streams.Await(ctx, p.log, "sync state bucket "+streams.SyncBucket, func(ctx context.Context) (err error) {
-		p.kv, err = p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
-			Bucket: streams.SyncBucket, Description: "eventmesh: the sync poller's state (seen messages, relationship and request states)",
-			Storage: jetstream.FileStorage, History: 1, Replicas: max(1, p.cfg.Replicas),
-		})
-		return err
-	})
+	err := streams.Await(ctx, p.log, "sync state bucket "+streams.SyncBucket, p.openBucket)
 	if err != nil { // only when ctx ended
 		return
 	}
 	failures := 0
 	for ctx.Err() == nil {
+		p.reopenIfDeleted(ctx)
 		n, err := p.round(ctx)
 		p.mu.Lock()
 		p.status.Rounds++
@@ -178,6 +173,39 @@ func (p *Poller) Run(ctx context.Context) {
 		if !streams.Sleep(ctx, wait) {
 			return
 		}
+	}
+}
+
+// openBucket creates or updates the poller's state bucket.
+func (p *Poller) openBucket(ctx context.Context) error {
+	kv, err := p.js.CreateOrUpdateKeyValue(ctx, jetstream.KeyValueConfig{
+		Bucket: streams.SyncBucket, Description: "eventmesh: the sync poller's state (seen messages, relationship and request states)",
+		Storage: jetstream.FileStorage, History: 1, Replicas: max(1, p.cfg.Replicas),
+	})
+	if err == nil {
+		p.kv = kv
+	}
+	return err
+}
+
+// reopenIfDeleted creates the state bucket again when it is gone (deleted
+// while the poller ran). The next round is then a first run: it records
+// what the Connector holds without publishing it (unless SYNC_BACKFILL),
+// so an object that appeared while the state was missing and that no
+// webhook brought is not published.
+func (p *Poller) reopenIfDeleted(ctx context.Context) {
+	lctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+	defer cancel()
+	if _, err := p.js.KeyValue(lctx, streams.SyncBucket); !errors.Is(err, jetstream.ErrBucketNotFound) {
+		return
+	}
+	p.log.Error("sync state bucket "+streams.SyncBucket+" is missing (deleted while eventmesh ran?): creating it again; "+
+		"the next round is a FIRST RUN: what the Connector holds now is recorded without being published "+
+		"(SYNC_BACKFILL=true publishes it), so objects the poller had not yet published are not published by it",
+		"backfill", p.cfg.Backfill)
+	clear(p.known) // it described the lost state
+	if err := p.openBucket(lctx); err != nil {
+		p.log.Error("sync state bucket "+streams.SyncBucket+" could not be created again; retrying next round", "err", err)
 	}
 }
 

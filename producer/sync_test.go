@@ -2,8 +2,10 @@ package producer_test
 
 import (
 	"context"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -296,5 +298,48 @@ func TestPollerBucketReplicas(t *testing.T) {
 	}
 	if n := st.CachedInfo().Config.Replicas; n != 3 {
 		t.Errorf("state bucket has %d replicas, want 3", n)
+	}
+}
+
+// A sync state bucket deleted while the poller runs is created again with
+// an error log, and the next round is a first run: it records what the
+// Connector holds (the known cache must not hide it) without publishing.
+func TestPollerRecreatesADeletedBucket(t *testing.T) {
+	r := newSyncRig(t)
+	r.double.AddIncomingMessage(connectortest.NewAddress(), "known", time.Time{})
+	client, err := connector.New(r.double.ClientConfig(), natstest.Logger(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	logs := &natstest.LogBuffer{}
+	p := producer.NewPoller(client, r.pub, r.js, router.DefaultSource, producer.SyncConfig{Interval: 20 * time.Millisecond},
+		prometheus.NewRegistry(), slog.New(slog.NewTextHandler(logs, nil)))
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { p.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	for range 2 {
+		select {
+		case <-p.Rounds():
+		case <-time.After(20 * time.Second):
+			t.Fatal("no round")
+		}
+	}
+	if err := r.js.DeleteKeyValue(ctx, streams.SyncBucket); err != nil {
+		t.Fatal(err)
+	}
+	natstest.WaitFor(t, 10*time.Second, "the bucket created again and recorded", func() bool {
+		kv, err := r.js.KeyValue(ctx, streams.SyncBucket)
+		if err != nil {
+			return false
+		}
+		keys, _ := kv.Keys(ctx)
+		return slices.Contains(keys, "initialized") && len(keys) == 2
+	})
+	if !strings.Contains(logs.String(), "level=ERROR") || !strings.Contains(logs.String(), "FIRST RUN") {
+		t.Errorf("no loud log of the lost bucket:\n%s", logs.String())
+	}
+	if types, _ := r.byType(t); len(types) != 0 {
+		t.Errorf("the first run after the loss published %v", types)
 	}
 }

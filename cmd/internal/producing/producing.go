@@ -33,6 +33,9 @@ type Config struct {
 	Connector connector.Config
 	Sync      producer.SyncConfig
 	SQL       sqlsource.Config
+	// StreamWatch is how often the producer looks for a deleted ENMESHED
+	// to set it up again (0: streams.KeepStreamEvery); tests shorten it.
+	StreamWatch time.Duration
 }
 
 // Validate checks every part.
@@ -50,14 +53,15 @@ func (c Config) Validate() error {
 // Producer is the running producer: the ENMESHED stream ensured, the
 // ingest endpoint serving.
 type Producer struct {
-	HTTP    *app.HTTPServer
-	Stream  jetstream.Stream
-	Poller  *producer.Poller // nil without CONNECTOR_URL
-	log     *slog.Logger
-	stop    context.CancelFunc
-	done    chan struct{}
-	sqlDone chan struct{} // nil without SQL_SOURCE_DSN
-	watched chan struct{} // the stream watch ended
+	HTTP     *app.HTTPServer
+	Stream   jetstream.Stream
+	Poller   *producer.Poller // nil without CONNECTOR_URL
+	log      *slog.Logger
+	stop     context.CancelFunc
+	done     chan struct{}
+	keepDone chan struct{} // the ENMESHED keeper has stopped
+	sqlDone  chan struct{} // nil without SQL_SOURCE_DSN
+	watched  chan struct{} // the stream watch ended
 }
 
 // StreamWatchEvery is how often the producer refreshes the stream gauges
@@ -78,8 +82,9 @@ func Start(ctx context.Context, c Config, nc *nats.Conn, reg *prometheus.Registr
 		return nil, err
 	}
 	var st jetstream.Stream
+	def := streams.EventsStream(subjects, c.Stream)
 	err = streams.Retry(ctx, log, "stream "+streams.Events, func(ctx context.Context) (err error) {
-		st, err = streams.EnsureStream(ctx, js, streams.EventsStream(subjects, c.Stream), log)
+		st, err = streams.EnsureStream(ctx, js, def, log)
 		return err
 	})
 	if err != nil {
@@ -93,9 +98,19 @@ func Start(ctx context.Context, c Config, nc *nats.Conn, reg *prometheus.Registr
 	ingest := producer.NewIngest(pub, c.Ingest, maxBody, producer.NewMetrics(reg), log)
 	mux := http.NewServeMux()
 	ingest.Register(mux)
-	p := &Producer{Stream: st, log: log, done: make(chan struct{}), watched: make(chan struct{})}
+	p := &Producer{Stream: st, log: log, done: make(chan struct{}), keepDone: make(chan struct{}), watched: make(chan struct{})}
 	pctx, stop := context.WithCancel(context.WithoutCancel(ctx))
 	p.stop = stop
+	// The producer owns ENMESHED: a deleted stream is set up again within
+	// seconds, at once when a publish finds it missing.
+	lookNow := make(chan struct{}, 1)
+	pub.OnNoStream(func() {
+		select {
+		case lookNow <- struct{}{}:
+		default:
+		}
+	})
+	go func() { defer close(p.keepDone); streams.KeepStream(pctx, js, def, c.StreamWatch, lookNow, log) }()
 	watch := producer.NewStreamWatch(reg, log)
 	go func() { defer close(p.watched); watch.Run(pctx, st, StreamWatchEvery) }()
 	if c.Connector.Enabled() {
@@ -166,6 +181,7 @@ func (p *Producer) Shutdown() {
 	p.stop()
 	<-p.done
 	<-p.watched
+	<-p.keepDone
 	if p.sqlDone != nil {
 		<-p.sqlDone
 	}
