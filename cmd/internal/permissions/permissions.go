@@ -145,6 +145,9 @@ func producerPublish(s router.Subjects) []string {
 		jsAPI("INFO"),
 		jsAPI("STREAM.UPDATE", kvStream(streams.SyncBucket)),
 		jsAPI("STREAM.CREATE", kvStream(streams.SyncBucket)),
+		// Before each round the poller looks the bucket up, to set it up
+		// again when it was deleted while the producer ran.
+		jsAPI("STREAM.INFO", kvStream(streams.SyncBucket)),
 		// Reading a key: a bucket nats.go creates allows direct gets, so
 		// Get asks DIRECT.GET.<stream>.<key subject>, not STREAM.MSG.GET.
 		jsAPI("DIRECT.GET", kvStream(streams.SyncBucket), "$KV."+streams.SyncBucket, ">"),
