@@ -151,21 +151,9 @@ func TestDefaultAddrsHeld(t *testing.T) {
 type mesh struct {
 	cmd              *exec.Cmd
 	ingest, natsAddr string
-	log              *syncBuffer
+	log              *natstest.LogBuffer
 	done             chan error
 }
-
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-func (s *syncBuffer) String() string { s.mu.Lock(); defer s.mu.Unlock(); return s.b.String() }
 
 func freeAddr(t *testing.T) string {
 	t.Helper()
@@ -179,7 +167,7 @@ func freeAddr(t *testing.T) string {
 
 func startMesh(t *testing.T, dataDir string, env ...string) *mesh {
 	t.Helper()
-	p := &mesh{ingest: freeAddr(t), natsAddr: freeAddr(t), log: &syncBuffer{}, done: make(chan error, 1)}
+	p := &mesh{ingest: freeAddr(t), natsAddr: freeAddr(t), log: &natstest.LogBuffer{}, done: make(chan error, 1)}
 	p.cmd = exec.Command(binary)
 	// Every listener on a free port: the defaults may be taken (by the mesh
 	// of the README's "Try it"; TestMain holds them).

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/consumers/webhook"
+	"github.com/eventmesh/eventmesh/streams/natstest"
 )
 
 const testSecret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw"
@@ -95,7 +96,7 @@ func TestWebhookTestCommand(t *testing.T) {
 // `eventmesh demo` shows events flowing within seconds: messages,
 // relationships (accepted by auto-accept), requests, all signed.
 func TestDemo(t *testing.T) {
-	var out, errOut syncBuffer
+	var out, errOut natstest.LogBuffer
 	wants := []string{"simulated Connector (test double)  http://127.0.0.1:", "webhook receiver got transport.messageReceived",
 		"transport.relationshipChanged", "status=Active (signature ok)"}
 	// The demo runs until it has shown every wanted line (at most the

@@ -1,7 +1,6 @@
 package deploy_test
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"net"
@@ -14,7 +13,6 @@ import (
 	"sort"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +20,7 @@ import (
 	"github.com/compose-spec/compose-go/v2/cli"
 	"github.com/compose-spec/compose-go/v2/types"
 	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams/natstest"
 	"github.com/nats-io/nats-server/v2/server"
 )
 
@@ -290,29 +289,12 @@ func containerEnv(t *testing.T, s types.ServiceConfig) []string {
 	return out
 }
 
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 // checkAccepted runs bin with env until it is past its configuration (it
 // logs that NATS is not reachable, or is still running after 5s), then stops
 // it with SIGTERM.
 func checkAccepted(t *testing.T, bin string, env []string) {
 	t.Helper()
-	var stderr syncBuffer
+	var stderr natstest.LogBuffer
 	cmd := exec.Command(binPath(bin))
 	cmd.Env = env
 	cmd.Dir = t.TempDir()
