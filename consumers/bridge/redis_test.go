@@ -305,8 +305,9 @@ func TestRedisRejectedCredentials(t *testing.T) {
 	prefix := redisPrefix(t, admin)
 	ctx := context.Background()
 	user, password := "eventmesh-test-"+randomHex(t, 4), "pw-"+randomHex(t, 8)
-	// The user may write the keys under the prefix:ok, except by XADD under
-	// prefix:noxadd (a second user), and publish to channels under prefix:ok.
+	// user may do anything to the keys and channels under prefix:ok;
+	// user-noxadd anything under prefix but XADD; user-least only XADD,
+	// PUBLISH and PING under prefix:ok.
 	acl := func(name string, rules ...string) {
 		args := []any{"ACL", "SETUSER", name, "reset", "on", ">" + password}
 		for _, r := range rules {
@@ -319,6 +320,7 @@ func TestRedisRejectedCredentials(t *testing.T) {
 	}
 	acl(user, "~"+prefix+":ok*", "&"+prefix+":ok*", "+@all")
 	acl(user+"-noxadd", "~"+prefix+"*", "&*", "+@all", "-xadd")
+	acl(user+"-least", "~"+prefix+":ok*", "&"+prefix+":ok*", "+xadd", "+publish", "+ping") // the least the docs ask for
 	as := func(name, pw string) *url.URL {
 		v := *u
 		v.User = url.UserPassword(name, pw)
@@ -335,6 +337,8 @@ func TestRedisRejectedCredentials(t *testing.T) {
 	}{
 		{"granted", as(user, password), bridge.RedisConfig{Stream: prefix + ":ok"}, false, false},
 		{"granted publish", as(user, password), bridge.RedisConfig{Mode: bridge.RedisModePublish, Channel: prefix + ":ok"}, false, false},
+		{"least privilege", as(user+"-least", password), bridge.RedisConfig{Stream: prefix + ":ok"}, false, false},
+		{"least privilege publish", as(user+"-least", password), bridge.RedisConfig{Mode: bridge.RedisModePublish, Channel: prefix + ":ok"}, false, false},
 		{"wrong password", as(user, "wrong-"+password), bridge.RedisConfig{Stream: prefix + ":ok"}, true, true},
 		{"unknown user", as(user+"-nobody", password), bridge.RedisConfig{Stream: prefix + ":ok"}, true, true},
 		{"no XADD", as(user+"-noxadd", password), bridge.RedisConfig{Stream: prefix + ":ok"}, true, false},
