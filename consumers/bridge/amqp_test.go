@@ -1,4 +1,4 @@
-package bridge
+package bridge_test
 
 import (
 	"bytes"
@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/bridge"
 	"github.com/eventmesh/eventmesh/consumers/bridge/bridgetest"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams/natstest"
@@ -134,7 +135,7 @@ func (b *amqpBroker) consume(queue string) <-chan amqp.Delivery {
 
 // receive takes n messages from ds, failing the test when they do not come
 // within timeout.
-func receive(t testing.TB, ds <-chan amqp.Delivery, n int, timeout time.Duration) []amqp.Delivery {
+func amqpReceive(t testing.TB, ds <-chan amqp.Delivery, n int, timeout time.Duration) []amqp.Delivery {
 	t.Helper()
 	got := make([]amqp.Delivery, 0, n)
 	deadline := time.After(timeout)
@@ -150,14 +151,14 @@ func receive(t testing.TB, ds <-chan amqp.Delivery, n int, timeout time.Duration
 }
 
 // openTestAMQP opens the bridge's publisher on u.
-func openTestAMQP(t testing.TB, u *url.URL, c AMQPConfig, f Format, log *slog.Logger) Publisher {
+func openTestAMQP(t testing.TB, u *url.URL, c bridge.AMQPConfig, f bridge.Format, log *slog.Logger) bridge.Publisher {
 	t.Helper()
 	if c.RoutingKey == "" {
 		c.RoutingKey = router.TriggerPlaceholder
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
-	p, err := Open(ctx, Options{URL: u, Format: f, Config: Config{AMQP: c}, Durable: "bridge-test", Log: log})
+	p, err := bridge.Open(ctx, bridge.Options{URL: u, Format: f, Config: bridge.Config{AMQP: c}, Durable: "bridge-test", Log: log})
 	if err != nil {
 		t.Fatalf("open: %v", err)
 	}
@@ -167,7 +168,7 @@ func openTestAMQP(t testing.TB, u *url.URL, c AMQPConfig, f Format, log *slog.Lo
 
 // testEvent is the i-th event of a test, with every header the metadata
 // can carry.
-func testEvent(i int, namespace string) router.Event {
+func amqpEvent(i int, namespace string) router.Event {
 	var id [16]byte
 	rand.Read(id[:])
 	return router.Event{
@@ -182,29 +183,31 @@ func testEvent(i int, namespace string) router.Event {
 	}
 }
 
-func message(e router.Event) Message { return Message{Event: e, Body: Body(e)} }
+func amqpMessage(e router.Event) bridge.Message {
+	return bridge.Message{Event: e, Body: bridge.Body(e)}
+}
 
-func publishCtx(t testing.TB) context.Context {
+func amqpCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	t.Cleanup(cancel)
 	return ctx
 }
 
 // retryable reports whether the runtime would retry err by its schedule.
-func retryable(err error) bool {
+func amqpRetryable(err error) bool {
 	return err != nil && !consumers.IsPause(err) && !consumers.IsPermanent(err) &&
-		!errors.Is(err, ErrUnroutable) && !errors.Is(err, ErrMissingDestination)
+		!errors.Is(err, bridge.ErrUnroutable) && !errors.Is(err, bridge.ErrMissingDestination)
 }
 
 func TestAMQPDeliversEveryEventAsAMessage(t *testing.T) {
-	for _, format := range []Format{FormatEnmeshed, FormatCloudEvents} {
+	for _, format := range []bridge.Format{bridge.FormatEnmeshed, bridge.FormatCloudEvents} {
 		t.Run(string(format), func(t *testing.T) {
 			b := newAMQPBroker(t)
 			x := b.exchange("topic")
 			q := b.queue("", nil, x, "transport.#", "consumption.#")
 			ds := b.consume(q)
-			p := openTestAMQP(t, b.url, AMQPConfig{Exchange: x}, format, nil)
-			if err := p.Ready(publishCtx(t)); err != nil {
+			p := openTestAMQP(t, b.url, bridge.AMQPConfig{Exchange: x}, format, nil)
+			if err := p.Ready(amqpCtx(t)); err != nil {
 				t.Fatalf("Ready: %v", err)
 			}
 
@@ -212,23 +215,23 @@ func TestAMQPDeliversEveryEventAsAMessage(t *testing.T) {
 			namespaces := []string{"transport.messageReceived", "consumption.incomingRequestReceived"}
 			sent := map[string]router.Event{}
 			for i := range n {
-				e := testEvent(i, namespaces[i%2])
+				e := amqpEvent(i, namespaces[i%2])
 				if i == 7 {
 					e.Data = nil // stored without data: {} as the Connector sends
 				}
 				sent[e.ID] = e
-				if err := p.Publish(publishCtx(t), message(e)); err != nil {
+				if err := p.Publish(amqpCtx(t), amqpMessage(e)); err != nil {
 					t.Fatalf("publish %d: %v", i, err)
 				}
 			}
-			for _, d := range receive(t, ds, n, 10*time.Second) {
+			for _, d := range amqpReceive(t, ds, n, 10*time.Second) {
 				e, ok := sent[d.MessageId]
 				if !ok {
 					t.Fatalf("message_id %q is no event sent (or came twice)", d.MessageId)
 				}
 				delete(sent, d.MessageId)
-				if !bytes.Equal(d.Body, Body(e)) {
-					t.Errorf("event %s: body %q, want %q", e.ID, d.Body, Body(e))
+				if !bytes.Equal(d.Body, bridge.Body(e)) {
+					t.Errorf("event %s: body %q, want %q", e.ID, d.Body, bridge.Body(e))
 				}
 				if d.RoutingKey != e.Namespace || d.Exchange != x {
 					t.Errorf("event %s: exchange %q routing key %q, want %q %q", e.ID, d.Exchange, d.RoutingKey, x, e.Namespace)
@@ -257,9 +260,9 @@ func TestAMQPDeliversEveryEventAsAMessage(t *testing.T) {
 }
 
 // amqpWantHeaders is what a consumer finds in the headers of e's message.
-func amqpWantHeaders(e router.Event, f Format) map[string]string {
+func amqpWantHeaders(e router.Event, f bridge.Format) map[string]string {
 	time := e.Time.UTC().Format(router.TimeFormat)
-	if f == FormatCloudEvents {
+	if f == bridge.FormatCloudEvents {
 		return map[string]string{
 			"cloudEvents_id": e.ID, "cloudEvents_type": e.Namespace, "cloudEvents_source": e.Source,
 			"cloudEvents_time": time, "cloudEvents_specversion": "1.0",
@@ -277,15 +280,15 @@ func TestAMQPDefaultExchangeToTheQueueNamedByTheRoutingKey(t *testing.T) {
 	prefix := b.name("q")
 	q := b.queue(prefix+".transport.messageReceived", nil, "")
 	ds := b.consume(q)
-	p := openTestAMQP(t, b.url, AMQPConfig{RoutingKey: prefix + ".{{trigger}}"}, FormatEnmeshed, nil)
-	if err := p.Ready(publishCtx(t)); err != nil {
+	p := openTestAMQP(t, b.url, bridge.AMQPConfig{RoutingKey: prefix + ".{{trigger}}"}, bridge.FormatEnmeshed, nil)
+	if err := p.Ready(amqpCtx(t)); err != nil {
 		t.Fatalf("Ready on the default exchange: %v", err)
 	}
-	e := testEvent(1, "transport.messageReceived")
-	if err := p.Publish(publishCtx(t), message(e)); err != nil {
+	e := amqpEvent(1, "transport.messageReceived")
+	if err := p.Publish(amqpCtx(t), amqpMessage(e)); err != nil {
 		t.Fatal(err)
 	}
-	d := receive(t, ds, 1, 10*time.Second)[0]
+	d := amqpReceive(t, ds, 1, 10*time.Second)[0]
 	if d.MessageId != e.ID || !bytes.Equal(d.Body, e.Data) || d.RoutingKey != q {
 		t.Fatalf("got message %s with key %q body %q", d.MessageId, d.RoutingKey, d.Body)
 	}
@@ -299,7 +302,7 @@ func TestAMQPConnectionCutAndRestoredLosesNothing(t *testing.T) {
 	proxy := bridgetest.NewProxy(t, b.url.Host)
 	u := *b.url
 	u.Host = proxy.Addr()
-	p := openTestAMQP(t, &u, AMQPConfig{Exchange: x}, FormatEnmeshed, nil)
+	p := openTestAMQP(t, &u, bridge.AMQPConfig{Exchange: x}, bridge.FormatEnmeshed, nil)
 
 	const n, workers = 600, 8
 	var confirmed, failed atomic.Int64
@@ -308,7 +311,7 @@ func TestAMQPConnectionCutAndRestoredLosesNothing(t *testing.T) {
 	var wrong atomic.Value
 	events := make(chan router.Event, n)
 	for i := range n {
-		events <- testEvent(i, "transport.messageReceived")
+		events <- amqpEvent(i, "transport.messageReceived")
 	}
 	close(events)
 	var wg sync.WaitGroup
@@ -316,14 +319,14 @@ func TestAMQPConnectionCutAndRestoredLosesNothing(t *testing.T) {
 		wg.Go(func() {
 			for e := range events {
 				for {
-					err := p.Publish(publishCtx(t), message(e))
+					err := p.Publish(amqpCtx(t), amqpMessage(e))
 					if err == nil {
 						if confirmed.Add(1) == n/3 {
 							close(cutNow)
 						}
 						break
 					}
-					if !retryable(err) {
+					if !amqpRetryable(err) {
 						wrong.Store(err)
 					}
 					failed.Add(1)
@@ -345,14 +348,14 @@ func TestAMQPConnectionCutAndRestoredLosesNothing(t *testing.T) {
 		t.Fatal("no publish failed: the cut did not happen mid-run")
 	}
 	seen := map[string]int{}
-	for _, d := range receive(t, ds, n, 30*time.Second) {
+	for _, d := range amqpReceive(t, ds, n, 30*time.Second) {
 		seen[d.MessageId]++
 	}
 	// An event whose confirm the cut lost was sent again (at least once),
 	// so duplicates may be among the first n: take more until every event
 	// is there.
 	for len(seen) < n {
-		d := receive(t, ds, 1, 10*time.Second)[0]
+		d := amqpReceive(t, ds, 1, 10*time.Second)[0]
 		seen[d.MessageId]++
 	}
 	dups := 0
@@ -366,12 +369,12 @@ func TestAMQPNegativeConfirmIsRetried(t *testing.T) {
 	b := newAMQPBroker(t)
 	x := b.exchange("direct")
 	b.queue("", amqp.Table{"x-overflow": "reject-publish", "x-max-length": int32(1)}, x, "transport.messageReceived")
-	p := openTestAMQP(t, b.url, AMQPConfig{Exchange: x}, FormatEnmeshed, nil)
-	if err := p.Publish(publishCtx(t), message(testEvent(1, "transport.messageReceived"))); err != nil {
+	p := openTestAMQP(t, b.url, bridge.AMQPConfig{Exchange: x}, bridge.FormatEnmeshed, nil)
+	if err := p.Publish(amqpCtx(t), amqpMessage(amqpEvent(1, "transport.messageReceived"))); err != nil {
 		t.Fatalf("first publish into the empty queue: %v", err)
 	}
-	err := p.Publish(publishCtx(t), message(testEvent(2, "transport.messageReceived")))
-	if !errors.Is(err, errNegativeConfirm) || !retryable(err) {
+	err := p.Publish(amqpCtx(t), amqpMessage(amqpEvent(2, "transport.messageReceived")))
+	if !errors.Is(err, bridge.ErrNegativeConfirm) || !amqpRetryable(err) {
 		t.Fatalf("publish into the full queue: %v, want a retryable negative confirm", err)
 	}
 }
@@ -379,21 +382,21 @@ func TestAMQPNegativeConfirmIsRetried(t *testing.T) {
 func TestAMQPUnroutable(t *testing.T) {
 	b := newAMQPBroker(t)
 	x := b.exchange("direct") // no queue bound
-	p := openTestAMQP(t, b.url, AMQPConfig{Exchange: x}, FormatEnmeshed, nil)
+	p := openTestAMQP(t, b.url, bridge.AMQPConfig{Exchange: x}, bridge.FormatEnmeshed, nil)
 	for i := range 3 {
-		err := p.Publish(publishCtx(t), message(testEvent(i, "transport.messageReceived")))
-		if !errors.Is(err, ErrUnroutable) {
-			t.Fatalf("publish %d with no queue bound: %v, want ErrUnroutable", i, err)
+		err := p.Publish(amqpCtx(t), amqpMessage(amqpEvent(i, "transport.messageReceived")))
+		if !errors.Is(err, bridge.ErrUnroutable) {
+			t.Fatalf("publish %d with no queue bound: %v, want bridge.ErrUnroutable", i, err)
 		}
 	}
 	// The channel stays usable: once a queue is bound, the same publisher
 	// delivers.
 	q := b.queue("", nil, x, "transport.messageReceived")
 	ds := b.consume(q)
-	if err := p.Publish(publishCtx(t), message(testEvent(9, "transport.messageReceived"))); err != nil {
+	if err := p.Publish(amqpCtx(t), amqpMessage(amqpEvent(9, "transport.messageReceived"))); err != nil {
 		t.Fatalf("publish after binding a queue: %v", err)
 	}
-	receive(t, ds, 1, 10*time.Second)
+	amqpReceive(t, ds, 1, 10*time.Second)
 }
 
 func TestAMQPRejectedCredentialsPause(t *testing.T) {
@@ -402,12 +405,12 @@ func TestAMQPRejectedCredentialsPause(t *testing.T) {
 	secret := "wrong-" + b.name("password")
 	u.User = url.UserPassword(b.url.User.Username(), secret)
 	var logs bytes.Buffer
-	p := openTestAMQP(t, &u, AMQPConfig{}, FormatEnmeshed, slog.New(slog.NewTextHandler(&logs, nil)))
-	err := p.Publish(publishCtx(t), message(testEvent(1, "transport.messageReceived")))
+	p := openTestAMQP(t, &u, bridge.AMQPConfig{}, bridge.FormatEnmeshed, slog.New(slog.NewTextHandler(&logs, nil)))
+	err := p.Publish(amqpCtx(t), amqpMessage(amqpEvent(1, "transport.messageReceived")))
 	if !consumers.IsPause(err) {
 		t.Fatalf("publish with a wrong password: %v, want a pause", err)
 	}
-	if p.Ready(publishCtx(t)) == nil {
+	if p.Ready(amqpCtx(t)) == nil {
 		t.Fatal("Ready with a wrong password: nil")
 	}
 	if strings.Contains(err.Error(), secret) || strings.Contains(logs.String(), secret) {
@@ -421,14 +424,14 @@ func TestAMQPRejectedCredentialsPause(t *testing.T) {
 func TestAMQPMissingExchange(t *testing.T) {
 	b := newAMQPBroker(t)
 	x := b.name("x") // not declared yet
-	p := openTestAMQP(t, b.url, AMQPConfig{Exchange: x}, FormatEnmeshed, nil)
-	err := p.Ready(publishCtx(t))
-	if !errors.Is(err, ErrMissingDestination) || !strings.Contains(err.Error(), "BRIDGE_AMQP_EXCHANGE") {
-		t.Fatalf("Ready with the exchange missing: %v, want ErrMissingDestination naming BRIDGE_AMQP_EXCHANGE", err)
+	p := openTestAMQP(t, b.url, bridge.AMQPConfig{Exchange: x}, bridge.FormatEnmeshed, nil)
+	err := p.Ready(amqpCtx(t))
+	if !errors.Is(err, bridge.ErrMissingDestination) || !strings.Contains(err.Error(), "BRIDGE_AMQP_EXCHANGE") {
+		t.Fatalf("Ready with the exchange missing: %v, want bridge.ErrMissingDestination naming BRIDGE_AMQP_EXCHANGE", err)
 	}
-	err = p.Publish(publishCtx(t), message(testEvent(1, "transport.messageReceived")))
-	if !errors.Is(err, ErrMissingDestination) || !strings.Contains(err.Error(), "BRIDGE_AMQP_EXCHANGE") {
-		t.Fatalf("publish to the missing exchange: %v, want ErrMissingDestination naming BRIDGE_AMQP_EXCHANGE", err)
+	err = p.Publish(amqpCtx(t), amqpMessage(amqpEvent(1, "transport.messageReceived")))
+	if !errors.Is(err, bridge.ErrMissingDestination) || !strings.Contains(err.Error(), "BRIDGE_AMQP_EXCHANGE") {
+		t.Fatalf("publish to the missing exchange: %v, want bridge.ErrMissingDestination naming BRIDGE_AMQP_EXCHANGE", err)
 	}
 
 	// The owner creates it: ready, and the publisher (its channel closed by
@@ -438,27 +441,27 @@ func TestAMQPMissingExchange(t *testing.T) {
 	})
 	t.Cleanup(func() { b.do(func(ch *amqp.Channel) error { return ch.ExchangeDelete(x, false, false) }) })
 	ds := b.consume(b.queue("", nil, x, "transport.messageReceived"))
-	if err := p.Ready(publishCtx(t)); err != nil {
+	if err := p.Ready(amqpCtx(t)); err != nil {
 		t.Fatalf("Ready once the exchange exists: %v", err)
 	}
 	natstest.WaitFor(t, 10*time.Second, "a publish succeeds once the exchange exists", func() bool {
-		return p.Publish(publishCtx(t), message(testEvent(2, "transport.messageReceived"))) == nil
+		return p.Publish(amqpCtx(t), amqpMessage(amqpEvent(2, "transport.messageReceived"))) == nil
 	})
-	receive(t, ds, 1, 10*time.Second)
+	amqpReceive(t, ds, 1, 10*time.Second)
 }
 
 func TestAMQPConcurrentPublishersAllConfirmed(t *testing.T) {
 	b := newAMQPBroker(t)
 	x := b.exchange("direct")
 	ds := b.consume(b.queue("", nil, x, "transport.messageReceived"))
-	p := openTestAMQP(t, b.url, AMQPConfig{Exchange: x}, FormatEnmeshed, nil)
+	p := openTestAMQP(t, b.url, bridge.AMQPConfig{Exchange: x}, bridge.FormatEnmeshed, nil)
 	const goroutines, each = 16, 50
 	errs := make(chan error, goroutines*each)
 	var wg sync.WaitGroup
 	for g := range goroutines {
 		wg.Go(func() {
 			for i := range each {
-				errs <- p.Publish(publishCtx(t), message(testEvent(g*each+i, "transport.messageReceived")))
+				errs <- p.Publish(amqpCtx(t), amqpMessage(amqpEvent(g*each+i, "transport.messageReceived")))
 			}
 		})
 	}
@@ -470,7 +473,7 @@ func TestAMQPConcurrentPublishersAllConfirmed(t *testing.T) {
 		}
 	}
 	seen := map[string]bool{}
-	for _, d := range receive(t, ds, goroutines*each, 20*time.Second) {
+	for _, d := range amqpReceive(t, ds, goroutines*each, 20*time.Second) {
 		seen[d.MessageId] = true
 	}
 	if len(seen) != goroutines*each {
@@ -510,11 +513,11 @@ func TestAMQPMissingPermissionPauses(t *testing.T) {
 	}
 	u := *b.url
 	u.User = url.UserPassword(user, password)
-	p := openTestAMQP(t, &u, AMQPConfig{Exchange: x}, FormatEnmeshed, nil)
-	if err := p.Ready(publishCtx(t)); err != nil {
+	p := openTestAMQP(t, &u, bridge.AMQPConfig{Exchange: x}, bridge.FormatEnmeshed, nil)
+	if err := p.Ready(amqpCtx(t)); err != nil {
 		t.Fatalf("Ready: %v", err)
 	}
-	err := p.Publish(publishCtx(t), message(testEvent(1, "transport.messageReceived")))
+	err := p.Publish(amqpCtx(t), amqpMessage(amqpEvent(1, "transport.messageReceived")))
 	if !consumers.IsPause(err) {
 		t.Fatalf("publish without write permission: %v, want a pause", err)
 	}
