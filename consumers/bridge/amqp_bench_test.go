@@ -143,10 +143,10 @@ func (e *amqpBenchEnv) arm(want int, record bool) *amqpTally {
 
 // run starts the bridge on a durable of its own starting at start; the
 // returned function stops it and deletes its durables.
-func (e *amqpBenchEnv) run(b *testing.B, start string) (*bridge.Bridge, func()) {
+func (e *amqpBenchEnv) run(b *testing.B, start string, concurrency int) (*bridge.Bridge, func()) {
 	name := fmt.Sprintf("bench-%d", amqpBenchRound.Add(1))
 	vars := map[string]string{"BRIDGE_URL": e.broker.url.String(), "BRIDGE_AMQP_EXCHANGE": e.exchange,
-		"BRIDGE_DURABLE": name, "BRIDGE_START": start, "BRIDGE_CONCURRENCY": fmt.Sprint(amqpBenchConcurrency)}
+		"BRIDGE_DURABLE": name, "BRIDGE_START": start, "BRIDGE_CONCURRENCY": fmt.Sprint(concurrency)}
 	cfg, err := env.ParseAsWithOptions[bridge.Config](env.Options{Environment: vars})
 	if err == nil {
 		err = cfg.Validate()
@@ -283,7 +283,7 @@ func BenchmarkAMQPDeliveryRate(b *testing.B) {
 	bridgeDrain := func() float64 {
 		t := e.arm(amqpBenchEvents, false)
 		start := time.Now()
-		_, stop := e.run(b, "all")
+		_, stop := e.run(b, "all", amqpBenchConcurrency)
 		t.wait(b, 5*time.Minute)
 		rate := amqpBenchEvents / time.Since(start).Seconds()
 		stop()
@@ -317,10 +317,19 @@ func BenchmarkAMQPDeliveryRate(b *testing.B) {
 // ack of its publish to its arrival at the queue's consumer. For scale, in
 // the same round, a bare amqp091 client publishes as many messages at the
 // same rate straight to the exchange (latency from the publish call to the
-// queue's consumer): what the broker and the machine alone take.
+// queue's consumer): what the broker and the machine alone take. It runs
+// with BRIDGE_CONCURRENCY at its default, 16, and at 64: each of those
+// publishes waits for its confirm, and a confirm of a persistent message
+// waits for the broker's disk.
 func BenchmarkAMQPLatency(b *testing.B) {
+	for _, c := range []int{amqpBenchConcurrency, 64} {
+		b.Run(fmt.Sprintf("concurrency=%d", c), func(b *testing.B) { amqpLatency(b, c) })
+	}
+}
+
+func amqpLatency(b *testing.B, concurrency int) {
 	e := newAMQPBenchEnv(b)
-	br, stop := e.run(b, "new")
+	br, stop := e.run(b, "new", concurrency)
 	natstest.WaitFor(b, 10*time.Second, "the bridge ready", func() bool { return br.Ready(context.Background()) == nil })
 	n := int(amqpLatencyRate * amqpLatencyFor.Seconds())
 	conn, err := amqp.Dial(e.broker.url.String())
