@@ -13,6 +13,7 @@ import (
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/natstest"
 	"github.com/nats-io/nats.go/jetstream"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -39,7 +40,7 @@ func BenchmarkBridgePeakRSS(b *testing.B) {
 	}
 	run := "rss" + router.RandomKey()[:8]
 	brokers := []struct{ scheme, env string }{
-		{"mqtt", "EVENTMESH_TEST_MQTT"}, {"redis", "EVENTMESH_TEST_REDIS"},
+		{"amqp", "EVENTMESH_TEST_AMQP"}, {"mqtt", "EVENTMESH_TEST_MQTT"}, {"redis", "EVENTMESH_TEST_REDIS"},
 	}
 	for _, br := range brokers {
 		b.Run(br.scheme, func(b *testing.B) {
@@ -50,6 +51,24 @@ func BenchmarkBridgePeakRSS(b *testing.B) {
 			// Each broker's destination of its own, removed afterwards.
 			var extra []string
 			switch br.scheme {
+			case "amqp":
+				// The default exchange into a classic durable queue of the
+				// run's own, which the bridge never declares.
+				queue := "eventmesh-" + run
+				conn, err := amqp.Dial(url)
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer conn.Close()
+				ch, err := conn.Channel()
+				if err == nil {
+					_, err = ch.QueueDeclare(queue, true, false, false, false, nil)
+				}
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer ch.QueueDelete(queue, false, false, false)
+				extra = []string{"BRIDGE_AMQP_ROUTING_KEY=" + queue}
 			case "mqtt":
 				extra = []string{"BRIDGE_MQTT_TOPIC=eventmesh-" + run + "/{{trigger}}"}
 			case "redis":
