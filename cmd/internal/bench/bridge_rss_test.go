@@ -52,22 +52,16 @@ func BenchmarkBridgePeakRSS(b *testing.B) {
 			var extra []string
 			switch br.scheme {
 			case "amqp":
-				// The default exchange into a classic durable queue of the
-				// run's own, which the bridge never declares.
+				// RabbitMQ's default exchange routes to the queue the
+				// routing key names: a classic durable queue of our own.
 				queue := "eventmesh-" + run
-				conn, err := amqp.Dial(url)
-				if err != nil {
-					b.Fatal(err)
+				if err := amqpDo(url, func(ch *amqp.Channel) error {
+					_, err := ch.QueueDeclare(queue, true, false, false, false, nil)
+					return err
+				}); err != nil {
+					b.Fatalf("declare queue %s: %v", queue, err)
 				}
-				defer conn.Close()
-				ch, err := conn.Channel()
-				if err == nil {
-					_, err = ch.QueueDeclare(queue, true, false, false, false, nil)
-				}
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer ch.QueueDelete(queue, false, false, false)
+				defer amqpDo(url, func(ch *amqp.Channel) error { _, err := ch.QueueDelete(queue, false, false, false); return err })
 				extra = []string{"BRIDGE_AMQP_ROUTING_KEY=" + queue}
 			case "mqtt":
 				extra = []string{"BRIDGE_MQTT_TOPIC=eventmesh-" + run + "/{{trigger}}"}
@@ -161,4 +155,18 @@ func bridgeRSS(b *testing.B, bin, url string, extra []string) (peakMB, rate floa
 		b.Fatal(err)
 	}
 	return float64(peak) / 1e6, rate
+}
+
+// amqpDo runs f on a channel of a new connection to url.
+func amqpDo(url string, f func(*amqp.Channel) error) error {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	return f(ch)
 }
