@@ -84,11 +84,9 @@ func openRedis(ctx context.Context, o Options) (Publisher, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Mode == RedisModePublish && o.Format == FormatCloudEvents {
-		// A Pub/Sub message is a bare payload: there is no room for the
-		// attributes, and a body that changes shape with the format would
-		// surprise a subscriber written for the Connector.
-		return nil, errors.New("BRIDGE_FORMAT=cloudevents needs BRIDGE_REDIS_MODE=stream: a Redis Pub/Sub message has no room for CloudEvents attributes")
+	if cfg.Mode == RedisModePublish && o.Format == FormatCloudEvents && o.Log != nil {
+		// A Pub/Sub message is a bare payload with no room for attributes.
+		o.Log.Warn("BRIDGE_FORMAT=cloudevents has no effect with BRIDGE_REDIS_MODE=publish: a Redis Pub/Sub message is the event's data alone")
 	}
 	// ParseURL's errors name the part that is wrong, never the credentials.
 	opt, err := redis.ParseURL(o.URL.String())
