@@ -15,7 +15,7 @@ import (
 type Config struct {
 	// Addr is where the console listens. Empty: off (eventmesh), a start
 	// error (cmd/console).
-	Addr string `env:"CONSOLE_ADDR" envDefault:"127.0.0.1:8088" desc:"address of the operator console (empty: off in eventmesh; required by the console binary); beyond loopback it needs CONSOLE_PASSWORD"`
+	Addr string `env:"CONSOLE_ADDR" envDefault:"127.0.0.1:8088" empty:"off" desc:"address of the operator console (empty: off in eventmesh; required by the console binary); beyond loopback it needs CONSOLE_PASSWORD"`
 	// Password guards the console: with it every page needs a login.
 	// Required beyond loopback; also the key of the session cookie, so
 	// replicas with the same password accept each other's logins.

@@ -16,8 +16,11 @@ import (
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
 	"github.com/eventmesh/eventmesh/cmd/internal/archiving"
+	"github.com/eventmesh/eventmesh/cmd/internal/consoling"
 	"github.com/eventmesh/eventmesh/cmd/internal/producing"
+	"github.com/eventmesh/eventmesh/console"
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/archiver/store"
 	"github.com/eventmesh/eventmesh/consumers/autoaccept"
 	"github.com/eventmesh/eventmesh/consumers/webhook"
 	"github.com/eventmesh/eventmesh/streams"
@@ -33,10 +36,11 @@ type config struct {
 	Webhook  webhook.ConsumerConfig
 	Archive  archiving.Config
 	Accept   autoaccept.ConsumerConfig
+	Console  console.Config
 }
 
 func (c config) Validate() error {
-	err := errors.Join(c.Log.Validate(), c.Producer.Validate())
+	err := errors.Join(c.Log.Validate(), c.Producer.Validate(), c.Console.Validate())
 	if c.Webhook.Enabled() {
 		err = errors.Join(err, c.Webhook.Validate())
 	}
@@ -83,7 +87,8 @@ const usage = `eventmesh [command]
 
 Commands:
   (none)                 run the mesh: embedded NATS server (NATS_EMBEDDED), the ENMESHED stream,
-                         ingest, and the webhook consumer when WEBHOOK_URL is set
+                         ingest, the archiver, the console (CONSOLE_ADDR), and the webhook
+                         consumer when WEBHOOK_URL is set
   dlq ls|show|replay|purge
                          dead letters in ENMESHED_DLQ (eventmesh dlq --help)
   consumer ls|pause|resume
@@ -98,8 +103,8 @@ Commands:
   bench [--sync 2m|always] [--runs 3] [--events N] [--postgres DSN]
                          every published figure beside its ceiling, measured in one run (BENCHMARKS.md)
   permissions BINARY [--durable D]
-                         the least NATS permissions of producer, webhook, autoaccept, archiver
-                         or status (what eventmesh status reads)
+                         the least NATS permissions of producer, webhook, autoaccept, archiver,
+                         console or status (what eventmesh status reads)
   version                print the version
 
 Admin commands never start a server: they connect to NATS_URL, else to NATS_LISTEN.`
@@ -216,7 +221,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	var rts []app.Runner
+	var (
+		rts []app.Runner
+		st  store.Store // the archive, for the console; nil when off
+	)
 	if cfg.Webhook.Enabled() {
 		rt, err := webhook.New(js, subjects, cfg.Webhook, metrics, log)
 		if err != nil {
@@ -238,6 +246,18 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		defer arch.Close()
 		rts = append(rts, arch.Archiver)
+		st = arch.Store
+	}
+	var consoleDone <-chan error
+	if cfg.Console.Addr != "" {
+		// The console reads the archive in process: it works without
+		// ARCHIVE_ADDR.
+		con, err := consoling.Start(ctx, cfg.Console, console.Deps{JS: js, Subjects: subjects, Store: st}, log)
+		if err != nil {
+			return err
+		}
+		defer con.Shutdown()
+		consoleDone = con.HTTP.Done()
 	}
 	// The consumers wait for the stream, which the producer creates.
 	running := app.StartRuntimes(ctx, log, rts...)
@@ -252,6 +272,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	case err = <-prod.HTTP.Done():
 		err = fmt.Errorf("ingest server: %w", err)
 	case err = <-running.Failed():
+	case err = <-consoleDone:
+		err = fmt.Errorf("console server: %w", err)
 	}
 	// Ingest stops taking events while the consumers drain; both finish
 	// before the connection drains and the embedded server stops.
