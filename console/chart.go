@@ -8,6 +8,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
 )
 
@@ -120,7 +121,7 @@ func (d *chartData) draw(now time.Time) chart {
 			}
 		}
 	}
-	c := chart{Width: chartWidth, Height: chartHeight, Window: d.window.String()}
+	c := chart{Width: chartWidth, Height: chartHeight, Window: admin.ShortDuration(d.window)}
 	var peak int64
 	for _, v := range in {
 		peak = max(peak, v)
