@@ -229,19 +229,22 @@ func (c *Console) refresh(ctx context.Context, interval time.Duration) {
 	if err != nil && ctx.Err() == nil {
 		c.log.Warn("console: status", "err", err)
 	}
-	if c.deps.Store != nil {
-		cctx, cancel := context.WithTimeout(ctx, 30*time.Second)
-		if err := c.chart.update(cctx, c.deps.Store, c.deps.Now()); err != nil && ctx.Err() == nil {
-			c.log.Warn("console: chart", "err", err)
-		}
-		cancel()
-	}
 	c.mu.Lock()
 	first := c.sample == nil
 	c.sample = &sample{at: c.deps.Now(), report: rep, err: err}
 	c.mu.Unlock()
 	if first {
 		close(c.sampled)
+	}
+	// The chart after the states: its first query (the whole window) may
+	// take seconds on a large archive, and the overview shows the states
+	// meanwhile.
+	if c.deps.Store != nil {
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if err := c.chart.update(cctx, c.deps.Store, c.deps.Now()); err != nil && ctx.Err() == nil {
+			c.log.Warn("console: chart", "err", err)
+		}
+		cancel()
 	}
 }
 

@@ -164,7 +164,7 @@ func (b *browser) screenshot(name string) {
 }
 
 // post posts one Connector-shaped event to ingest.
-func post(t *testing.T, ingest string, e harness.Event) {
+func post(t testing.TB, ingest string, e harness.Event) {
 	t.Helper()
 	resp, err := http.Post("http://"+ingest+"/events", "application/json", bytes.NewReader(e.Body()))
 	if err != nil {
