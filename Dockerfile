@@ -23,12 +23,15 @@
 #   docker run --rm --entrypoint /autoaccept -e NATS_URL=… -e AUTOACCEPT_ENABLED=true -e CONNECTOR_URL=… eventmesh
 #   docker run --rm --entrypoint /archiver   -e NATS_URL=… -e ARCHIVE_DSN=postgres://… eventmesh
 #   docker run --rm --entrypoint /bridge     -e NATS_URL=… -e BRIDGE_URL_FILE=/run/secrets/bridge-url -e BRIDGE_AMQP_EXCHANGE=… eventmesh
+#   docker run --rm --entrypoint /console    -e NATS_URL=… -e ARCHIVE_DSN=postgres://… \
+#     -e CONSOLE_ADDR=0.0.0.0:8088 -e CONSOLE_PASSWORD -e CONSOLE_HOSTS=console.example.com eventmesh
 #
 # `docker run --rm eventmesh --help` (or `--entrypoint /webhook eventmesh --help`)
 # lists every variable. Every address defaults to loopback: inside a container
-# set INGEST_ADDR, HTTP_ADDR, ARCHIVE_ADDR (and NATS_LISTEN for the embedded
-# server) to 0.0.0.0:<port> to reach them from outside it, with their keys
-# (INGEST_API_KEY, ARCHIVE_API_KEY; NATS_USER and NATS_PASSWORD).
+# set INGEST_ADDR, HTTP_ADDR, ARCHIVE_ADDR, CONSOLE_ADDR (and NATS_LISTEN for
+# the embedded server) to 0.0.0.0:<port> to reach them from outside it, with
+# their keys (INGEST_API_KEY, ARCHIVE_API_KEY, CONSOLE_PASSWORD and
+# CONSOLE_HOSTS; NATS_USER and NATS_PASSWORD).
 #
 # The image has no shell and no curl (distroless): probe /healthz from outside
 # the container (an orchestrator's HTTP probe), not with a HEALTHCHECK command.
@@ -52,7 +55,7 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     go build -trimpath -tags "${TAGS}" \
       -ldflags "-s -w -X github.com/eventmesh/eventmesh/cmd/internal/app.Version=${VERSION}" \
       -o /out/bin/ \
-      ./cmd/eventmesh ./cmd/producer ./cmd/webhook ./cmd/autoaccept ./cmd/archiver ./cmd/bridge \
+      ./cmd/eventmesh ./cmd/producer ./cmd/webhook ./cmd/autoaccept ./cmd/archiver ./cmd/bridge ./cmd/console \
  && mkdir -p /out/data
 
 # Static binaries (pure Go: CGO_ENABLED=0, SQLite is modernc.org/sqlite), so a
@@ -66,6 +69,7 @@ USER 65532:65532
 WORKDIR /data
 ENV DATA_DIR=/data
 # 4222 NATS (embedded server, NATS_LISTEN), 8080 ingest (INGEST_ADDR),
-# 8081 archive API (ARCHIVE_ADDR), 9090 health and metrics of a consumer binary (HTTP_ADDR).
-EXPOSE 4222 8080 8081 9090
+# 8081 archive API (ARCHIVE_ADDR), 8088 console (CONSOLE_ADDR), 9090 health and
+# metrics of a consumer binary (HTTP_ADDR).
+EXPOSE 4222 8080 8081 8088 9090
 ENTRYPOINT ["/eventmesh"]

@@ -1,9 +1,7 @@
 package main
 
 import (
-	"bytes"
 	"context"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"flag"
@@ -383,25 +381,9 @@ func (a *command) dlqShow(args []string) int {
 			}
 		}
 		fmt.Fprintf(a.stdout, "\nbody (%d bytes):\n", len(e.Data))
-		adminBody(a.stdout, e.Data)
+		admin.WriteBody(a.stdout, e.Data)
 		return nil
 	})
-}
-
-// adminBody writes a body: indented when it is JSON, as text when it is
-// UTF-8, as a hex dump otherwise.
-func adminBody(w io.Writer, data []byte) {
-	var buf bytes.Buffer
-	switch {
-	case len(data) == 0:
-		fmt.Fprintln(w, "(empty)")
-	case json.Indent(&buf, data, "", "  ") == nil:
-		fmt.Fprintln(w, buf.String())
-	case utf8.Valid(data):
-		fmt.Fprintln(w, string(data))
-	default:
-		fmt.Fprint(w, hex.Dump(data))
-	}
 }
 
 func (a *command) dlqReplay(args []string) int {

@@ -172,17 +172,9 @@ func outcomeSummary(e store.Event) string {
 	if e.Unsubscribed {
 		return "unsubscribed"
 	}
-	last := map[string]string{}
-	var order []string
-	for _, o := range e.Outcomes {
-		if _, ok := last[o.Consumer]; !ok {
-			order = append(order, o.Consumer)
-		}
-		last[o.Consumer] = fmt.Sprintf("%s:%s(%d)", o.Consumer, o.Result, o.Attempt)
-	}
-	parts := make([]string, len(order))
-	for i, c := range order {
-		parts[i] = last[c]
+	var parts []string
+	for _, o := range archiver.LastOutcomes(e) {
+		parts = append(parts, fmt.Sprintf("%s:%s(%d)", o.Consumer, o.Result, o.Attempt))
 	}
 	return strings.Join(parts, " ")
 }

@@ -87,9 +87,10 @@ func runDemo(ctx context.Context, args, environ []string, stdout, stderr io.Writ
 	defer receiver.Close()
 
 	natsAddr, ingestAddr, archiveAddr := getenv(environ, "NATS_LISTEN", freePort()), getenv(environ, "INGEST_ADDR", freePort()), freePort()
+	consoleAddr := getenv(environ, "CONSOLE_ADDR", freePort())
 	env := append(append([]string(nil), environ...),
 		"NATS_EMBEDDED=true", "NATS_LISTEN="+natsAddr, "NATS_SYNC=2m", "DATA_DIR="+dir,
-		"INGEST_ADDR="+ingestAddr, "ARCHIVE_ADDR="+archiveAddr, "ARCHIVE_DSN=",
+		"INGEST_ADDR="+ingestAddr, "ARCHIVE_ADDR="+archiveAddr, "ARCHIVE_DSN=", "CONSOLE_ADDR="+consoleAddr,
 		"CONNECTOR_URL="+double.URL(), "CONNECTOR_API_KEY=demo-connector-key", "SYNC_INTERVAL=5s",
 		"WEBHOOK_URL=http://"+rln.Addr().String()+"/erp", "WEBHOOK_SECRET="+demoSecret, "WEBHOOK_START=all",
 		// Per-peer order, so a relationship's Pending is always shown before its Active.
@@ -109,9 +110,10 @@ func runDemo(ctx context.Context, args, environ []string, stdout, stderr io.Writ
   webhook consumer delivers to        http://%s/erp   (signed, Standard Webhooks)
   auto-accept                         on: incoming relationship requests are accepted
   archive API                         http://%s/events
+  operator console                    http://%s/   (open it in a browser)
   data (removed at exit)              %s
 
-`, double.URL(), ingestAddr, natsAddr, natsAddr, rln.Addr(), archiveAddr, dir)
+`, double.URL(), ingestAddr, natsAddr, natsAddr, rln.Addr(), archiveAddr, consoleAddr, dir)
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()

@@ -16,8 +16,11 @@ import (
 
 	"github.com/eventmesh/eventmesh/cmd/internal/app"
 	"github.com/eventmesh/eventmesh/cmd/internal/archiving"
+	"github.com/eventmesh/eventmesh/cmd/internal/consoling"
 	"github.com/eventmesh/eventmesh/cmd/internal/producing"
+	"github.com/eventmesh/eventmesh/console"
 	"github.com/eventmesh/eventmesh/consumers"
+	"github.com/eventmesh/eventmesh/consumers/archiver/store"
 	"github.com/eventmesh/eventmesh/consumers/autoaccept"
 	"github.com/eventmesh/eventmesh/consumers/bridge"
 	"github.com/eventmesh/eventmesh/consumers/webhook"
@@ -35,10 +38,11 @@ type config struct {
 	Archive  archiving.Config
 	Accept   autoaccept.ConsumerConfig
 	Bridge   bridge.Config
+	Console  console.Config
 }
 
 func (c config) Validate() error {
-	err := errors.Join(c.Log.Validate(), c.Producer.Validate())
+	err := errors.Join(c.Log.Validate(), c.Producer.Validate(), c.Console.Validate())
 	if c.Webhook.Enabled() {
 		err = errors.Join(err, c.Webhook.Validate())
 	}
@@ -88,8 +92,8 @@ const usage = `eventmesh [command]
 
 Commands:
   (none)                 run the mesh: embedded NATS server (NATS_EMBEDDED), the ENMESHED stream,
-                         ingest, the webhook consumer when WEBHOOK_URL is set, the bridge when
-                         BRIDGE_URL is set
+                         ingest, the archiver, the console (CONSOLE_ADDR), the webhook
+                         consumer when WEBHOOK_URL is set, the bridge when BRIDGE_URL is set
   dlq ls|show|replay|purge
                          dead letters in ENMESHED_DLQ (eventmesh dlq --help)
   consumer ls|pause|resume
@@ -106,7 +110,7 @@ Commands:
                          every published figure beside its ceiling, measured in one run (BENCHMARKS.md)
   permissions BINARY [--durable D]
                          the least NATS permissions of producer, webhook, autoaccept, archiver,
-                         bridge or status (what eventmesh status reads)
+                         bridge, console or status (what eventmesh status reads)
   version                print the version
 
 Admin commands never start a server: they connect to NATS_URL, else to NATS_LISTEN.`
@@ -232,7 +236,10 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	var rts []app.Runner
+	var (
+		rts []app.Runner
+		st  store.Store // the archive, for the console; nil when off
+	)
 	if cfg.Webhook.Enabled() {
 		rt, err := webhook.New(js, subjects, cfg.Webhook, metrics, log)
 		if err != nil {
@@ -261,6 +268,18 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 		}
 		defer arch.Close()
 		rts = append(rts, arch.Archiver)
+		st = arch.Store
+	}
+	var consoleDone <-chan error
+	if cfg.Console.Addr != "" {
+		// The console reads the archive in process: it works without
+		// ARCHIVE_ADDR.
+		con, err := consoling.Start(ctx, cfg.Console, console.Deps{JS: js, Subjects: subjects, Store: st}, log)
+		if err != nil {
+			return err
+		}
+		defer con.Shutdown()
+		consoleDone = con.HTTP.Done()
 	}
 	// The consumers wait for the stream, which the producer creates.
 	running := app.StartRuntimes(ctx, log, rts...)
@@ -275,6 +294,8 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	case err = <-prod.HTTP.Done():
 		err = fmt.Errorf("ingest server: %w", err)
 	case err = <-running.Failed():
+	case err = <-consoleDone:
+		err = fmt.Errorf("console server: %w", err)
 	}
 	// Ingest stops taking events while the consumers drain; both finish
 	// before the connection drains and the embedded server stops.

@@ -172,7 +172,7 @@ func startMesh(t *testing.T, dataDir string, env ...string) *mesh {
 	// Every listener on a free port: the defaults may be taken (by the mesh
 	// of the README's "Try it"; TestMain holds them).
 	p.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "DATA_DIR=" + dataDir, "NATS_LISTEN=" + p.natsAddr,
-		"INGEST_ADDR=" + p.ingest, "ARCHIVE_ADDR=" + freeAddr(t)}, env...)
+		"INGEST_ADDR=" + p.ingest, "ARCHIVE_ADDR=" + freeAddr(t), "CONSOLE_ADDR=" + freeAddr(t)}, env...)
 	p.cmd.Stdout, p.cmd.Stderr = p.log, p.log
 	if err := p.cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -461,7 +461,7 @@ func TestEmbeddedServerRefusals(t *testing.T) {
 		{[]string{"NATS_SERVER_CONFIG=" + conf, "NATS_USER=mesh", "NATS_PASSWORD=wrong"}, 1, []string{"NATS_SERVER_CONFIG", "NATS_USER"}},
 	} {
 		var out bytes.Buffer
-		env := append([]string{"DATA_DIR=" + t.TempDir(), "NATS_LISTEN=" + freeAddr(t), "INGEST_ADDR=" + freeAddr(t), "ARCHIVE_ADDR="}, tc.env...)
+		env := append([]string{"DATA_DIR=" + t.TempDir(), "NATS_LISTEN=" + freeAddr(t), "INGEST_ADDR=" + freeAddr(t), "ARCHIVE_ADDR=", "CONSOLE_ADDR="}, tc.env...)
 		// Bounded: a mesh that starts (the defect) stops after a while and
 		// fails the test with exit 0 rather than hanging it.
 		ctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)

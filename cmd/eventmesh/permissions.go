@@ -19,7 +19,7 @@ func runPermissions(_ context.Context, args []string, stdout, stderr io.Writer) 
 	durable := fs.String("durable", "", "the webhook's or the bridge's durable name (WEBHOOK_DURABLE or the derived webhook-xxxxxxxx; BRIDGE_DURABLE or the derived bridge-xxxxxxxx)")
 	prefix := fs.String("prefix", router.DefaultPrefix, "SUBJECT_PREFIX")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: eventmesh permissions producer|webhook|autoaccept|archiver|bridge|status [--durable D] [--prefix P]")
+		fmt.Fprintln(stderr, "Usage: eventmesh permissions producer|webhook|autoaccept|archiver|bridge|console|status [--durable D] [--prefix P]")
 		fs.PrintDefaults()
 	}
 	if len(args) == 0 {

@@ -97,7 +97,7 @@ func TestWebhookTestCommand(t *testing.T) {
 // relationships (accepted by auto-accept), requests, all signed.
 func TestDemo(t *testing.T) {
 	var out, errOut natstest.LogBuffer
-	wants := []string{"simulated Connector (test double)  http://127.0.0.1:", "webhook receiver got transport.messageReceived",
+	wants := []string{"simulated Connector (test double)  http://127.0.0.1:", "operator console                    http://127.0.0.1:", "webhook receiver got transport.messageReceived",
 		"transport.relationshipChanged", "status=Active (signature ok)"}
 	// The demo runs until it has shown every wanted line (at most the
 	// --duration), so a slow start on a loaded machine only takes longer.

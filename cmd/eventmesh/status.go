@@ -112,9 +112,9 @@ func runStatusWith(ctx context.Context, defaults admin.StatusOptions, args, envi
 // consumers and a verdict.
 func writeStatus(w io.Writer, rep *admin.StatusReport) error {
 	ss := rep.Stream
-	size := humanBytes(int64(ss.Bytes))
+	size := admin.HumanBytes(int64(ss.Bytes))
 	if ss.MaxBytes > 0 {
-		size += fmt.Sprintf(" of %s (%.1f%%)", humanBytes(ss.MaxBytes), 100*ss.UsedFraction)
+		size += fmt.Sprintf(" of %s (%.1f%%)", admin.HumanBytes(ss.MaxBytes), 100*ss.UsedFraction)
 	}
 	maxAge := "none"
 	if ss.MaxAge > 0 {
@@ -195,9 +195,9 @@ func writeStreamFill(w io.Writer, ss admin.StreamStatus) []string {
 // writeDLQ writes the line of the DLQ, and what to do when it is filling
 // or full; it returns attention with the DLQ added when it needs it.
 func writeDLQ(w io.Writer, d admin.DLQStatus, attention []string) []string {
-	size := humanBytes(int64(d.Bytes))
+	size := admin.HumanBytes(int64(d.Bytes))
 	if d.MaxBytes > 0 {
-		size += fmt.Sprintf(" of %s (%.1f%%)", humanBytes(d.MaxBytes), 100*d.UsedFraction)
+		size += fmt.Sprintf(" of %s (%.1f%%)", admin.HumanBytes(d.MaxBytes), 100*d.UsedFraction)
 	}
 	fmt.Fprintf(w, "dead letters %s: %s, %d entries, %s\n", d.Name, d.State, d.Messages, size)
 	if d.State == streams.FillOK {
@@ -209,18 +209,4 @@ func writeDLQ(w io.Writer, d admin.DLQStatus, attention []string) []string {
 	}
 	fmt.Fprintln(w, "make room: eventmesh dlq ls, then eventmesh dlq replay or eventmesh dlq purge")
 	return append(attention, d.Name+" ("+d.State+")")
-}
-
-// humanBytes formats n with a binary unit: 512 B, 1.5 KiB, 64.0 MiB.
-func humanBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit && exp < 5; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
 }

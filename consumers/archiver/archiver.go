@@ -32,7 +32,7 @@ const OutcomesDurable = Name + "-outcomes"
 type Config struct {
 	Enabled   bool          `env:"ARCHIVE_ENABLED" envDefault:"true" desc:"eventmesh runs the archiver (false: not)"`
 	DSN       string        `env:"ARCHIVE_DSN" secret:"true" desc:"archive store: postgres://… (PostgreSQL) or a SQLite file path; default DATA_DIR/archive.db"`
-	Addr      string        `env:"ARCHIVE_ADDR" envDefault:"127.0.0.1:8081" desc:"address of the read-only archive HTTP API (empty: off)"`
+	Addr      string        `env:"ARCHIVE_ADDR" envDefault:"127.0.0.1:8081" empty:"off" desc:"address of the read-only archive HTTP API (empty: off)"`
 	APIKey    string        `env:"ARCHIVE_API_KEY" secret:"true" desc:"API key for the archive HTTP API (header X-API-KEY), required on every request when set; required when ARCHIVE_ADDR is not loopback"`
 	MaxAge    time.Duration `env:"ARCHIVE_MAX_AGE" envDefault:"2160h" desc:"archived events older than this are pruned (0: keep forever)"`
 	MaxEvents int64         `env:"ARCHIVE_MAX_EVENTS" envDefault:"0" desc:"keep at most this many events, pruning the oldest (0: no limit)"`

@@ -99,12 +99,34 @@ func Load[T any](environ []string) (T, error) {
 	if err != nil {
 		return cfg, explain(err, vars, envs)
 	}
+	clearEmpty(reflect.ValueOf(&cfg).Elem(), "", envs)
 	if val, ok := any(&cfg).(Validator); ok {
 		if err := val.Validate(); err != nil {
 			return cfg, err
 		}
 	}
 	return cfg, nil
+}
+
+// clearEmpty empties the string fields tagged empty:"off" whose variable
+// is set to the empty string: env puts the default in place of an empty
+// value, but for an address such as CONSOLE_ADDR empty means off.
+func clearEmpty(v reflect.Value, prefix string, envs map[string]string) {
+	t := v.Type()
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if !f.IsExported() {
+			continue
+		}
+		name, _, _ := strings.Cut(f.Tag.Get("env"), ",")
+		if f.Type.Kind() == reflect.Struct && name == "" {
+			clearEmpty(v.Field(i), prefix+f.Tag.Get("envPrefix"), envs)
+			continue
+		}
+		if val, set := envs[prefix+name]; name != "" && set && val == "" && f.Tag.Get("empty") == "off" && f.Type.Kind() == reflect.String {
+			v.Field(i).SetString("")
+		}
+	}
 }
 
 // parsers read the types whose syntax is the mesh's own: every duration

@@ -48,3 +48,25 @@ func TestDurationsTakeDays(t *testing.T) {
 		t.Errorf("--every soon: %v, want an error naming the flag", err)
 	}
 }
+
+// An address tagged empty:"off" set to the empty string is off (empty),
+// not its default; unset, it takes the default.
+func TestEmptyMeansOff(t *testing.T) {
+	type inner struct {
+		Addr string `env:"ADDR" envDefault:"127.0.0.1:8088" empty:"off"`
+	}
+	type cfg struct {
+		In    inner  `envPrefix:"X_"`
+		Other string `env:"OTHER" envDefault:"kept"`
+	}
+	c, err := app.Load[cfg]([]string{"X_ADDR=", "OTHER="})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.In.Addr != "" || c.Other != "kept" {
+		t.Errorf("X_ADDR= gives %q (want empty), OTHER= gives %q (want the default)", c.In.Addr, c.Other)
+	}
+	if c, _ := app.Load[cfg](nil); c.In.Addr != "127.0.0.1:8088" {
+		t.Errorf("unset X_ADDR gives %q, want the default", c.In.Addr)
+	}
+}

@@ -52,7 +52,7 @@ func BenchmarkMemoryBurst(b *testing.B) {
 		}
 	}
 	natsAddr, ingest, archive := addrs[0], addrs[1], addrs[2]
-	env := append([]string{"NATS_LISTEN=" + natsAddr, "INGEST_ADDR=" + ingest, "ARCHIVE_ADDR=" + archive,
+	env := append([]string{"NATS_LISTEN=" + natsAddr, "INGEST_ADDR=" + ingest, "ARCHIVE_ADDR=" + archive, "CONSOLE_ADDR=",
 		"DATA_DIR=" + filepath.Join(dir, "data"), "LOG_LEVEL=warn"}, strings.Fields(os.Getenv("EVENTMESH_BENCH_ENV"))...)
 	p := harness.NewProcess("eventmesh", bins["eventmesh"], ingest, env...)
 	p.ReadyTimeout = time.Minute

@@ -48,6 +48,7 @@ var mayLink = map[string][]string{
 var mustLink = map[string][]string{
 	"eventmesh": {natsServer, embedded, sqlite, pgx},
 	"archiver":  {sqlite, pgx},
+	"console":   {sqlite, pgx},
 }
 
 // Each binary links only what it runs: the NATS server only in the

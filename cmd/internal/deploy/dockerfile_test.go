@@ -207,6 +207,7 @@ func TestDockerfileExamplesAuthenticate(t *testing.T) {
 		"NATS_LISTEN=0.0.0.0":  {"NATS_PASSWORD", "NATS_TOKEN", "NATS_SERVER_CONFIG"},
 		"INGEST_ADDR=0.0.0.0":  {"INGEST_API_KEY"},
 		"ARCHIVE_ADDR=0.0.0.0": {"ARCHIVE_API_KEY"},
+		"CONSOLE_ADDR=0.0.0.0": {"CONSOLE_PASSWORD"},
 	}
 	checked := 0
 	for _, c := range cmds {

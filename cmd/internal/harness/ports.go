@@ -8,9 +8,9 @@ import (
 
 // DefaultAddrs are the loopback addresses the binaries use when left to
 // their defaults: NATS_LISTEN and NATS_URL (4222), INGEST_ADDR (8080),
-// ARCHIVE_ADDR (8081) and HTTP_ADDR (9090). A test must never use them:
+// ARCHIVE_ADDR (8081), CONSOLE_ADDR (8088) and HTTP_ADDR (9090). A test must never use them:
 // the mesh of the README's "Try it" (or any other program) may hold them.
-var DefaultAddrs = []string{"127.0.0.1:4222", "127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:9090"}
+var DefaultAddrs = []string{"127.0.0.1:4222", "127.0.0.1:8080", "127.0.0.1:8081", "127.0.0.1:8088", "127.0.0.1:9090"}
 
 // HoldDefaultAddrs listens on each of DefaultAddrs that is free, closing
 // every connection at once, until release is called. A TestMain holds them

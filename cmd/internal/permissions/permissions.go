@@ -41,6 +41,10 @@ const (
 	// BinaryStatus is not a binary but the read-only side of `eventmesh
 	// status` (and a console's status page): what admin.Status reads.
 	BinaryStatus = "status"
+	// BinaryConsole is the operator console (cmd/console, and the console
+	// in eventmesh): status, dead letters, pause and resume, replays and
+	// the Live tail.
+	BinaryConsole = "console"
 )
 
 // Inbox is where nats.go receives the replies to its requests: JetStream
@@ -107,9 +111,14 @@ func For(binary string, s router.Subjects, durable string) (Set, error) {
 			return Set{}, fmt.Errorf("permissions: status reads every durable, it takes none (got %q)", durable)
 		}
 		pub = statusPublish()
+	case BinaryConsole:
+		if durable != "" {
+			return Set{}, fmt.Errorf("permissions: the console works on every durable, it takes none (got %q)", durable)
+		}
+		pub = append(statusPublish(), consolePublish(s)...)
 	default:
-		return Set{}, fmt.Errorf("permissions: unknown binary %q (want %s, %s, %s, %s, %s or %s)",
-			binary, BinaryProducer, BinaryWebhook, BinaryAutoAccept, BinaryArchiver, BinaryBridge, BinaryStatus)
+		return Set{}, fmt.Errorf("permissions: unknown binary %q (want %s, %s, %s, %s, %s, %s or %s)",
+			binary, BinaryProducer, BinaryWebhook, BinaryAutoAccept, BinaryArchiver, BinaryBridge, BinaryConsole, BinaryStatus)
 	}
 	return Set{Publish: pub, Subscribe: []string{Inbox}}, nil
 }
@@ -274,6 +283,40 @@ func statusPublish() []string {
 	}
 }
 
+// consolePublish is what the console adds to status: the dead-letter
+// commands, pause and resume, replays, and its Live tail. The tail and the
+// dead-letter list read through ordered consumers, whose names nats.go
+// makes up: the JetStream API cannot scope their creation to a name, so
+// the console may create consumers on ENMESHED and ENMESHED_DLQ.
+func consolePublish(s router.Subjects) []string {
+	return []string{
+		// admin.RequireDurables before a replay, and the pause's check
+		// that the durable exists.
+		jsAPI("CONSUMER.INFO", streams.Events, "*"),
+		// Pause and resume, as `eventmesh consumer pause|resume`.
+		jsAPI("CONSUMER.PAUSE", streams.Events, "*"),
+		// Replays (of dead letters, of archived events) go to one consumer
+		// only: <prefix>-replay.<durable>.<namespace>.
+		s.AllReplays(),
+		// The dead-letter list: an ordered consumer on ENMESHED_DLQ (one
+		// filter subject, in the create subject), pulled, then deleted.
+		jsAPI("CONSUMER.CREATE", streams.DLQ, "*", ">"),
+		jsAPI("CONSUMER.MSG.NEXT", streams.DLQ, "*"),
+		jsAPI("CONSUMER.DELETE", streams.DLQ, "*"),
+		jsAPI("CONSUMER.INFO", streams.DLQ, "*"),
+		// One dead letter by sequence; a replayed one is deleted; purge.
+		jsAPI("STREAM.MSG.GET", streams.DLQ),
+		jsAPI("STREAM.MSG.DELETE", streams.DLQ),
+		jsAPI("STREAM.PURGE", streams.DLQ),
+		// The Live tail: an ordered consumer on ENMESHED, headers only,
+		// with one filter subject (in the create subject) or several.
+		jsAPI("CONSUMER.CREATE", streams.Events, "*"),
+		jsAPI("CONSUMER.CREATE", streams.Events, "*", ">"),
+		jsAPI("CONSUMER.MSG.NEXT", streams.Events, "*"),
+		jsAPI("CONSUMER.DELETE", streams.Events, "*"),
+	}
+}
+
 // maxAligned is the widest quoted subject ServerConfig aligns comments to.
 const maxAligned = 64
 
@@ -338,6 +381,8 @@ func describe(subject string) string {
 	switch {
 	case strings.HasSuffix(first, "-dlq"):
 		return "dead-letter copies into " + streams.DLQ + " (its own durable's only)"
+	case strings.HasSuffix(first, "-replay"):
+		return "replays into " + streams.Events + ", each aimed at one consumer"
 	case strings.HasSuffix(first, "-outcome"):
 		return "batched outcome records into " + streams.Outcomes
 	case rest == ">":
@@ -358,6 +403,9 @@ func describeAPI(rest string) string {
 		{"CONSUMER.MSG.NEXT.", "pull messages of durable %s"},
 		{"CONSUMER.PAUSE.", "pause durable %s when a person is needed"},
 		{"CONSUMER.LIST.", "list the consumers on %s"},
+		{"CONSUMER.DELETE.", "delete consumer %s"},
+		{"STREAM.MSG.DELETE.", "delete a message of %s by sequence"},
+		{"STREAM.PURGE.", "purge messages of %s"},
 	}
 	if rest == "INFO" {
 		return "account info (nats.go asks before creating a key-value bucket)"
@@ -371,6 +419,10 @@ func describeAPI(rest string) string {
 		switch {
 		case strings.HasPrefix(k.prefix, "CONSUMER.") && k.prefix != "CONSUMER.LIST." && len(toks) >= 2:
 			what := fmt.Sprintf(k.what, toks[1]+" on "+toks[0])
+			if toks[1] == "*" {
+				// The console's: any durable, or its ordered consumers.
+				what = fmt.Sprintf(strings.Replace(strings.Replace(k.what, "durable %s", "%s", 1), "consumer %s", "%s", 1), "any consumer on "+toks[0])
+			}
 			if len(toks) == 3 {
 				what += " (its one filter subject in the name)"
 			}

@@ -58,7 +58,7 @@ func permsFor(t *testing.T, binary, durable string) permissions.Set {
 func TestPermissionsForShape(t *testing.T) {
 	known := []string{streams.Events, streams.DLQ, streams.Advisories, streams.Outcomes, "KV_" + streams.SyncBucket, "KV_" + streams.ConsumersBucket}
 	for binary, durable := range map[string]string{permissions.BinaryProducer: "", permissions.BinaryWebhook: "webhook-0a1b2c3d",
-		permissions.BinaryAutoAccept: "", permissions.BinaryArchiver: "", permissions.BinaryStatus: "", permissions.BinaryBridge: "bridge-0a1b2c3d"} {
+		permissions.BinaryAutoAccept: "", permissions.BinaryArchiver: "", permissions.BinaryStatus: "", permissions.BinaryBridge: "bridge-0a1b2c3d", permissions.BinaryConsole: ""} {
 		p := permsFor(t, binary, durable)
 		if !slices.Equal(p.Subscribe, []string{"_INBOX.>"}) {
 			t.Errorf("%s subscribes to %v, want only _INBOX.>", binary, p.Subscribe)
@@ -75,7 +75,11 @@ func TestPermissionsForShape(t *testing.T) {
 				if i >= len(tok) || !slices.Contains(known, tok[i]) {
 					t.Errorf("%s: %s is not scoped to a stream of the mesh", binary, s)
 				}
-				if strings.Contains(s, "*") {
+				// The console alone works on any durable and on ordered
+				// consumers with made-up names: a wildcard for the name
+				// (and the filter after it), never for the stream.
+				if wild := strings.Contains(s, "*"); wild && (binary != permissions.BinaryConsole ||
+					!strings.HasPrefix(apiKind(s), "CONSUMER.") || i+1 >= len(tok) || tok[i+1] != "*" || len(tok) > i+3) {
 					t.Errorf("%s: %s has a wildcard", binary, s)
 				}
 			}
@@ -125,8 +129,8 @@ func TestPermissionsForShape(t *testing.T) {
 // "CONSUMER.MSG.NEXT" of $JS.API.CONSUMER.MSG.NEXT.S.D.
 func apiKind(s string) string {
 	rest := strings.TrimPrefix(s, "$JS.API.")
-	for _, k := range []string{"STREAM.MSG.GET", "CONSUMER.MSG.NEXT", "STREAM.INFO", "STREAM.CREATE", "STREAM.UPDATE",
-		"CONSUMER.INFO", "CONSUMER.CREATE", "CONSUMER.PAUSE", "CONSUMER.LIST", "DIRECT.GET"} {
+	for _, k := range []string{"STREAM.MSG.GET", "STREAM.MSG.DELETE", "CONSUMER.MSG.NEXT", "STREAM.INFO", "STREAM.CREATE", "STREAM.UPDATE",
+		"STREAM.PURGE", "CONSUMER.INFO", "CONSUMER.CREATE", "CONSUMER.PAUSE", "CONSUMER.LIST", "CONSUMER.DELETE", "DIRECT.GET"} {
 		if strings.HasPrefix(rest, k+".") {
 			return k
 		}
@@ -141,7 +145,7 @@ func TestPermissionsServerConfig(t *testing.T) {
 	conf.WriteString("authorization {\n  users = [\n")
 	want := map[string]permissions.Set{}
 	for _, b := range []string{permissions.BinaryProducer, permissions.BinaryWebhook, permissions.BinaryAutoAccept, permissions.BinaryArchiver,
-		permissions.BinaryStatus, permissions.BinaryBridge} {
+		permissions.BinaryStatus, permissions.BinaryBridge, permissions.BinaryConsole} {
 		durable := ""
 		switch b {
 		case permissions.BinaryWebhook:
@@ -487,6 +491,7 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 		permissions.BinaryAutoAccept: permsFor(t, permissions.BinaryAutoAccept, ""),
 		permissions.BinaryArchiver:   permsFor(t, permissions.BinaryArchiver, ""),
 		permissions.BinaryStatus:     permsFor(t, permissions.BinaryStatus, ""),
+		permissions.BinaryConsole:    permsFor(t, permissions.BinaryConsole, ""),
 	}
 	// The bridge, into a Redis stream of its own, when there is a Redis.
 	br := newBridgeRun(t)
@@ -641,6 +646,9 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 		return procs[whDurable] == 1 && procs[autoaccept.Name] == 1 && procs[archiver.Name] == 1 &&
 			(br == nil || procs[br.cfg.DurableName()] == 1)
 	})
+
+	// The console, as its own user: every page and action.
+	exerciseConsole(m, jetStream(t, conns[permissions.BinaryConsole]), arch.Store, ingest, whDurable, ok.ID)
 
 	// Max-deliveries advisories (as the server sends them when a handler
 	// crashes on an event every time): each consumer reads its own, fetches

@@ -75,6 +75,8 @@ var postgresMigrations = [][]string{
 		)`,
 		`CREATE INDEX outcomes_result ON outcomes (result, event_id)`,
 	},
+	// Activity counts outcomes by time without reading the table.
+	2: {`CREATE INDEX outcomes_time ON outcomes (time, consumer, result)`},
 }
 
 // OpenPostgres connects a pgx pool to dsn (a postgres:// URL or a
@@ -395,6 +397,45 @@ func (p *Postgres) Query(ctx context.Context, f Filter) (Page, error) {
 		return Page{}, fmt.Errorf("archive: query: %w", err)
 	}
 	return page(events, limit), nil
+}
+
+// Activity implements Store.
+func (p *Postgres) Activity(ctx context.Context, since, until time.Time, step time.Duration) ([]Tally, error) {
+	from, to, width, err := activityBounds(since, until, step)
+	if err != nil {
+		return nil, err
+	}
+	var out []Tally
+	err = p.read(ctx, func(tx pgx.Tx) error {
+		// Buckets in whole microseconds since from, as in SQLite.
+		rows, err := tx.Query(ctx, `
+			WITH w AS (SELECT to_timestamp($1::float8 / 1e6) AS lo, to_timestamp($2::float8 / 1e6) AS hi)
+			SELECT b, c, r, n FROM (
+				SELECT floor(extract(epoch FROM (e.time - w.lo)) * 1e6 / $3)::bigint AS b, ''::text AS c, ''::text AS r, count(*) AS n
+				FROM events e, w WHERE e.time >= w.lo AND e.time < w.hi GROUP BY 1
+				UNION ALL
+				SELECT floor(extract(epoch FROM (o.time - w.lo)) * 1e6 / $3)::bigint, o.consumer::text, o.result::text, count(*)
+				FROM outcomes o, w WHERE o.time >= w.lo AND o.time < w.hi GROUP BY 1, 2, 3
+			) t ORDER BY b, c COLLATE "C", r COLLATE "C"`, from, to, width)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var t Tally
+			var b int64
+			if err := rows.Scan(&b, &t.Consumer, &t.Result, &t.Count); err != nil {
+				return err
+			}
+			t.Bucket = time.UnixMicro(from + b*width).UTC()
+			out = append(out, t)
+		}
+		return rows.Err()
+	})
+	if err != nil {
+		return nil, fmt.Errorf("archive: activity: %w", err)
+	}
+	return out, nil
 }
 
 // Get implements Store.

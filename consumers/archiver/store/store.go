@@ -136,6 +136,12 @@ type Store interface {
 	// Get returns one event with its outcomes ordered by time; an
 	// unknown id wraps ErrNotFound.
 	Get(ctx context.Context, id string) (Event, error)
+	// Activity counts, in buckets of step (whole seconds, aligned to
+	// multiples of step since the Unix epoch) from the bucket holding
+	// since up to until, the events by Time and the outcomes by their
+	// time, consumer and result: the console's chart. Buckets without any
+	// are left out; tallies are ordered by bucket, consumer, result.
+	Activity(ctx context.Context, since, until time.Time, step time.Duration) ([]Tally, error)
 	// ErasePeer deletes every event whose data contains address (matched
 	// as Filter.Peer does) and those events' outcomes, and returns how
 	// many of each it deleted: the right to erasure.

@@ -121,6 +121,7 @@ func runSuite(t *testing.T, open func(t *testing.T) Store) {
 		{"PruneByAge", testPruneByAge},
 		{"PruneByCount", testPruneByCount},
 		{"Reopen", testReopen},
+		{"Activity", testActivity},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) { tc.fn(t, open) })
