@@ -28,6 +28,7 @@ var valuesCases = []struct {
 	{"minimal.yaml", checkMinimal},
 	{"external-nats.yaml", checkExternalNATS},
 	{"webhooks-bridge.yaml", checkWebhooksBridge},
+	{"console-without-archive.yaml", checkConsoleWithoutArchive},
 }
 
 func TestLint(t *testing.T) {
@@ -280,6 +281,24 @@ func checkWebhooksBridge(t *testing.T, m *manifests) {
 	wantValue(t, b, "BRIDGE_DURABLE", "bridge-mqtt")
 	wantValue(t, b, "BRIDGE_MQTT_TOPIC", "acme/{{trigger}}")
 	wantValue(t, b, "BRIDGE_REPLICAS", "3")
+}
+
+// The console without an archiver: its own Deployment on loopback, told
+// that the archive is off, with no volume.
+func checkConsoleWithoutArchive(t *testing.T, m *manifests) {
+	wantDeployments(t, m, "producer", "console")
+	d := mustDeployment(t, m, "console")
+	c := mustContainer(t, d, "console")
+	wantValue(t, c, "ARCHIVE_ENABLED", "false")
+	wantValue(t, c, "CONSOLE_ADDR", "127.0.0.1:8088")
+	wantUnset(t, c, "DATA_DIR")
+	wantUnset(t, c, "ARCHIVE_DSN")
+	if len(m.pvcs) != 0 {
+		t.Errorf("%d claims without the archiver", len(m.pvcs))
+	}
+	if !strings.Contains(m.notes, "port-forward deploy/"+name("console")+" 8088:8088") {
+		t.Errorf("NOTES.txt does not forward to the console's Deployment:\n%s", m.notes)
+	}
 }
 
 // Values that cannot work are refused at render time, with a message naming
