@@ -1,6 +1,7 @@
 package helm
 
 import (
+	"fmt"
 	"os/exec"
 	"path/filepath"
 	"strings"
@@ -220,6 +221,18 @@ func checkAllOn(t *testing.T, m *manifests) {
 	wantSecret(t, c, "CONSOLE_PASSWORD", generated, "CONSOLE_PASSWORD")
 	if len(m.ingresses) != 2 {
 		t.Errorf("%d Ingresses, want the producer's and the console's", len(m.ingresses))
+	}
+	for _, ing := range m.ingresses {
+		var paths []string
+		for _, r := range ing.Spec.Rules {
+			for _, p := range r.HTTP.Paths {
+				paths = append(paths, p.Path)
+			}
+		}
+		want := map[string]string{name("producer"): "[/events /connectors]", name("console-ui"): "[/]"}[ing.Name]
+		if got := fmt.Sprint(paths); got != want {
+			t.Errorf("Ingress %s routes %s, want %s (ingest's /metrics and /sync/status stay in the cluster)", ing.Name, got, want)
+		}
 	}
 	p := mustContainer(t, mustDeployment(t, m, "producer"), "producer")
 	wantValue(t, p, "NATS_CREDS", "/etc/eventmesh/nats/nats.creds")

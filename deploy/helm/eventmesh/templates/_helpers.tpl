@@ -320,10 +320,15 @@ spec:
     {{- end }}
 {{- end -}}
 
-{{/* An Ingress to one Service port, from a dict: root, component, ingress (values), port (name), values (its key in messages). */}}
+{{/*
+An Ingress to one Service port, from a dict: root, component, ingress
+(values), port (name), values (its key in messages), paths (the default
+paths of a host entry without its own).
+*/}}
 {{- define "eventmesh.ingress" -}}
 {{- $svc := include "eventmesh.name" . -}}
 {{- $port := .port -}}
+{{- $paths := .paths | default (list "/") -}}
 {{- if not .ingress.hosts -}}
 {{- $values := .values | default .component -}}
 {{- fail (printf "%s.ingress.enabled needs at least one entry in %s.ingress.hosts" $values $values) -}}
@@ -351,12 +356,14 @@ spec:
     - host: {{ .host | quote }}
       http:
         paths:
-          - path: {{ .path | default "/" }}
+          {{- range (.paths | default $paths) }}
+          - path: {{ . }}
             pathType: Prefix
             backend:
               service:
                 name: {{ $svc }}
                 port:
                   name: {{ $port }}
+          {{- end }}
     {{- end }}
 {{- end -}}
