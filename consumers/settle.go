@@ -102,9 +102,15 @@ func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v
 		r.breaker.succeeded(d.StreamSeq)
 		r.presence.succeeded(r.now())
 		m.count(m.delivered, r.opt.Name, ns)
+		// The ack waits for the record: it keeps only what its rare log
+		// line names, not the whole delivery (which would then be moved
+		// to the heap for every event).
+		subject, seq, attempt, id := d.Subject, d.StreamSeq, d.Attempt, d.Event.ID
 		r.recordThen(msg, d, ResultDelivered, nil, func() {
 			if err := msg.Ack(); err != nil {
-				log().Warn("ack failed; the event will be redelivered", "err", err)
+				at := Delivery{Subject: subject, StreamSeq: seq, Attempt: attempt, Event: router.Event{ID: id}}
+				r.logDelivery(context.Background(), slog.LevelWarn, msg, at, "ack failed; the event will be redelivered",
+					slog.Any("err", err))
 			}
 		})
 	case ackOnly:
