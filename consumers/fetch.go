@@ -250,23 +250,33 @@ func (r *Runtime) handle(ctx context.Context, d Delivery) error {
 
 // keepAliveWhile signals progress for msgs every keepAliveEvery until the
 // returned stop is called, so AckWait does not fire under a long handler.
+// It runs for every attempt, and most end long before the first signal:
+// a timer costs nothing until it fires, a goroutine with a ticker would
+// be started and stopped each time.
 func (r *Runtime) keepAliveWhile(msgs ...jetstream.Msg) (stop func()) {
-	done := make(chan struct{})
-	go func() {
-		t := time.NewTicker(r.keepAliveEvery())
-		defer t.Stop()
-		for {
-			select {
-			case <-done:
-				return
-			case <-t.C:
-				for _, m := range msgs {
-					m.InProgress()
-				}
-			}
+	every := r.keepAliveEvery()
+	var mu sync.Mutex
+	stopped := false
+	mu.Lock()
+	defer mu.Unlock()
+	var t *time.Timer
+	t = time.AfterFunc(every, func() {
+		mu.Lock()
+		defer mu.Unlock()
+		if stopped {
+			return
 		}
-	}()
-	return func() { close(done) }
+		for _, m := range msgs {
+			m.InProgress()
+		}
+		t.Reset(every)
+	})
+	return func() {
+		mu.Lock()
+		stopped = true
+		mu.Unlock()
+		t.Stop()
+	}
 }
 
 // keepAliveEvery is how often a message held longer than a moment is

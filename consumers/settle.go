@@ -102,9 +102,15 @@ func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v
 		r.breaker.succeeded(d.StreamSeq)
 		r.presence.succeeded(r.now())
 		m.count(m.delivered, r.opt.Name, ns)
+		// The ack waits for the record: it keeps only what its rare log
+		// line names, not the whole delivery (which would then be moved
+		// to the heap for every event).
+		subject, seq, attempt, id := d.Subject, d.StreamSeq, d.Attempt, d.Event.ID
 		r.recordThen(msg, d, ResultDelivered, nil, func() {
 			if err := msg.Ack(); err != nil {
-				log().Warn("ack failed; the event will be redelivered", "err", err)
+				at := Delivery{Subject: subject, StreamSeq: seq, Attempt: attempt, Event: router.Event{ID: id}}
+				r.logDelivery(context.Background(), slog.LevelWarn, msg, at, "ack failed; the event will be redelivered",
+					slog.Any("err", err))
 			}
 		})
 	case ackOnly:
@@ -113,14 +119,20 @@ func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v
 		}
 		r.afterRecords(msg, func() { msg.Ack() })
 	case retry:
-		log().Warn("attempt failed; retrying", "err", v.err, "retry_in", v.delay.Round(time.Millisecond))
+		// The commonest log line under a flaky receiver: the error is
+		// formatted once, for the line and the record.
+		errText := v.err.Error()
+		r.logDelivery(ctx, slog.LevelWarn, msg, d, "attempt failed; retrying",
+			slog.String("err", errText), slog.Duration("retry_in", v.delay.Round(time.Millisecond)))
 		m.count(m.retried, r.opt.Name, ns)
-		r.recordThen(msg, d, ResultRetried, v.err, func() { msg.NakWithDelay(v.delay) })
+		r.recordTextThen(msg, d, ResultRetried, errText, func() { msg.NakWithDelay(v.delay) })
 		r.breaker.failed(d.StreamSeq)
 	case retryInPlace:
-		log().Warn("attempt failed; retrying in place to keep the key's order", "err", v.err, "retry_in", v.delay.Round(time.Millisecond))
+		errText := v.err.Error()
+		r.logDelivery(ctx, slog.LevelWarn, msg, d, "attempt failed; retrying in place to keep the key's order",
+			slog.String("err", errText), slog.Duration("retry_in", v.delay.Round(time.Millisecond)))
 		m.count(m.retried, r.opt.Name, ns)
-		r.recordThen(nil, d, ResultRetried, v.err, nil)
+		r.recordTextThen(nil, d, ResultRetried, errText, nil)
 	case deadLetter:
 		// Never dropped, never handled twice: a copy the DLQ refuses
 		// holds msg until it lands (deadletter.go).
@@ -165,6 +177,24 @@ func (r *Runtime) logFor(msg jetstream.Msg, d Delivery) *slog.Logger {
 	return r.log.With("subject", d.Subject, "stream_seq", d.StreamSeq, "num_delivered", d.Attempt, "event_id", d.Event.ID)
 }
 
+// logDelivery logs text at level with the attributes of logFor followed
+// by attrs, as logFor(msg, d).LogAttrs would, without building a logger
+// (which formats its attributes ahead) for one line: it runs for every
+// failed attempt.
+func (r *Runtime) logDelivery(ctx context.Context, level slog.Level, msg jetstream.Msg, d Delivery, text string, attrs ...slog.Attr) {
+	if !r.log.Enabled(ctx, level) {
+		return
+	}
+	if d.StreamSeq == 0 {
+		r.logFor(msg, d).LogAttrs(ctx, level, text, attrs...)
+		return
+	}
+	all := make([]slog.Attr, 0, 4+len(attrs))
+	all = append(all, slog.String("subject", d.Subject), slog.Uint64("stream_seq", d.StreamSeq),
+		slog.Int("num_delivered", d.Attempt), slog.String("event_id", d.Event.ID))
+	r.log.LogAttrs(ctx, level, text, append(all, attrs...)...)
+}
+
 // retryDelay is the wait before the attempt after a failed attempt: what
 // the error asks for (Retry-After), else the retry schedule.
 func (r *Runtime) retryDelay(err error, attempt int) time.Duration {
@@ -181,6 +211,15 @@ func (r *Runtime) retryDelay(err error, attempt int) time.Duration {
 // record is stored. Without outcome records, or for a message that is not
 // an event of ours, nothing is recorded and then runs at once.
 func (r *Runtime) recordThen(msg jetstream.Msg, d Delivery, result string, err error, then func()) {
+	errText := ""
+	if err != nil && r.outcomes != nil {
+		errText = err.Error()
+	}
+	r.recordTextThen(msg, d, result, errText, then)
+}
+
+// recordTextThen is recordThen with the error's text (empty for none).
+func (r *Runtime) recordTextThen(msg jetstream.Msg, d Delivery, result, errText string, then func()) {
 	if r.outcomes == nil || d.Event.ID == "" {
 		if then != nil {
 			then()
@@ -188,10 +227,7 @@ func (r *Runtime) recordThen(msg jetstream.Msg, d Delivery, result string, err e
 		return
 	}
 	o := Outcome{Consumer: r.opt.Name, EventID: d.Event.ID, Result: result, Attempt: d.Attempt, Time: r.now(),
-		Subject: d.Subject, StreamSeq: d.StreamSeq}
-	if err != nil {
-		o.Error = router.Truncate(err.Error(), 1024)
-	}
+		Subject: d.Subject, StreamSeq: d.StreamSeq, Error: router.Truncate(errText, 1024)}
 	var held jetstream.Msg
 	if msg != nil && then != nil {
 		held = msg

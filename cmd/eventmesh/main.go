@@ -158,6 +158,7 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 		return 2
 	}
 	log := cfg.Log.Logger(stderr)
+	defer setMemoryLimit(environ, log)()
 	stopTracing, _ := app.StartTracing(ctx, "eventmesh", log) // logs a failure; events flow without spans
 	defer stopTracing(context.Background())
 	if err := serve(ctx, cfg, log); err != nil {

@@ -8,8 +8,12 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -131,7 +135,7 @@ func (e *benchEnv) runDefault(b *testing.B, url, name string, vars map[string]st
 // of the requests and returns the distinct events delivered per second
 // over flakySpan, flakyWarmUp after the first delivery, the requests per
 // second over the same span, and the breaker's pauses until its end.
-func (e *benchEnv) goodput(b *testing.B, failRatio float64, vars map[string]string) (rate, attempts float64, pauses int64) {
+func (e *benchEnv) goodput(b *testing.B, failRatio float64, vars map[string]string) (rate, attempts, cpuPerAttempt float64, pauses int64) {
 	recv := newRandomReceiver(b, failRatio)
 	p, stop := e.runDefault(b, recv.URL+"/hooks", fmt.Sprintf("flaky-%d", benchRound.Add(1)), vars)
 	defer stop()
@@ -143,13 +147,16 @@ func (e *benchEnv) goodput(b *testing.B, failRatio float64, vars map[string]stri
 		time.Sleep(time.Millisecond)
 	}
 	time.Sleep(time.Until(time.Unix(0, recv.first.Load()).Add(flakyWarmUp)))
-	from, reqs := recv.delivered.Load(), recv.requests.Load()
+	stopProfile := spanProfile(b, failRatio)
+	from, reqs, cpu := recv.delivered.Load(), recv.requests.Load(), processCPU()
 	time.Sleep(flakySpan)
-	to, reqs := recv.delivered.Load(), recv.requests.Load()-reqs
+	to, reqs, cpu := recv.delivered.Load(), recv.requests.Load()-reqs, processCPU()-cpu
+	stopProfile()
 	if to >= flakyBacklog {
 		b.Fatalf("the backlog of %d ran out within the span: raise flakyBacklog", flakyBacklog)
 	}
-	return float64(to-from) / flakySpan.Seconds(), float64(reqs) / flakySpan.Seconds(), p.Load()
+	return float64(to-from) / flakySpan.Seconds(), float64(reqs) / flakySpan.Seconds(),
+		float64(cpu.Microseconds()) / float64(reqs), p.Load()
 }
 
 // backlog publishes n events with ids of kind and waits for their acks.
@@ -172,14 +179,14 @@ func BenchmarkFlakyReceiver(b *testing.B) {
 	e := newBenchEnv(b)
 	e.backlog(b, "flaky", flakyBacklog)
 	vars := map[string]string{"WEBHOOK_BACKOFF": "1s", "WEBHOOK_MAX_ACK_PENDING": "10000"}
-	var clean, flaky, cleanReqs, flakyReqs []float64
+	var clean, flaky, cleanReqs, flakyReqs, cleanCPU, flakyCPU []float64
 	var pauses int64
 	b.ResetTimer()
 	for range b.N {
-		rate, reqs, _ := e.goodput(b, 0, vars)
-		clean, cleanReqs = append(clean, rate), append(cleanReqs, reqs)
-		rate, reqs, p := e.goodput(b, 0.3, vars)
-		flaky, flakyReqs = append(flaky, rate), append(flakyReqs, reqs)
+		rate, reqs, cpu, _ := e.goodput(b, 0, vars)
+		clean, cleanReqs, cleanCPU = append(clean, rate), append(cleanReqs, reqs), append(cleanCPU, cpu)
+		rate, reqs, cpu, p := e.goodput(b, 0.3, vars)
+		flaky, flakyReqs, flakyCPU = append(flaky, rate), append(flakyReqs, reqs), append(flakyCPU, cpu)
 		pauses += p
 	}
 	b.StopTimer()
@@ -187,6 +194,8 @@ func BenchmarkFlakyReceiver(b *testing.B) {
 	b.ReportMetric(median(flaky), "flaky-events/s")
 	b.ReportMetric(median(flaky)/median(clean), "ratio")
 	b.ReportMetric(median(flakyReqs)/median(cleanReqs), "attempt-ratio")
+	b.ReportMetric(median(cleanCPU), "clean-cpu-µs/attempt")
+	b.ReportMetric(median(flakyCPU), "flaky-cpu-µs/attempt")
 	b.ReportMetric(float64(pauses), "breaker-pauses")
 	if pauses > 0 {
 		b.Errorf("the breaker paused %d times against a receiver failing 30 %% at random", pauses)
@@ -229,4 +238,34 @@ func BenchmarkDownReceiver(b *testing.B) {
 	b.ReportMetric(float64(opened), "attempts-to-open")
 	b.ReportMetric(withBreaker, "open-attempts/s")
 	b.ReportMetric(without, "no-breaker-attempts/s")
+}
+
+// processCPU is the CPU time (user and system) this process has used: the
+// consumer's, the embedded server's and the receiver's together.
+func processCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// spanProfile starts a CPU profile of the span measured when
+// EVENTMESH_BENCH_PROFILE_DIR names a directory (one file per span,
+// flaky-<failure ratio>-<round>.prof; -cpuprofile would mix in the
+// backlog's publishing), and returns what stops it.
+func spanProfile(b *testing.B, failRatio float64) (stop func()) {
+	dir := os.Getenv("EVENTMESH_BENCH_PROFILE_DIR")
+	if dir == "" {
+		return func() {}
+	}
+	f, err := os.Create(filepath.Join(dir, fmt.Sprintf("flaky-%.1f-%d.prof", failRatio, benchRound.Add(1))))
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := pprof.StartCPUProfile(f); err != nil {
+		f.Close()
+		b.Fatalf("span profile (is -cpuprofile on as well?): %v", err)
+	}
+	return func() { pprof.StopCPUProfile(); f.Close() }
 }

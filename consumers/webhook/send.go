@@ -85,24 +85,30 @@ type StatusError struct {
 	advice string
 }
 
+// Error is built without fmt: it is formatted for every failed attempt.
 func (e *StatusError) Error() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "webhook: receiver answered %d %s", e.Status, http.StatusText(e.Status))
+	b := make([]byte, 0, 64+len(e.Body)+len(e.advice))
+	b = append(b, "webhook: receiver answered "...)
+	b = strconv.AppendInt(b, int64(e.Status), 10)
+	b = append(b, ' ')
+	b = append(b, http.StatusText(e.Status)...)
 	if e.Status >= 300 && e.Status < 400 {
 		loc := e.Location
 		if loc == "" {
 			loc = "(no Location header)"
 		}
-		fmt.Fprintf(&b, " redirecting to %s", loc)
+		b = append(b, " redirecting to "...)
+		b = append(b, loc...)
 	}
 	if e.Body != "" {
-		fmt.Fprintf(&b, ": %q", e.Body)
+		b = append(b, ": "...)
+		b = strconv.AppendQuote(b, e.Body)
 	}
 	if e.advice != "" {
-		b.WriteString(": ")
-		b.WriteString(e.advice)
+		b = append(b, ": "...)
+		b = append(b, e.advice...)
 	}
-	return b.String()
+	return string(b)
 }
 
 // Sender POSTs events to the configured endpoint, one attempt per call.

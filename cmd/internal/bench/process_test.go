@@ -1,0 +1,156 @@
+package bench
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/eventmesh/eventmesh/cmd/internal/harness"
+)
+
+// Issue 18.1: ingest measured as users run it. The eventmesh binary runs
+// as its own process with its defaults except NATS_SYNC=2m (archiver on,
+// and off), beside ceiling processes doing the same unavoidable work (this
+// test binary started again in a role, ceiling_test.go): a bare net/http
+// handler, the minimal reply-after-ack process, and that process plus a
+// bare batched insert loop into SQLite. The load generator (this process)
+// posts about 1 KB Connector events from 64 keep-alive clients to each in
+// turn; every round measures each process once, the order rotating, and
+// the figures are medians over the rounds with ratios of the medians.
+//
+//	go test ./cmd/internal/bench -run '^$' -bench ProcessIngest -benchtime 3x
+//
+// EVENTMESH_BENCH_EVENTS sets the events per measurement (default 20,000).
+func BenchmarkProcessIngest(b *testing.B) {
+	n := benchEvents(20_000)
+	dir := b.TempDir()
+	bins, err := harness.Build(filepath.Join(dir, "bin"), "eventmesh")
+	if err != nil {
+		b.Fatal(err)
+	}
+	self, err := os.Executable()
+	if err != nil {
+		b.Fatal(err)
+	}
+	eventmesh := func(extra ...string) starter {
+		return func(round int, ingest string) (*harness.Process, error) {
+			addrs, err := freeAddrs(2)
+			if err != nil {
+				return nil, err
+			}
+			env := append([]string{"NATS_LISTEN=" + addrs[0], "ARCHIVE_ADDR=" + addrs[1], "INGEST_ADDR=" + ingest,
+				"DATA_DIR=" + filepath.Join(dir, fmt.Sprintf("data-%d-%s", round, ingest)), "NATS_SYNC=2m", "LOG_LEVEL=warn"}, extra...)
+			return harness.NewProcess("eventmesh", bins["eventmesh"], ingest, env...), nil
+		}
+	}
+	role := func(name string) starter {
+		return func(round int, addr string) (*harness.Process, error) {
+			return harness.NewProcess(name, self, addr, roleEnv+"="+name, roleAddrEnv+"="+addr,
+				roleDirEnv+"="+filepath.Join(dir, fmt.Sprintf("%s-%d", name, round))), nil
+		}
+	}
+	targets := []struct {
+		key   string
+		start starter
+	}{
+		{"bare_http", role(roleBareHTTP)},
+		{"minimal", role(roleMinimal)},
+		{"minimal_sqlite", role(roleMinimalSQLite)},
+		{"eventmesh_archiver_off", eventmesh("ARCHIVE_ENABLED=false")},
+		{"eventmesh", eventmesh()},
+		{"eventmesh_no_memory_limit", eventmesh("GOMEMLIMIT=off")},
+	}
+	rates := map[string][]float64{}
+	b.ResetTimer()
+	for round := range b.N {
+		for k := range targets {
+			t := targets[(k+round)%len(targets)]
+			rate, err := ingestRate(t.start, round, n)
+			if err != nil {
+				b.Fatalf("%s: %v", t.key, err)
+			}
+			rates[t.key] = append(rates[t.key], rate)
+		}
+	}
+	b.StopTimer()
+	med := map[string]float64{}
+	for _, t := range targets {
+		med[t.key] = median(rates[t.key])
+		b.ReportMetric(med[t.key], t.key+"-req/s")
+		b.Logf("%-26s %v req/s, median %.0f", t.key, rounded(rates[t.key]), med[t.key])
+	}
+	for _, r := range []struct{ name, of, to string }{
+		{"archiver-off÷minimal", "eventmesh_archiver_off", "minimal"},
+		{"archiver-on÷minimal+sqlite", "eventmesh", "minimal_sqlite"},
+		{"archiver-on÷archiver-off", "eventmesh", "eventmesh_archiver_off"},
+		{"archiver-off÷bare", "eventmesh_archiver_off", "bare_http"},
+		{"archiver-on÷bare", "eventmesh", "bare_http"},
+		{"minimal÷bare", "minimal", "bare_http"},
+		{"memory-limit÷none", "eventmesh", "eventmesh_no_memory_limit"},
+	} {
+		b.ReportMetric(med[r.of]/med[r.to], r.name)
+	}
+}
+
+// starter returns the process of one measurement, not started, serving
+// ingest (POST /events, GET /readyz) on addr.
+type starter func(round int, addr string) (*harness.Process, error)
+
+// ingestRate starts the process of start, posts n events to it from 64
+// keep-alive clients flat out, and returns the events accepted per
+// second.
+func ingestRate(start starter, round, n int) (float64, error) {
+	addr, err := harness.FreeAddr()
+	if err != nil {
+		return 0, err
+	}
+	p, err := start(round, addr)
+	if err != nil {
+		return 0, err
+	}
+	p.ReadyTimeout = time.Minute
+	if err := p.Start(); err != nil {
+		return 0, err
+	}
+	defer p.Stop(30 * time.Second)
+	run := fmt.Sprintf("proc%d", time.Now().UnixNano())
+	g := &harness.LoadGen{URL: "http://" + addr, Events: n, Clients: clients, MaxAttempts: 1,
+		Event: func(i int) harness.Event { return harness.MessageReceived(run, i, 0) }}
+	g.Start(context.Background())
+	st := g.Wait()
+	if st.Accepted != n {
+		return 0, fmt.Errorf("%d of %d events accepted: %v %v\n%s", st.Accepted, n, st.Status, st.Errors, p.Tail(20))
+	}
+	return st.Rate(), nil
+}
+
+// benchEvents is EVENTMESH_BENCH_EVENTS, else def.
+func benchEvents(def int) int {
+	if v, err := strconv.Atoi(os.Getenv("EVENTMESH_BENCH_EVENTS")); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+func freeAddrs(n int) ([]string, error) {
+	addrs := make([]string, n)
+	for i := range addrs {
+		var err error
+		if addrs[i], err = harness.FreeAddr(); err != nil {
+			return nil, err
+		}
+	}
+	return addrs, nil
+}
+
+func rounded(xs []float64) []int {
+	out := make([]int, len(xs))
+	for i, x := range xs {
+		out[i] = int(x + 0.5)
+	}
+	return out
+}
