@@ -2,13 +2,9 @@ package bridge
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -23,27 +19,6 @@ import (
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams/natstest"
 )
-
-// mqttBroker returns EVENTMESH_TEST_MQTT's URL, or skips the test.
-func mqttBroker(t testing.TB) *url.URL {
-	t.Helper()
-	raw := os.Getenv("EVENTMESH_TEST_MQTT")
-	if raw == "" {
-		t.Skip("EVENTMESH_TEST_MQTT is not set: skipping the MQTT tests (set it to mqtt://127.0.0.1:1883)")
-	}
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatalf("EVENTMESH_TEST_MQTT: %v", err)
-	}
-	return u
-}
-
-// mqttPrefix is a topic prefix of the test's own.
-func mqttPrefix(t testing.TB) string {
-	b := make([]byte, 6)
-	rand.Read(b)
-	return "eventmesh-test/" + hex.EncodeToString(b)
-}
 
 // mqttOptions are the options of a publisher to u with topic template
 // topic and QoS qos.
@@ -89,80 +64,6 @@ func mqttEvent(i int, ns string) Message {
 		e.Data = nil // stored without data: the body is {}
 	}
 	return Message{Event: e, Body: Body(e)}
-}
-
-// mqttSubscriber is a QoS 1 subscriber on the broker at addr.
-type mqttSubscriber struct {
-	mu   sync.Mutex
-	msgs []*paho.Publish
-}
-
-// subscribeMQTT subscribes to filter at QoS 1 on addr (host:port) with a
-// clean session and returns the subscriber; it disconnects with the test.
-func subscribeMQTT(t testing.TB, addr, filter string) *mqttSubscriber {
-	t.Helper()
-	s := &mqttSubscriber{}
-	conn, err := net.Dial("tcp", addr)
-	if err != nil {
-		t.Fatal(err)
-	}
-	c := paho.NewClient(paho.ClientConfig{
-		Conn: conn,
-		OnPublishReceived: []func(paho.PublishReceived) (bool, error){func(r paho.PublishReceived) (bool, error) {
-			s.mu.Lock()
-			s.msgs = append(s.msgs, r.Packet)
-			s.mu.Unlock()
-			return true, nil
-		}},
-	})
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-	defer cancel()
-	if _, err := c.Connect(ctx, &paho.Connect{ClientID: "sub-" + mqttPrefix(t)[len("eventmesh-test/"):], CleanStart: true, KeepAlive: 30}); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { c.Disconnect(&paho.Disconnect{}) })
-	if _, err := c.Subscribe(ctx, &paho.Subscribe{Subscriptions: []paho.SubscribeOptions{{Topic: filter, QoS: 1}}}); err != nil {
-		t.Fatal(err)
-	}
-	return s
-}
-
-// received returns the messages received so far.
-func (s *mqttSubscriber) received() []*paho.Publish {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return slices.Clone(s.msgs)
-}
-
-// waitIDs waits until a message of every id in want arrived (the id is
-// the ce-id or id user property) and returns how many messages carry each.
-func (s *mqttSubscriber) waitIDs(t testing.TB, timeout time.Duration, want []string) map[string]int {
-	t.Helper()
-	var seen map[string]int
-	natstest.WaitFor(t, timeout, fmt.Sprintf("%d events at the subscriber", len(want)), func() bool {
-		seen = map[string]int{}
-		for _, m := range s.received() {
-			seen[mqttID(m)]++
-		}
-		for _, id := range want {
-			if seen[id] == 0 {
-				return false
-			}
-		}
-		return true
-	})
-	return seen
-}
-
-// mqttID is the event id of a received message.
-func mqttID(m *paho.Publish) string {
-	if m.Properties == nil {
-		return ""
-	}
-	if id := m.Properties.User.Get(router.HeaderID); id != "" {
-		return id
-	}
-	return m.Properties.User.Get("id")
 }
 
 // publishAll publishes msgs from workers goroutines, each retrying an
@@ -215,13 +116,13 @@ func ids(msgs []Message) []string {
 // flush publishes a last event on topic and waits for it, so every
 // message published before it has reached the subscriber too (a broker
 // forwards one connection's messages in order).
-func flush(t testing.TB, p Publisher, s *mqttSubscriber, ns string) {
+func flush(t testing.TB, p Publisher, s *bridgetest.MQTTSubscriber, ns string) {
 	t.Helper()
 	m := mqttEvent(999_999, ns)
 	if err := p.Publish(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	s.waitIDs(t, 10*time.Second, []string{m.Event.ID})
+	s.WaitIDs(t, 10*time.Second, []string{m.Event.ID})
 }
 
 // A QoS 1 subscriber receives N events as N messages: the body is the
@@ -229,15 +130,15 @@ func flush(t testing.TB, p Publisher, s *mqttSubscriber, ns string) {
 // with the namespace's dots turned into /, the user properties the
 // format's metadata, the content type application/json, no expiry.
 func TestMQTTDeliversEachEventAsOneMessage(t *testing.T) {
-	broker := mqttBroker(t)
+	broker := bridgetest.MQTTURL(t)
 	namespaces := []string{"transport.messageReceived", "consumption.relationshipEvent.REL00000000000000000", "runtime.started"}
 	for _, tc := range []struct {
 		format Format
 		qos    int
 	}{{FormatEnmeshed, 1}, {FormatEnmeshed, 2}, {FormatCloudEvents, 1}, {FormatCloudEvents, 2}} {
 		t.Run(fmt.Sprintf("%s/qos%d", tc.format, tc.qos), func(t *testing.T) {
-			prefix := mqttPrefix(t)
-			sub := subscribeMQTT(t, broker.Host, prefix+"/#")
+			prefix := bridgetest.MQTTPrefix()
+			sub := bridgetest.SubscribeMQTT(t, broker.Host, prefix+"/#")
 			o := mqttOptions(t, broker, prefix+"/{{trigger}}", tc.qos)
 			o.Format = tc.format
 			p := openMQTTTest(t, o)
@@ -254,13 +155,13 @@ func TestMQTTDeliversEachEventAsOneMessage(t *testing.T) {
 				t.Fatalf("%d publishes failed without a fault: %v", failed.Load(), err)
 			}
 			flush(t, p, sub, namespaces[0])
-			got := sub.received()
+			got := sub.Received()
 			if len(got) != n+1 {
 				t.Fatalf("subscriber received %d messages, want %d (and the flush)", len(got)-1, n)
 			}
 			byID := map[string]*paho.Publish{}
 			for _, m := range got {
-				byID[mqttID(m)] = m
+				byID[bridgetest.MQTTEventID(m)] = m
 			}
 			for _, m := range msgs {
 				e := m.Event
@@ -321,11 +222,11 @@ func mqttWantProps(f Format, e router.Event) []string {
 // a pause) while it is down, the client reconnects in the background, and
 // every event arrives; duplicates are counted.
 func TestMQTTConnectionCutLosesNothing(t *testing.T) {
-	broker := mqttBroker(t)
+	broker := bridgetest.MQTTURL(t)
 	for _, qos := range []int{1, 2} {
 		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
-			prefix := mqttPrefix(t)
-			sub := subscribeMQTT(t, broker.Host, prefix+"/#")
+			prefix := bridgetest.MQTTPrefix()
+			sub := bridgetest.SubscribeMQTT(t, broker.Host, prefix+"/#")
 			proxy := bridgetest.NewProxy(t, broker.Host)
 			via := *broker
 			via.Host = proxy.Addr()
@@ -340,7 +241,7 @@ func TestMQTTConnectionCutLosesNothing(t *testing.T) {
 			done := make(chan error)
 			go func() { done <- publishAll(p, msgs, 16, &failed) }()
 
-			natstest.WaitFor(t, 20*time.Second, "a third of the events at the subscriber", func() bool { return len(sub.received()) >= n/3 })
+			natstest.WaitFor(t, 20*time.Second, "a third of the events at the subscriber", func() bool { return len(sub.Received()) >= n/3 })
 			proxy.Cut()
 			natstest.WaitFor(t, 10*time.Second, "the publisher to notice the cut", func() bool {
 				err := p.Ready(context.Background())
@@ -355,7 +256,7 @@ func TestMQTTConnectionCutLosesNothing(t *testing.T) {
 				t.Fatal(err)
 			}
 			natstest.WaitFor(t, 10*time.Second, "the publisher to reconnect", func() bool { return p.Ready(context.Background()) == nil })
-			seen := sub.waitIDs(t, 30*time.Second, ids(msgs))
+			seen := sub.WaitIDs(t, 30*time.Second, ids(msgs))
 			dups := 0
 			for _, c := range seen {
 				dups += c - 1
@@ -369,9 +270,9 @@ func TestMQTTConnectionCutLosesNothing(t *testing.T) {
 // Publish fail with retryable errors, and once the broker is reachable the
 // publisher connects by itself (no restart) and publishes.
 func TestMQTTBrokerDownAtStartConnectsLater(t *testing.T) {
-	broker := mqttBroker(t)
-	prefix := mqttPrefix(t)
-	sub := subscribeMQTT(t, broker.Host, prefix+"/#")
+	broker := bridgetest.MQTTURL(t)
+	prefix := bridgetest.MQTTPrefix()
+	sub := bridgetest.SubscribeMQTT(t, broker.Host, prefix+"/#")
 	proxy := bridgetest.NewProxy(t, broker.Host)
 	proxy.Cut()
 	via := *broker
@@ -391,16 +292,16 @@ func TestMQTTBrokerDownAtStartConnectsLater(t *testing.T) {
 	if err := p.Publish(context.Background(), m); err != nil {
 		t.Fatal(err)
 	}
-	sub.waitIDs(t, 10*time.Second, []string{m.Event.ID})
+	sub.WaitIDs(t, 10*time.Second, []string{m.Event.ID})
 }
 
 // Replicas on one durable get client ids of their own: publishing from
 // both at once, neither takes the other's connection over, and every event
 // of both arrives.
 func TestMQTTConcurrentPublishers(t *testing.T) {
-	broker := mqttBroker(t)
-	prefix := mqttPrefix(t)
-	sub := subscribeMQTT(t, broker.Host, prefix+"/#")
+	broker := bridgetest.MQTTURL(t)
+	prefix := bridgetest.MQTTPrefix()
+	sub := bridgetest.SubscribeMQTT(t, broker.Host, prefix+"/#")
 	o := mqttOptions(t, broker, prefix+"/{{trigger}}", 1)
 	replicas := []Publisher{openMQTTTest(t, o), openMQTTTest(t, o), openMQTTTest(t, o)}
 	var all []Message
@@ -419,7 +320,7 @@ func TestMQTTConcurrentPublishers(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	seen := sub.waitIDs(t, 20*time.Second, ids(all))
+	seen := sub.WaitIDs(t, 20*time.Second, ids(all))
 	for id, c := range seen {
 		if c != 1 {
 			t.Errorf("event %s received %d times", id, c)
