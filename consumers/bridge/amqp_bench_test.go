@@ -230,55 +230,17 @@ func BenchmarkAMQPDeliveryRate(b *testing.B) {
 	}
 
 	barePublish := func() float64 {
-		t := e.arm(amqpBenchEvents, false)
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		var failed atomic.Value
-		start := time.Now()
-		for range amqpBenchConcurrency {
-			wg.Go(func() {
-				for i := int(next.Add(1)) - 1; i < amqpBenchEvents; i = int(next.Add(1)) - 1 {
-					dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), e.exchange, amqpBenchNamespace, true, false, pubs[i])
-					if err == nil && !dc.Wait() {
-						err = errors.New("negative confirm")
-					}
-					if err != nil {
-						failed.CompareAndSwap(nil, err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		if err := failed.Load(); err != nil {
-			b.Fatal(err)
-		}
-		t.wait(b, time.Minute)
-		return amqpBenchEvents / time.Since(start).Seconds()
+		return e.parallel(b, func(i int) error {
+			dc, err := ch.PublishWithDeferredConfirmWithContext(context.Background(), e.exchange, amqpBenchNamespace, true, false, pubs[i])
+			if err == nil && !dc.Wait() {
+				err = errors.New("negative confirm")
+			}
+			return err
+		})
 	}
 	pub := openTestAMQP(b, e.broker.url, bridge.AMQPConfig{Exchange: e.exchange}, bridge.FormatEnmeshed, nil)
 	publisherAlone := func() float64 {
-		t := e.arm(amqpBenchEvents, false)
-		start := time.Now()
-		var next atomic.Int64
-		var wg sync.WaitGroup
-		var failed atomic.Value
-		for range amqpBenchConcurrency {
-			wg.Go(func() {
-				for i := int(next.Add(1)) - 1; i < amqpBenchEvents; i = int(next.Add(1)) - 1 {
-					if err := pub.Publish(context.Background(), amqpMessage(events[i])); err != nil {
-						failed.CompareAndSwap(nil, err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
-		if err := failed.Load(); err != nil {
-			b.Fatal(err)
-		}
-		t.wait(b, time.Minute)
-		return amqpBenchEvents / time.Since(start).Seconds()
+		return e.parallel(b, func(i int) error { return pub.Publish(context.Background(), amqpMessage(events[i])) })
 	}
 	bridgeDrain := func() float64 {
 		t := e.arm(amqpBenchEvents, false)
@@ -310,6 +272,33 @@ func BenchmarkAMQPDeliveryRate(b *testing.B) {
 	b.ReportMetric(amqpMedian(ours), "bridge-events/s")
 	b.ReportMetric(amqpMedian(ours)/amqpMedian(bare), "ratio")
 	b.ReportMetric(amqpMedian(alone)/amqpMedian(bare), "publisher-ratio")
+}
+
+// parallel calls publish for amqpBenchEvents messages from
+// amqpBenchConcurrency goroutines and returns the rate at which the queue's
+// consumer received them.
+func (e *amqpBenchEnv) parallel(b *testing.B, publish func(i int) error) float64 {
+	t := e.arm(amqpBenchEvents, false)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	var failed atomic.Value
+	start := time.Now()
+	for range amqpBenchConcurrency {
+		wg.Go(func() {
+			for i := int(next.Add(1)) - 1; i < amqpBenchEvents; i = int(next.Add(1)) - 1 {
+				if err := publish(i); err != nil {
+					failed.CompareAndSwap(nil, err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := failed.Load(); err != nil {
+		b.Fatal(err)
+	}
+	t.wait(b, time.Minute)
+	return amqpBenchEvents / time.Since(start).Seconds()
 }
 
 // BenchmarkAMQPLatency: events published to ENMESHED at a steady 1,000/s

@@ -608,3 +608,41 @@ func TestAMQPOverTLS(t *testing.T) {
 		t.Fatalf("publish with a certificate no CA given signs: %v, want a retryable error", err)
 	}
 }
+
+// A BRIDGE_URL the AMQP client refuses: an error naming the variable,
+// never the password (needs no broker).
+func TestAMQPOpenRejectsBadURL(t *testing.T) {
+	for _, raw := range []string{
+		"amqp://guest:s3cret-pw@127.0.0.1:5672/?heartbeat=often",
+		"amqp://guest:s3cret-pw@127.0.0.1:5672/?channel_max=-1",
+	} {
+		u, err := url.Parse(raw)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_, err = bridge.Open(amqpCtx(t), bridge.Options{URL: u, Format: bridge.FormatEnmeshed,
+			Config: bridge.Config{AMQP: bridge.AMQPConfig{RoutingKey: router.TriggerPlaceholder}}})
+		if err == nil || !strings.Contains(err.Error(), "BRIDGE_URL") || strings.Contains(err.Error(), "s3cret-pw") {
+			t.Errorf("open %s: %v, want an error naming BRIDGE_URL without the password", u.Redacted(), err)
+		}
+	}
+}
+
+// Names longer than AMQP's short strings are refused at start, naming
+// the variable.
+func TestAMQPConfigValidate(t *testing.T) {
+	long := strings.Repeat("x", 256)
+	for name, vars := range map[string][]string{
+		"BRIDGE_AMQP_EXCHANGE":    {"BRIDGE_AMQP_EXCHANGE=" + long},
+		"BRIDGE_AMQP_ROUTING_KEY": {"BRIDGE_AMQP_ROUTING_KEY=" + long},
+	} {
+		c := load(t, append([]string{"BRIDGE_URL=amqp://127.0.0.1/"}, vars...)...)
+		if err := c.Validate(); err == nil || !strings.Contains(err.Error(), name) {
+			t.Errorf("%s of 256 bytes: %v, want an error naming it", name, err)
+		}
+	}
+	c := load(t, "BRIDGE_URL=amqp://127.0.0.1/", "BRIDGE_AMQP_EXCHANGE="+long[:255])
+	if err := c.Validate(); err != nil {
+		t.Errorf("an exchange of 255 bytes: %v", err)
+	}
+}
