@@ -452,3 +452,13 @@ func TestRedisOpenRejects(t *testing.T) {
 		}
 	}
 }
+
+// A URL go-redis cannot parse is an error naming BRIDGE_URL without the
+// URL itself, whose user info holds the password.
+func TestRedisOpenUnparsableURLHidesPassword(t *testing.T) {
+	u := &url.URL{Scheme: "redis", User: url.UserPassword("user", "secret-pw"), Host: "127.0.0.1:port"}
+	_, err := bridge.Open(context.Background(), bridge.Options{URL: u, Config: bridge.Config{Redis: bridge.RedisConfig{Mode: "stream", Stream: "s"}}})
+	if err == nil || !strings.Contains(err.Error(), "BRIDGE_URL") || strings.Contains(err.Error(), "secret-pw") {
+		t.Errorf("open %s: %v, want an error naming BRIDGE_URL without the password", u.Redacted(), err)
+	}
+}
