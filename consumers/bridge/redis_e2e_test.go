@@ -138,7 +138,7 @@ func TestRedisBridgeConnectionCut(t *testing.T) {
 	if !strings.Contains(logs.String(), "broker not ready") {
 		t.Error("the outage was not logged")
 	}
-	t.Logf("%d events, %d duplicates (replies lost with the connection)", n, dups)
+	t.Logf("%d events, %d events written twice (replies lost with the connection)", n, dups)
 }
 
 // A user the ACL forbids XADD (its PING allowed, so the broker's check

@@ -295,7 +295,7 @@ func TestRedisConnectionCut(t *testing.T) {
 		}
 		dups += max(seen[id]-1, 0)
 	}
-	t.Logf("%d events, %d failed attempts during the cut, %d duplicates (replies lost with the connection)", n, failures.Load(), dups)
+	t.Logf("%d events, %d failed attempts during the cut, %d events written twice (replies lost with the connection)", n, failures.Load(), dups)
 }
 
 // Rejected credentials and missing ACL permissions pause; the messages
