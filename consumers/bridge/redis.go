@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/url"
 	"runtime"
 	"strings"
 
@@ -60,11 +61,10 @@ func (c RedisConfig) validate() error {
 // redisPublisher publishes to Redis: XADD to a stream (stream mode) or
 // PUBLISH to a channel (publish mode).
 //
-// Each Publish is one command on a connection of the client's pool, sized
-// to BRIDGE_CONCURRENCY, so concurrent calls are in flight together, one per
-// connection; batching them into pipelines would save little at the
-// runtime's concurrency, and a command of its own keeps each event's error
-// its own.
+// Each Publish is one command on a connection of the client's pool, which
+// has at least BRIDGE_CONCURRENCY connections, so the runtime's concurrent
+// calls are all in flight together, one per connection, and each event's
+// error is its own (no pipeline shared with other events).
 //
 // go-redis reconnects by itself: a connection that broke is dropped from
 // the pool and the next command dials anew. Its own retries are off: an
@@ -89,9 +89,14 @@ func openRedis(ctx context.Context, o Options) (Publisher, error) {
 		// A Pub/Sub message is a bare payload with no room for attributes.
 		o.Log.Warn("BRIDGE_FORMAT=cloudevents has no effect with BRIDGE_REDIS_MODE=publish: a Redis Pub/Sub message is the event's data alone")
 	}
-	// ParseURL's errors name the part that is wrong, never the credentials.
 	opt, err := redis.ParseURL(o.URL.String())
 	if err != nil {
+		// ParseURL's own errors name the part that is wrong; a url.Error
+		// would quote the whole URL, credentials and all.
+		var ue *url.Error
+		if errors.As(err, &ue) {
+			err = ue.Err
+		}
 		return nil, fmt.Errorf("BRIDGE_URL: %w", err)
 	}
 	if o.URL.Scheme == "rediss" && o.TLS != nil {

@@ -295,7 +295,7 @@ func TestRedisConnectionCut(t *testing.T) {
 		}
 		dups += max(seen[id]-1, 0)
 	}
-	t.Logf("%d events, %d failed attempts during the cut, %d duplicates (replies lost with the connection)", n, failures.Load(), dups)
+	t.Logf("%d events, %d failed attempts during the cut, %d events written twice (replies lost with the connection)", n, failures.Load(), dups)
 }
 
 // Rejected credentials and missing ACL permissions pause; the messages
@@ -450,5 +450,15 @@ func TestRedisOpenRejects(t *testing.T) {
 		if !strings.Contains(err.Error(), c.want) || strings.Contains(err.Error(), "secret") {
 			t.Errorf("%+v %s: %v, want an error naming %s (and no password)", c.cfg, c.format, err, c.want)
 		}
+	}
+}
+
+// A URL go-redis cannot parse is an error naming BRIDGE_URL without the
+// URL itself, whose user info holds the password.
+func TestRedisOpenUnparsableURLHidesPassword(t *testing.T) {
+	u := &url.URL{Scheme: "redis", User: url.UserPassword("user", "secret-pw"), Host: "127.0.0.1:port"}
+	_, err := bridge.Open(context.Background(), bridge.Options{URL: u, Config: bridge.Config{Redis: bridge.RedisConfig{Mode: "stream", Stream: "s"}}})
+	if err == nil || !strings.Contains(err.Error(), "BRIDGE_URL") || strings.Contains(err.Error(), "secret-pw") {
+		t.Errorf("open %s: %v, want an error naming BRIDGE_URL without the password", u.Redacted(), err)
 	}
 }
