@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/eventmesh/eventmesh/streams/natstest"
 )
 
 // The console binary refuses an empty CONSOLE_ADDR, an address beyond
@@ -13,6 +15,7 @@ import (
 // archive that is not there (naming ARCHIVE_DSN); --help lists its
 // variables.
 func TestStartErrors(t *testing.T) {
+	srv := natstest.Start(t) // never the machine's server on the default address
 	for _, tc := range []struct {
 		env  []string
 		code int
@@ -20,7 +23,7 @@ func TestStartErrors(t *testing.T) {
 	}{
 		{[]string{"CONSOLE_ADDR="}, 2, "CONSOLE_ADDR is empty"},
 		{[]string{"CONSOLE_ADDR=0.0.0.0:1"}, 2, "CONSOLE_PASSWORD"},
-		{[]string{"CONSOLE_ADDR=127.0.0.1:1", "DATA_DIR=" + t.TempDir()}, 1, "ARCHIVE_DSN"},
+		{[]string{"CONSOLE_ADDR=127.0.0.1:1", "DATA_DIR=" + t.TempDir(), "NATS_URL=" + srv.ClientURL()}, 1, "ARCHIVE_DSN"},
 	} {
 		var out bytes.Buffer
 		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
