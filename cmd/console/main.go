@@ -57,13 +57,6 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	if err != nil {
 		return err
 	}
-	var st store.Store
-	if cfg.ArchiveEnabled {
-		if st, err = store.OpenExisting(ctx, cfg.ArchiveDSN, cfg.DataDir); err != nil {
-			return fmt.Errorf("archive (ARCHIVE_DSN, else DATA_DIR/%s; ARCHIVE_ENABLED=false to run without it): %w", store.DefaultFile, err)
-		}
-		defer st.Close()
-	}
 	nc, err := streams.Connect(ctx, cfg.NATS, "eventmesh-console", log)
 	if err != nil {
 		return err
@@ -72,6 +65,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 	js, err := streams.NewJetStream(nc, log)
 	if err != nil {
 		return err
+	}
+	var st store.Store
+	if cfg.ArchiveEnabled {
+		if st, err = store.OpenExisting(ctx, cfg.ArchiveDSN, cfg.DataDir); err != nil {
+			return fmt.Errorf("archive (ARCHIVE_DSN, else DATA_DIR/%s; ARCHIVE_ENABLED=false to run without it): %w", store.DefaultFile, err)
+		}
+		defer st.Close()
 	}
 	srv, err := consoling.Start(ctx, cfg.Console, console.Deps{JS: js, Subjects: subjects, Store: st}, log)
 	if err != nil {

@@ -31,10 +31,12 @@ var requiredEnv = map[string]string{
 	"ARCHIVE_API_KEY": "archive-key-for-tests",
 }
 
-// connectorEnv are the variables the autoaccept profile needs.
+// connectorEnv are the variables the autoaccept profile needs, and the
+// console profile's password.
 var connectorEnv = map[string]string{
 	"CONNECTOR_URL":     "http://connector:80",
 	"CONNECTOR_API_KEY": "connector-key-for-tests",
+	"CONSOLE_PASSWORD":  "console-password-for-tests",
 }
 
 func merge(ms ...map[string]string) map[string]string {
@@ -126,7 +128,7 @@ func TestComposeLoads(t *testing.T) {
 		t.Errorf("services without profiles: %v, want %v", sorted(got), want)
 	}
 	disabled := p.DisabledServiceNames()
-	for _, s := range []string{"autoaccept", "nats-1", "nats-2", "nats-3", "producer-cluster", "rabbitmq", "bridge"} {
+	for _, s := range []string{"autoaccept", "console", "nats-1", "nats-2", "nats-3", "producer-cluster", "rabbitmq", "bridge"} {
 		if !slices.Contains(disabled, s) {
 			t.Errorf("service %s runs without its profile (disabled: %v)", s, disabled)
 		}
@@ -149,7 +151,7 @@ func TestComposeLoads(t *testing.T) {
 	for _, s := range all.Services {
 		deployed[binaryOf(t, s)] = true
 	}
-	for _, b := range []string{"producer", "webhook", "autoaccept", "archiver", "bridge"} {
+	for _, b := range []string{"producer", "webhook", "autoaccept", "archiver", "bridge", "console"} {
 		if !deployed[b] {
 			t.Errorf("no service runs %s", b)
 		}
@@ -200,7 +202,7 @@ func TestComposeEnvironmentMatchesBinaries(t *testing.T) {
 				}
 			}
 			listeners := map[uint32]string{}
-			for _, name := range []string{"INGEST_ADDR", "HTTP_ADDR", "ARCHIVE_ADDR", "NATS_LISTEN"} {
+			for _, name := range []string{"INGEST_ADDR", "HTTP_ADDR", "ARCHIVE_ADDR", "CONSOLE_ADDR", "NATS_LISTEN"} {
 				addr, ok := env(s, name)
 				if !ok || addr == "" {
 					continue
@@ -262,6 +264,17 @@ func TestComposeEnvironmentAccepted(t *testing.T) {
 		_, stderr, code := runBinary(t, "autoaccept", containerEnv(t, s))
 		if code != 2 || !strings.Contains(stderr, "CONNECTOR_URL") {
 			t.Errorf("exit status %d, want 2 naming CONNECTOR_URL; stderr:\n%s", code, stderr)
+		}
+	})
+	t.Run("console without CONSOLE_PASSWORD", func(t *testing.T) {
+		p := mustLoad(t, requiredEnv, "console")
+		s, ok := p.Services["console"]
+		if !ok {
+			t.Fatal("no console service in the console profile")
+		}
+		_, stderr, code := runBinary(t, "console", containerEnv(t, s))
+		if code != 2 || !strings.Contains(stderr, "CONSOLE_PASSWORD") {
+			t.Errorf("exit status %d, want 2 naming CONSOLE_PASSWORD; stderr:\n%s", code, stderr)
 		}
 	})
 }
