@@ -29,7 +29,7 @@ func mosquittoWithPasswords(t *testing.T) string {
 			t.Fatal(err)
 		}
 		return fmt.Sprintf("allow_anonymous false\npassword_file %s\nacl_file %s\nlistener %d 127.0.0.1\n", pw, acl, ports[0])
-	})[0]
+	}).Addrs[0]
 }
 
 // Rejected credentials pause the consumer (Ready and Publish return a
@@ -111,7 +111,7 @@ func TestMQTTOverTLS(t *testing.T) {
 	addrs := bridgetest.StartMosquitto(t, 2, func(dir string, ports []int) string {
 		return fmt.Sprintf("allow_anonymous true\nlistener %d 127.0.0.1\nlistener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n",
 			ports[0], ports[1], cert, cert, key)
-	})
+	}).Addrs
 	plain, secure := addrs[0], addrs[1]
 	prefix := bridgetest.MQTTPrefix()
 	sub := bridgetest.SubscribeMQTT(t, plain, prefix+"/#")
@@ -136,4 +136,40 @@ func TestMQTTOverTLS(t *testing.T) {
 	if err == nil || consumers.IsPause(err) || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("Ready without the CA: %v; want a retryable certificate error", err)
 	}
+}
+
+// A broker restart (no persistence: the session is gone) while a publish
+// waits for its PUBACK: the publish gets an answer (never a hang, never a
+// pause), the publisher reconnects by itself, without a process restart,
+// and publishing goes on.
+func TestMQTTBrokerRestart(t *testing.T) {
+	broker := bridgetest.StartMosquitto(t, 1, func(_ string, ports []int) string {
+		return fmt.Sprintf("allow_anonymous true\nlistener %d 127.0.0.1\n", ports[0])
+	})
+	prefix := bridgetest.MQTTPrefix()
+	p := openMQTTTest(t, mqttOptions(t, &url.URL{Scheme: "mqtt", Host: broker.Addrs[0]}, prefix+"/{{trigger}}", 1))
+	if err := p.Publish(context.Background(), mqttEvent(0, "transport.messageReceived")); err != nil {
+		t.Fatal(err)
+	}
+
+	broker.Freeze(t) // the next PUBLISH goes out, its PUBACK never comes
+	answered := make(chan error, 1)
+	go func() { answered <- p.Publish(context.Background(), mqttEvent(1, "transport.messageReceived")) }()
+	broker.Restart(t)
+	select {
+	case err := <-answered:
+		if consumers.IsPause(err) {
+			t.Fatalf("a publish across a broker restart: %v; want success or a retryable error", err)
+		}
+		t.Logf("the publish across the restart: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("a publish across a broker restart got no answer within 20 s")
+	}
+	natstest.WaitFor(t, 15*time.Second, "the publisher to reconnect", func() bool { return p.Ready(context.Background()) == nil })
+	sub := bridgetest.SubscribeMQTT(t, broker.Addrs[0], prefix+"/#")
+	m := mqttEvent(2, "transport.messageReceived")
+	if err := p.Publish(context.Background(), m); err != nil {
+		t.Fatalf("after the restart: %v", err)
+	}
+	sub.WaitIDs(t, 10*time.Second, []string{m.Event.ID})
 }
