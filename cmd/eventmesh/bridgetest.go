@@ -63,7 +63,11 @@ func runBridgeTest(ctx context.Context, args, environ []string, stdout, stderr i
 	}
 	defer pub.Close()
 	if err := waitReady(ctx, pub); err != nil {
-		fmt.Fprintln(stdout, "result:   the broker is not ready, the bridge would fetch nothing:", err)
+		if consumers.IsPause(err) {
+			fmt.Fprintln(stdout, "result:   the consumer would PAUSE:", err)
+		} else {
+			fmt.Fprintln(stdout, "result:   the broker is not ready, the bridge would fetch nothing:", err)
+		}
 		return 1
 	}
 	ev := router.Event{Namespace: "transport.messageReceived", Source: router.DefaultSource, Time: time.Now().UTC(),
@@ -92,8 +96,8 @@ func runBridgeTest(ctx context.Context, args, environ []string, stdout, stderr i
 func waitReady(ctx context.Context, pub bridge.Publisher) error {
 	for {
 		err := pub.Ready(ctx)
-		if err == nil || errors.Is(err, bridge.ErrMissingDestination) {
-			return err // a missing destination does not appear by waiting
+		if err == nil || errors.Is(err, bridge.ErrMissingDestination) || consumers.IsPause(err) {
+			return err // neither a missing destination nor refused credentials mend by waiting
 		}
 		select {
 		case <-ctx.Done():

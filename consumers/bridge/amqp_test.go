@@ -4,10 +4,14 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/tls"
+	"crypto/x509"
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
+	"net"
 	"net/url"
 	"os"
 	"os/exec"
@@ -520,5 +524,87 @@ func TestAMQPMissingPermissionPauses(t *testing.T) {
 	err := p.Publish(amqpCtx(t), amqpMessage(amqpEvent(1, "transport.messageReceived")))
 	if !consumers.IsPause(err) {
 		t.Fatalf("publish without write permission: %v, want a pause", err)
+	}
+}
+
+// tlsTerminator accepts TLS on a free loopback port with the certificate
+// given and forwards the plain bytes to target: RabbitMQ speaking amqps
+// for the test, without touching the machine's broker.
+func tlsTerminator(t *testing.T, certFile, keyFile, target string) string {
+	t.Helper()
+	cert, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := tls.Listen("tcp", "127.0.0.1:0", &tls.Config{Certificates: []tls.Certificate{cert}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { ln.Close() })
+	go func() {
+		for {
+			in, err := ln.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer in.Close()
+				out, err := net.Dial("tcp", target)
+				if err != nil {
+					return
+				}
+				defer out.Close()
+				go io.Copy(out, in)
+				io.Copy(in, out)
+			}()
+		}
+	}()
+	return ln.Addr().String()
+}
+
+// amqps:// with Options.TLS: the publisher verifies the broker's
+// certificate against the CA given and publishes over TLS; without that
+// CA (the system's do not know the test's) it connects to nothing.
+func TestAMQPOverTLS(t *testing.T) {
+	b := newAMQPBroker(t)
+	x := b.exchange("direct")
+	ds := b.consume(b.queue("", nil, x, "transport.messageReceived"))
+	certFile, keyFile := bridgetest.WriteCert(t)
+	pem, err := os.ReadFile(certFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(pem)
+	u := *b.url
+	u.Scheme, u.Host = "amqps", tlsTerminator(t, certFile, keyFile, b.url.Host)
+
+	open := func(tc *tls.Config) bridge.Publisher {
+		p, err := bridge.Open(amqpCtx(t), bridge.Options{URL: &u, Format: bridge.FormatEnmeshed, TLS: tc,
+			Config: bridge.Config{AMQP: bridge.AMQPConfig{Exchange: x, RoutingKey: router.TriggerPlaceholder}}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { p.Close() })
+		return p
+	}
+	p := open(&tls.Config{RootCAs: pool})
+	if err := p.Ready(amqpCtx(t)); err != nil {
+		t.Fatalf("Ready over TLS: %v", err)
+	}
+	e := amqpEvent(1, "transport.messageReceived")
+	if err := p.Publish(amqpCtx(t), amqpMessage(e)); err != nil {
+		t.Fatalf("publish over TLS: %v", err)
+	}
+	if d := amqpReceive(t, ds, 1, 10*time.Second)[0]; d.MessageId != e.ID {
+		t.Fatalf("received %s, want %s", d.MessageId, e.ID)
+	}
+
+	untrusted := open(nil)
+	if err := untrusted.Ready(amqpCtx(t)); err == nil {
+		t.Fatal("Ready with a certificate no CA given signs: nil")
+	}
+	if err := untrusted.Publish(amqpCtx(t), amqpMessage(amqpEvent(2, "transport.messageReceived"))); !amqpRetryable(err) {
+		t.Fatalf("publish with a certificate no CA given signs: %v, want a retryable error", err)
 	}
 }

@@ -26,6 +26,7 @@ const RecheckEvery = 5 * time.Second
 // broker is not ready.
 type Bridge struct {
 	rt      *consumers.Runtime
+	js      jetstream.JetStream
 	gate    *consumers.Gate
 	open    func(context.Context) (Publisher, error)
 	every   time.Duration // RecheckEvery; shorter in tests
@@ -61,7 +62,7 @@ func newBridge(js jetstream.JetStream, s router.Subjects, c Config, m *consumers
 	if err != nil {
 		return nil, err
 	}
-	b := &Bridge{gate: consumers.NewGate(), open: open, every: RecheckEvery, timeout: c.Runtime.AckWait,
+	b := &Bridge{js: js, gate: consumers.NewGate(), open: open, every: RecheckEvery, timeout: c.Runtime.AckWait,
 		log: log.With("consumer", c.DurableName(), "broker", c.Redacted()), recheck: make(chan struct{}, 1)}
 	notYet := errors.New("broker not connected yet")
 	b.broker.Store(&notYet)
@@ -125,12 +126,17 @@ func (b *Bridge) Run(ctx context.Context) error {
 // broker every RecheckEvery and when a publish asks for it, opening the
 // gate while the check passes and closing it while it fails.
 func (b *Bridge) watch(ctx context.Context) {
+	var openErr error
 	for b.pub.Load() == nil {
 		p, err := b.open(ctx)
 		if err == nil {
 			b.pub.Store(&p)
 			break
 		}
+		if consumers.IsPause(err) && (openErr == nil || !consumers.IsPause(openErr)) {
+			b.pause(ctx, err)
+		}
+		openErr = err
 		b.notReady(err)
 		if !streams.Sleep(ctx, b.every) {
 			return
@@ -154,6 +160,9 @@ func (b *Bridge) watch(ctx context.Context) {
 			prev := b.broker.Load()
 			b.gate.Close()
 			b.broker.Store(&err)
+			if consumers.IsPause(err) && (prev == nil || !consumers.IsPause(*prev)) {
+				b.pause(ctx, err)
+			}
 			// Every change is logged, and a lasting failure once a minute.
 			if prev == nil || (*prev).Error() != err.Error() || time.Since(lastLog) >= time.Minute {
 				b.notReady(err)
@@ -176,6 +185,22 @@ func (b *Bridge) watch(ctx context.Context) {
 // fix when a setting is the cause.
 func (b *Bridge) notReady(err error) {
 	b.log.Warn("broker not ready: fetching nothing, checking again every "+b.every.String(), "err", err)
+}
+
+// pause pauses the durable on the server when the broker's check finds
+// what needs a person (rejected credentials): a publish would pause it
+// too, but with the gate closed none is attempted. It waits for the
+// durable, which the runtime may still be setting up.
+func (b *Bridge) pause(ctx context.Context, err error) {
+	for b.rt.Ready(ctx) != nil {
+		if !streams.Sleep(ctx, 100*time.Millisecond) {
+			return
+		}
+	}
+	b.log.Error("PAUSING consumer on the server: "+err.Error(), "resume", "eventmesh consumer resume "+b.Name())
+	if perr := consumers.PauseConsumer(ctx, b.js, b.Name(), err.Error()); perr != nil {
+		b.log.Error("pause failed", "err", perr)
+	}
 }
 
 // check asks watch to check the broker now.

@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/consumers"
-	"github.com/eventmesh/eventmesh/consumers/admin"
 	"github.com/eventmesh/eventmesh/consumers/bridge"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
@@ -67,10 +66,12 @@ func run(t *testing.T, b *bridge.Bridge) {
 }
 
 // fakePublisher is a Publisher in memory. It serves the tests of New's
-// wiring that no broker can be made to show on demand in a unit test: that
-// a Ready failure holds fetching and is logged, that a publish refused for
-// a missing destination rechecks at once. The brokers' own tests show the
-// real errors.
+// wiring that a broker cannot show: the Message the handler builds (its
+// Key reaches no broker's wire), that a failed check holds fetching before
+// the first publish, that a publish refused for a missing destination
+// checks at once while the periodic check is an hour away. The real
+// errors (unroutable, rejected credentials, a missing exchange) are shown
+// end to end with real brokers (amqp_e2e_test.go, bridge_e2e_test.go).
 type fakePublisher struct {
 	mu       sync.Mutex
 	got      []bridge.Message
@@ -227,44 +228,5 @@ func TestBridgeMissingDestinationOnPublishRechecks(t *testing.T) {
 	})
 	if err := b.DurableReady(context.Background()); err != nil {
 		t.Errorf("the durable's readiness follows the broker's: %v", err)
-	}
-}
-
-func TestBridgeUnroutableDeadLettered(t *testing.T) {
-	m := newMesh(t)
-	p := &fakePublisher{pubErr: fmt.Errorf("exchange events, routing key x: %w", bridge.ErrUnroutable)}
-	b, _, _ := newFake(t, m, p, time.Hour)
-	run(t, b)
-	e := m.event("transport.messageReceived", `{"id":"MSG1"}`)
-	var dls []consumers.DeadLetter
-	natstest.WaitFor(t, 15*time.Second, "the dead letter", func() bool {
-		var err error
-		dls, err = admin.ListDeadLetters(context.Background(), m.js, subjects, b.Name(), time.Time{})
-		return err == nil && len(dls) == 1
-	})
-	if dls[0].Event.ID != e.ID || !strings.Contains(dls[0].Reason, "unroutable") || dls[0].Attempts != 3 {
-		t.Errorf("dead letter: event %s, reason %q, %d attempts; want %s, unroutable, 3", dls[0].Event.ID, dls[0].Reason, dls[0].Attempts, e.ID)
-	}
-}
-
-func TestBridgePauseStopsAtOnce(t *testing.T) {
-	m := newMesh(t)
-	p := &fakePublisher{pubErr: consumers.Pause(errors.New("broker: ACCESS_REFUSED"))}
-	b, logs, _ := newFake(t, m, p, time.Hour)
-	run(t, b)
-	m.event("transport.messageReceived", `{"id":"MSG1"}`)
-	natstest.WaitFor(t, 10*time.Second, "the consumer paused on the server", func() bool {
-		c, err := m.js.Consumer(context.Background(), streams.Events, b.Name())
-		if err != nil {
-			return false
-		}
-		info, err := c.Info(context.Background())
-		return err == nil && info.Paused
-	})
-	if !strings.Contains(logs.String(), "PAUSING") {
-		t.Error("no loud log of the pause")
-	}
-	if n := p.calls.Load(); n != 1 {
-		t.Errorf("%d publishes: a pause must not burn retries", n)
 	}
 }

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"log/slog"
 	"runtime"
 	"strings"
 
@@ -84,11 +85,9 @@ func openRedis(ctx context.Context, o Options) (Publisher, error) {
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	if cfg.Mode == RedisModePublish && o.Format == FormatCloudEvents {
-		// A Pub/Sub message is a bare payload: there is no room for the
-		// attributes, and a body that changes shape with the format would
-		// surprise a subscriber written for the Connector.
-		return nil, errors.New("BRIDGE_FORMAT=cloudevents needs BRIDGE_REDIS_MODE=stream: a Redis Pub/Sub message has no room for CloudEvents attributes")
+	if cfg.Mode == RedisModePublish && o.Format == FormatCloudEvents && o.Log != nil {
+		// A Pub/Sub message is a bare payload with no room for attributes.
+		o.Log.Warn("BRIDGE_FORMAT=cloudevents has no effect with BRIDGE_REDIS_MODE=publish: a Redis Pub/Sub message is the event's data alone")
 	}
 	// ParseURL's errors name the part that is wrong, never the credentials.
 	opt, err := redis.ParseURL(o.URL.String())
@@ -103,6 +102,9 @@ func openRedis(ctx context.Context, o Options) (Publisher, error) {
 		if t.MinVersion == 0 {
 			t.MinVersion = tls.VersionTLS12
 		}
+		if opt.TLSConfig != nil { // the URL's skip_verify
+			t.InsecureSkipVerify = t.InsecureSkipVerify || opt.TLSConfig.InsecureSkipVerify
+		}
 		opt.TLSConfig = t
 	}
 	opt.MaxRetries = -1              // see redisPublisher
@@ -111,7 +113,20 @@ func openRedis(ctx context.Context, o Options) (Publisher, error) {
 		opt.PoolSize = max(10*runtime.GOMAXPROCS(0), o.Config.Runtime.Concurrency+1) // +1: Ready's PING
 	}
 	opt.DisableIdentity = true // no CLIENT SETINFO: a user limited by ACLs may lack it
+	if o.Log != nil {
+		// go-redis logs through one logger per process, to stderr unless
+		// told otherwise; what it says (a dial failed) the bridge reports
+		// itself, so it goes to debug.
+		redis.SetLogger(redisLogger{o.Log})
+	}
 	return &redisPublisher{client: redis.NewClient(opt), cfg: cfg, format: o.Format, durable: o.Durable}, nil
+}
+
+// redisLogger passes go-redis's log lines to a slog.Logger at debug level.
+type redisLogger struct{ log *slog.Logger }
+
+func (l redisLogger) Printf(ctx context.Context, format string, v ...any) {
+	l.log.DebugContext(ctx, fmt.Sprintf(format, v...), "component", "go-redis")
 }
 
 // Publish sends m and returns nil once Redis answered the command: in

@@ -13,6 +13,7 @@ import (
 
 	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/bridge"
+	"github.com/eventmesh/eventmesh/consumers/bridge/bridgetest"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/redis/go-redis/v9"
 )
@@ -138,6 +139,24 @@ func publishRetrying(t testing.TB, p bridge.Publisher, m bridge.Message, failed 
 		failed(err)
 		time.Sleep(20 * time.Millisecond)
 	}
+}
+
+// redisProxy returns a proxy to the server of u and u through it.
+func redisProxy(t testing.TB, u *url.URL) (*bridgetest.Proxy, *url.URL) {
+	proxy := bridgetest.NewProxy(t, u.Host)
+	pu := *u
+	pu.Host = proxy.Addr()
+	return proxy, &pu
+}
+
+// redisIDs counts the ids in a stream.
+func redisIDs(t testing.TB, admin *redis.Client, key string) map[string]int {
+	t.Helper()
+	ids := map[string]int{}
+	for _, x := range redisEntries(t, admin, key) {
+		ids[x.Values["id"].(string)]++
+	}
+	return ids
 }
 
 // redisEntries reads a whole stream.

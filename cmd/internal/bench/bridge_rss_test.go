@@ -13,6 +13,7 @@ import (
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/natstest"
 	"github.com/nats-io/nats.go/jetstream"
+	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 )
 
@@ -39,7 +40,7 @@ func BenchmarkBridgePeakRSS(b *testing.B) {
 	}
 	run := "rss" + router.RandomKey()[:8]
 	brokers := []struct{ scheme, env string }{
-		{"mqtt", "EVENTMESH_TEST_MQTT"}, {"redis", "EVENTMESH_TEST_REDIS"},
+		{"amqp", "EVENTMESH_TEST_AMQP"}, {"mqtt", "EVENTMESH_TEST_MQTT"}, {"redis", "EVENTMESH_TEST_REDIS"},
 	}
 	for _, br := range brokers {
 		b.Run(br.scheme, func(b *testing.B) {
@@ -50,6 +51,18 @@ func BenchmarkBridgePeakRSS(b *testing.B) {
 			// Each broker's destination of its own, removed afterwards.
 			var extra []string
 			switch br.scheme {
+			case "amqp":
+				// RabbitMQ's default exchange routes to the queue the
+				// routing key names: a classic durable queue of our own.
+				queue := "eventmesh-" + run
+				if err := amqpDo(url, func(ch *amqp.Channel) error {
+					_, err := ch.QueueDeclare(queue, true, false, false, false, nil)
+					return err
+				}); err != nil {
+					b.Fatalf("declare queue %s: %v", queue, err)
+				}
+				defer amqpDo(url, func(ch *amqp.Channel) error { _, err := ch.QueueDelete(queue, false, false, false); return err })
+				extra = []string{"BRIDGE_AMQP_ROUTING_KEY=" + queue}
 			case "mqtt":
 				extra = []string{"BRIDGE_MQTT_TOPIC=eventmesh-" + run + "/{{trigger}}"}
 			case "redis":
@@ -142,4 +155,18 @@ func bridgeRSS(b *testing.B, bin, url string, extra []string) (peakMB, rate floa
 		b.Fatal(err)
 	}
 	return float64(peak) / 1e6, rate
+}
+
+// amqpDo runs f on a channel of a new connection to url.
+func amqpDo(url string, f func(*amqp.Channel) error) error {
+	conn, err := amqp.Dial(url)
+	if err != nil {
+		return err
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		return err
+	}
+	return f(ch)
 }
