@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,26 +13,10 @@ import (
 	"github.com/eventmesh/eventmesh/streams/natstest"
 )
 
-// mosquittoWithPasswords is a private broker that admits only user bridge
-// with password secret, and lets it write below allowed/ only (its ACL).
-func mosquittoWithPasswords(t *testing.T) string {
-	return bridgetest.StartMosquitto(t, 1, func(dir string, ports []int) string {
-		pw := filepath.Join(dir, "passwd")
-		if out, err := exec.Command("mosquitto_passwd", "-b", "-c", pw, "bridge", "s3cret-pw").CombinedOutput(); err != nil {
-			t.Fatalf("mosquitto_passwd: %v: %s", err, out)
-		}
-		acl := filepath.Join(dir, "acl")
-		if err := os.WriteFile(acl, []byte("user bridge\ntopic readwrite allowed/#\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return fmt.Sprintf("allow_anonymous false\npassword_file %s\nacl_file %s\nlistener %d 127.0.0.1\n", pw, acl, ports[0])
-	}).Addrs[0]
-}
-
 // Rejected credentials pause the consumer (Ready and Publish return a
 // pause), logged loudly without the password; the right ones publish.
 func TestMQTTRejectedCredentialsPause(t *testing.T) {
-	addr := mosquittoWithPasswords(t)
+	addr := bridgetest.MosquittoWithPassword(t)
 	for _, tc := range []struct {
 		name string
 		user *url.Userinfo
@@ -83,7 +64,7 @@ func TestMQTTRejectedCredentialsPause(t *testing.T) {
 // (QoS 1) or PUBREC (QoS 2) says not authorized and the consumer pauses;
 // the connection stays up and allowed topics still work.
 func TestMQTTNotAuthorizedTopicPauses(t *testing.T) {
-	addr := mosquittoWithPasswords(t)
+	addr := bridgetest.MosquittoWithPassword(t)
 	for _, qos := range []int{1, 2} {
 		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
 			u := &url.URL{Scheme: "mqtt", Host: addr, User: url.UserPassword("bridge", "s3cret-pw")}

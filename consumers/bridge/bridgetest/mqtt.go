@@ -228,3 +228,21 @@ func (m *Mosquitto) start(t testing.TB) {
 		})
 	}
 }
+
+// MosquittoWithPassword starts a private broker (StartMosquitto) that
+// admits only the user bridge with the password s3cret-pw, and lets it
+// write below allowed/ only (its ACL); it returns the broker's host:port.
+func MosquittoWithPassword(t testing.TB) string {
+	t.Helper()
+	return StartMosquitto(t, 1, func(dir string, ports []int) string {
+		pw := filepath.Join(dir, "passwd")
+		if out, err := exec.Command("mosquitto_passwd", "-b", "-c", pw, "bridge", "s3cret-pw").CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_passwd: %v: %s", err, out)
+		}
+		acl := filepath.Join(dir, "acl")
+		if err := os.WriteFile(acl, []byte("user bridge\ntopic readwrite allowed/#\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("allow_anonymous false\npassword_file %s\nacl_file %s\nlistener %d 127.0.0.1\n", pw, acl, ports[0])
+	}).Addrs[0]
+}
