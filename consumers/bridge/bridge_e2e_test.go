@@ -10,6 +10,7 @@ import (
 
 	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/bridge"
+	"github.com/eventmesh/eventmesh/consumers/bridge/bridgetest"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/natstest"
@@ -24,9 +25,13 @@ func TestBridgeRejectedCredentialsPause(t *testing.T) {
 	for _, tc := range []struct{ scheme, env, user string }{
 		{"amqp", "EVENTMESH_TEST_AMQP", "guest"},
 		{"redis", "EVENTMESH_TEST_REDIS", "eventmesh-nobody-" + router.RandomKey()[:8]},
+		{"mqtt", "EVENTMESH_TEST_MQTT", "bridge"}, // on a private mosquitto with a password file
 	} {
 		t.Run(tc.scheme, func(t *testing.T) {
 			raw := os.Getenv(tc.env)
+			if tc.scheme == "mqtt" && raw != "" {
+				raw = "mqtt://" + bridgetest.MosquittoWithPassword(t)
+			}
 			if raw == "" {
 				t.Skipf("%s is not set", tc.env)
 			}

@@ -137,10 +137,32 @@ func barePublish(topic string, e router.Event, qos byte) *paho.Publish {
 		Properties: &paho.PublishProperties{ContentType: router.DataContentType, User: user}}
 }
 
+// openMQTTBenchPublisher opens the bridge's Publisher alone, publishing
+// below prefix at qos; it closes with the benchmark.
+func openMQTTBenchPublisher(b *testing.B, broker *url.URL, prefix string, qos int) bridge.Publisher {
+	cfg, err := env.ParseAsWithOptions[bridge.Config](env.Options{Environment: map[string]string{
+		"BRIDGE_URL": broker.String(), "BRIDGE_MQTT_TOPIC": prefix + "/{{trigger}}", "BRIDGE_MQTT_QOS": fmt.Sprint(qos)}})
+	if err != nil {
+		b.Fatal(err)
+	}
+	o, err := cfg.Options(natstest.Logger(b))
+	if err != nil {
+		b.Fatal(err)
+	}
+	p, err := bridge.Open(context.Background(), o)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() { p.Close() })
+	return p
+}
+
 // BenchmarkMQTTDeliveryRate: the bridge draining a backlog of 10,000
 // events (1 KB data) from ENMESHED to the broker against a bare paho
 // client publishing the same messages with the same QoS and the same
-// number in flight (16 goroutines publishing one message each at a time).
+// number in flight (16 goroutines publishing one message each at a time);
+// and the bridge's Publisher alone, called the same way (no JetStream, no
+// runtime), to tell the publisher's share of a gap from the runtime's.
 func BenchmarkMQTTDeliveryRate(b *testing.B) {
 	broker := bridgetest.MQTTURL(b)
 	for _, qos := range []int{1, 2} {
@@ -149,13 +171,17 @@ func BenchmarkMQTTDeliveryRate(b *testing.B) {
 			prefix := bridgetest.MQTTPrefix()
 			topic := prefix + "/transport/messageReceived"
 			bare := bareMQTT(b, broker.Host, byte(qos))
-			var bridgeRates, bareRates []float64
+			pub := openMQTTBenchPublisher(b, broker, prefix, qos)
+			var bridgeRates, bareRates, pubRates []float64
 			for b.Loop() {
 				round := mqttBenchRound.Add(1)
 				events := make([]router.Event, mqttBenchEvents)
 				for i := range events {
 					events[i] = mqttBenchEvent(round, i)
 				}
+				pubRates = append(pubRates, bridgetest.Parallel(b, len(events), mqttBenchInFlight, func(i int) error {
+					return pub.Publish(context.Background(), bridge.Message{Event: events[i], Body: bridge.Body(events[i])})
+				}))
 				bareRates = append(bareRates, bridgetest.Parallel(b, len(events), mqttBenchInFlight, func(i int) error {
 					_, err := bare.Publish(context.Background(), barePublish(topic, events[i], byte(qos)))
 					return err
@@ -197,6 +223,8 @@ func BenchmarkMQTTDeliveryRate(b *testing.B) {
 			b.ReportMetric(br, "bridge_events/s")
 			b.ReportMetric(ba, "bare_events/s")
 			b.ReportMetric(br/ba, "ratio")
+			b.ReportMetric(bridgetest.Median(pubRates), "publisher_events/s")
+			b.ReportMetric(bridgetest.Median(pubRates)/ba, "publisher_ratio")
 		})
 	}
 }
@@ -240,19 +268,7 @@ func BenchmarkMQTTLatency(b *testing.B) {
 	})
 	b.Run("publisher", func(b *testing.B) {
 		mqttLatency(b, broker, func(prefix string, _ int64) (func(router.Event), func()) {
-			cfg, err := env.ParseAsWithOptions[bridge.Config](env.Options{Environment: map[string]string{
-				"BRIDGE_URL": broker.String(), "BRIDGE_MQTT_TOPIC": prefix + "/{{trigger}}"}})
-			if err != nil {
-				b.Fatal(err)
-			}
-			o, err := cfg.Options(natstest.Logger(b))
-			if err != nil {
-				b.Fatal(err)
-			}
-			p, err := bridge.Open(context.Background(), o)
-			if err != nil {
-				b.Fatal(err)
-			}
+			p := openMQTTBenchPublisher(b, broker, prefix, 1)
 			return func(e router.Event) {
 				if err := p.Publish(context.Background(), bridge.Message{Event: e, Body: bridge.Body(e)}); err != nil {
 					b.Fatal(err)

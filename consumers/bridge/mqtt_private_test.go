@@ -4,9 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/url"
-	"os"
-	"os/exec"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -16,26 +13,10 @@ import (
 	"github.com/eventmesh/eventmesh/streams/natstest"
 )
 
-// mosquittoWithPasswords is a private broker that admits only user bridge
-// with password secret, and lets it write below allowed/ only (its ACL).
-func mosquittoWithPasswords(t *testing.T) string {
-	return bridgetest.StartMosquitto(t, 1, func(dir string, ports []int) string {
-		pw := filepath.Join(dir, "passwd")
-		if out, err := exec.Command("mosquitto_passwd", "-b", "-c", pw, "bridge", "s3cret-pw").CombinedOutput(); err != nil {
-			t.Fatalf("mosquitto_passwd: %v: %s", err, out)
-		}
-		acl := filepath.Join(dir, "acl")
-		if err := os.WriteFile(acl, []byte("user bridge\ntopic readwrite allowed/#\n"), 0o600); err != nil {
-			t.Fatal(err)
-		}
-		return fmt.Sprintf("allow_anonymous false\npassword_file %s\nacl_file %s\nlistener %d 127.0.0.1\n", pw, acl, ports[0])
-	})[0]
-}
-
 // Rejected credentials pause the consumer (Ready and Publish return a
 // pause), logged loudly without the password; the right ones publish.
 func TestMQTTRejectedCredentialsPause(t *testing.T) {
-	addr := mosquittoWithPasswords(t)
+	addr := bridgetest.MosquittoWithPassword(t)
 	for _, tc := range []struct {
 		name string
 		user *url.Userinfo
@@ -83,7 +64,7 @@ func TestMQTTRejectedCredentialsPause(t *testing.T) {
 // (QoS 1) or PUBREC (QoS 2) says not authorized and the consumer pauses;
 // the connection stays up and allowed topics still work.
 func TestMQTTNotAuthorizedTopicPauses(t *testing.T) {
-	addr := mosquittoWithPasswords(t)
+	addr := bridgetest.MosquittoWithPassword(t)
 	for _, qos := range []int{1, 2} {
 		t.Run(fmt.Sprintf("qos%d", qos), func(t *testing.T) {
 			u := &url.URL{Scheme: "mqtt", Host: addr, User: url.UserPassword("bridge", "s3cret-pw")}
@@ -111,7 +92,7 @@ func TestMQTTOverTLS(t *testing.T) {
 	addrs := bridgetest.StartMosquitto(t, 2, func(dir string, ports []int) string {
 		return fmt.Sprintf("allow_anonymous true\nlistener %d 127.0.0.1\nlistener %d 127.0.0.1\ncafile %s\ncertfile %s\nkeyfile %s\n",
 			ports[0], ports[1], cert, cert, key)
-	})
+	}).Addrs
 	plain, secure := addrs[0], addrs[1]
 	prefix := bridgetest.MQTTPrefix()
 	sub := bridgetest.SubscribeMQTT(t, plain, prefix+"/#")
@@ -136,4 +117,40 @@ func TestMQTTOverTLS(t *testing.T) {
 	if err == nil || consumers.IsPause(err) || !strings.Contains(err.Error(), "certificate") {
 		t.Fatalf("Ready without the CA: %v; want a retryable certificate error", err)
 	}
+}
+
+// A broker restart (no persistence: the session is gone) while a publish
+// waits for its PUBACK: the publish gets an answer (never a hang, never a
+// pause), the publisher reconnects by itself, without a process restart,
+// and publishing goes on.
+func TestMQTTBrokerRestart(t *testing.T) {
+	broker := bridgetest.StartMosquitto(t, 1, func(_ string, ports []int) string {
+		return fmt.Sprintf("allow_anonymous true\nlistener %d 127.0.0.1\n", ports[0])
+	})
+	prefix := bridgetest.MQTTPrefix()
+	p := openMQTTTest(t, mqttOptions(t, &url.URL{Scheme: "mqtt", Host: broker.Addrs[0]}, prefix+"/{{trigger}}", 1))
+	if err := p.Publish(context.Background(), mqttEvent(0, "transport.messageReceived")); err != nil {
+		t.Fatal(err)
+	}
+
+	broker.Freeze(t) // the next PUBLISH goes out, its PUBACK never comes
+	answered := make(chan error, 1)
+	go func() { answered <- p.Publish(context.Background(), mqttEvent(1, "transport.messageReceived")) }()
+	broker.Restart(t)
+	select {
+	case err := <-answered:
+		if consumers.IsPause(err) {
+			t.Fatalf("a publish across a broker restart: %v; want success or a retryable error", err)
+		}
+		t.Logf("the publish across the restart: %v", err)
+	case <-time.After(20 * time.Second):
+		t.Fatal("a publish across a broker restart got no answer within 20 s")
+	}
+	natstest.WaitFor(t, 15*time.Second, "the publisher to reconnect", func() bool { return p.Ready(context.Background()) == nil })
+	sub := bridgetest.SubscribeMQTT(t, broker.Addrs[0], prefix+"/#")
+	m := mqttEvent(2, "transport.messageReceived")
+	if err := p.Publish(context.Background(), m); err != nil {
+		t.Fatalf("after the restart: %v", err)
+	}
+	sub.WaitIDs(t, 10*time.Second, []string{m.Event.ID})
 }

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -128,12 +129,22 @@ func MQTTEventID(m *paho.Publish) string {
 	return m.Properties.User.Get("id")
 }
 
+// Mosquitto is a mosquitto process of a test's own.
+type Mosquitto struct {
+	Addrs []string // the listeners' host:port
+
+	bin, conf string
+	cmd       *exec.Cmd
+	exited    chan struct{}
+	log       *natstest.LogBuffer
+}
+
 // StartMosquitto starts a mosquitto process of the test's own (the
 // machine's shared broker is never reconfigured) with listeners on free
 // loopback ports and the configuration conf returns for its directory and
-// ports; it returns the listeners' host:port and stops with the test. The
-// test skips when mosquitto is not installed.
-func StartMosquitto(t testing.TB, listeners int, conf func(dir string, ports []int) string) []string {
+// ports (persistence off); it stops with the test. The test skips when
+// mosquitto is not installed.
+func StartMosquitto(t testing.TB, listeners int, conf func(dir string, ports []int) string) *Mosquitto {
 	t.Helper()
 	bin, err := exec.LookPath("mosquitto")
 	if err != nil {
@@ -144,43 +155,69 @@ func StartMosquitto(t testing.TB, listeners int, conf func(dir string, ports []i
 	}
 	dir := t.TempDir()
 	ports := make([]int, listeners)
-	addrs := make([]string, listeners)
+	m := &Mosquitto{bin: bin, conf: filepath.Join(dir, "mosquitto.conf"), log: &natstest.LogBuffer{}}
 	for i := range ports {
 		ln, err := net.Listen("tcp", "127.0.0.1:0")
 		if err != nil {
 			t.Fatal(err)
 		}
 		ports[i] = ln.Addr().(*net.TCPAddr).Port
-		addrs[i] = ln.Addr().String()
+		m.Addrs = append(m.Addrs, ln.Addr().String())
 		ln.Close()
 	}
 	// user root: mosquitto started as root otherwise drops to the
 	// mosquitto user, who cannot read the test's directory.
 	text := "user root\npersistence false\nlog_dest stderr\nper_listener_settings false\n" + conf(dir, ports)
-	path := filepath.Join(dir, "mosquitto.conf")
-	if err := os.WriteFile(path, []byte(text), 0o600); err != nil {
+	if err := os.WriteFile(m.conf, []byte(text), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	var log natstest.LogBuffer
-	cmd := exec.Command(bin, "-c", path)
-	cmd.Stderr = &log
-	if err := cmd.Start(); err != nil {
+	m.start(t)
+	t.Cleanup(func() {
+		m.kill()
+		if t.Failed() {
+			t.Logf("mosquitto's log:\n%s", m.log.String())
+		}
+	})
+	return m
+}
+
+// Freeze stops the broker process (SIGSTOP): connections stay open and
+// nothing answers, until Restart.
+func (m *Mosquitto) Freeze(t testing.TB) {
+	if err := m.cmd.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Restart kills the broker and starts it again on the same ports. Without
+// persistence it comes back without any session.
+func (m *Mosquitto) Restart(t testing.TB) {
+	t.Helper()
+	m.kill()
+	m.start(t)
+}
+
+func (m *Mosquitto) kill() {
+	m.cmd.Process.Kill()
+	<-m.exited
+}
+
+// start starts the process and waits until every listener accepts.
+func (m *Mosquitto) start(t testing.TB) {
+	t.Helper()
+	m.cmd = exec.Command(m.bin, "-c", m.conf)
+	m.cmd.Stderr = m.log
+	if err := m.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	exited := make(chan struct{})
-	go func() { cmd.Wait(); close(exited) }()
-	t.Cleanup(func() {
-		cmd.Process.Kill()
-		<-exited
-		if t.Failed() {
-			t.Logf("mosquitto's log:\n%s", log.String())
-		}
-	})
-	for _, a := range addrs {
+	m.exited = exited
+	go func(cmd *exec.Cmd) { cmd.Wait(); close(exited) }(m.cmd)
+	for _, a := range m.Addrs {
 		natstest.WaitFor(t, 10*time.Second, "mosquitto listening on "+a, func() bool {
 			select {
 			case <-exited:
-				t.Fatalf("mosquitto exited:\n%s", log.String())
+				t.Fatalf("mosquitto exited:\n%s", m.log.String())
 			default:
 			}
 			c, err := net.Dial("tcp", a)
@@ -190,5 +227,22 @@ func StartMosquitto(t testing.TB, listeners int, conf func(dir string, ports []i
 			return err == nil
 		})
 	}
-	return addrs
+}
+
+// MosquittoWithPassword starts a private broker (StartMosquitto) that
+// admits only the user bridge with the password s3cret-pw, and lets it
+// write below allowed/ only (its ACL); it returns the broker's host:port.
+func MosquittoWithPassword(t testing.TB) string {
+	t.Helper()
+	return StartMosquitto(t, 1, func(dir string, ports []int) string {
+		pw := filepath.Join(dir, "passwd")
+		if out, err := exec.Command("mosquitto_passwd", "-b", "-c", pw, "bridge", "s3cret-pw").CombinedOutput(); err != nil {
+			t.Fatalf("mosquitto_passwd: %v: %s", err, out)
+		}
+		acl := filepath.Join(dir, "acl")
+		if err := os.WriteFile(acl, []byte("user bridge\ntopic readwrite allowed/#\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		return fmt.Sprintf("allow_anonymous false\npassword_file %s\nacl_file %s\nlistener %d 127.0.0.1\n", pw, acl, ports[0])
+	}).Addrs[0]
 }
