@@ -183,11 +183,18 @@ func (r *Runtime) consumeOpts(ctx context.Context) []jetstream.PullConsumeOpt {
 // or the retry schedule's delay for the deliveries so far, whichever is
 // longer: each hand-back costs a delivery of the MAX_DELIVER budget, so
 // an event held back again and again spends it no faster than one failing.
+// While only the gate is closed, after the retry schedule's delay alone:
+// nothing is fetched until it opens, and a broker connection restored after
+// a short cut should not wait out the breaker's cool-down.
 func (r *Runtime) release(ctx context.Context, msgs ...jetstream.Msg) {
+	cooldown := time.Duration(0)
+	if r.breaker.open() {
+		cooldown = r.cfg.BreakerCooldown
+	}
 	for _, msg := range msgs {
 		delay := time.Duration(0)
 		if ctx.Err() == nil {
-			delay = r.cfg.BreakerCooldown
+			delay = cooldown
 			if md, err := msg.Metadata(); err == nil {
 				delay = max(delay, r.cfg.Delay(int(md.NumDelivered)))
 			}
