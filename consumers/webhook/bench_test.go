@@ -177,7 +177,7 @@ func newBenchEnv(b *testing.B) *benchEnv {
 	if err != nil {
 		b.Fatal(err)
 	}
-	sc := streams.StreamConfig{Replicas: 1, MaxAge: time.Hour, MaxBytes: 256 << 20, DuplicateWindow: 2 * time.Minute}
+	sc := streams.StreamConfig{Replicas: 1, MaxAge: time.Hour, MaxBytes: 512 << 20, DuplicateWindow: 2 * time.Minute}
 	if _, err := streams.EnsureStream(context.Background(), js, streams.EventsStream(benchSubjects, sc), log); err != nil {
 		b.Fatal(err)
 	}
