@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 #
-# One image with all five binaries. The default is the all-in-one `eventmesh`
+# One image with all six binaries. The default is the all-in-one `eventmesh`
 # (embedded NATS server, store under /data):
 #
 #   docker build --build-arg VERSION=v1.2.3 -t eventmesh .
@@ -22,6 +22,7 @@
 #   docker run --rm --entrypoint /webhook    -e NATS_URL=nats://nats:4222 -e WEBHOOK_URL=https://… eventmesh
 #   docker run --rm --entrypoint /autoaccept -e NATS_URL=… -e AUTOACCEPT_ENABLED=true -e CONNECTOR_URL=… eventmesh
 #   docker run --rm --entrypoint /archiver   -e NATS_URL=… -e ARCHIVE_DSN=postgres://… eventmesh
+#   docker run --rm --entrypoint /bridge     -e NATS_URL=… -e BRIDGE_URL_FILE=/run/secrets/bridge-url -e BRIDGE_AMQP_EXCHANGE=… eventmesh
 #
 # `docker run --rm eventmesh --help` (or `--entrypoint /webhook eventmesh --help`)
 # lists every variable. Every address defaults to loopback: inside a container
@@ -51,7 +52,7 @@ RUN --mount=type=cache,target=/go/pkg/mod \
     go build -trimpath -tags "${TAGS}" \
       -ldflags "-s -w -X github.com/eventmesh/eventmesh/cmd/internal/app.Version=${VERSION}" \
       -o /out/bin/ \
-      ./cmd/eventmesh ./cmd/producer ./cmd/webhook ./cmd/autoaccept ./cmd/archiver \
+      ./cmd/eventmesh ./cmd/producer ./cmd/webhook ./cmd/autoaccept ./cmd/archiver ./cmd/bridge \
  && mkdir -p /out/data
 
 # Static binaries (pure Go: CGO_ENABLED=0, SQLite is modernc.org/sqlite), so a

@@ -202,10 +202,11 @@ func (b *breaker) probe(seq uint64) {
 
 // admit is the breaker's check on messages about to be handled: it
 // reports whether msgs may go to a handler now. While the breaker is open
-// (it may have tripped while they waited for a worker or for their batch
-// to fill) it releases them instead. ctx is the fetch loop's.
+// or the gate closed (either may have happened while they waited for a
+// worker or for their batch to fill) it releases them instead. ctx is the
+// fetch loop's.
 func (r *Runtime) admit(ctx context.Context, msgs ...jetstream.Msg) bool {
-	if !r.breaker.open() {
+	if !r.breaker.open() && (r.opt.Gate == nil || r.opt.Gate.IsOpen()) {
 		return true
 	}
 	r.release(ctx, msgs...)

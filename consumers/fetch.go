@@ -12,7 +12,8 @@ import (
 
 // consume runs the fetch loop: Consume with a worker pool while the
 // circuit breaker is closed; while it is open, nothing is fetched for the
-// cool-down, then one event is fetched as a probe.
+// cool-down, then one event is fetched as a probe. While the gate (if any)
+// is closed, nothing is fetched at all.
 func (r *Runtime) consume(ctx context.Context) error {
 	work := make(chan jetstream.Msg)
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
@@ -26,6 +27,14 @@ func (r *Runtime) consume(ctx context.Context) error {
 		defer keyed.wait()
 	}
 	for ctx.Err() == nil {
+		gateChanged, held := r.gateHeld()
+		if held {
+			select {
+			case <-ctx.Done():
+			case <-gateChanged:
+			}
+			continue
+		}
 		if open, rest := r.coolDown(ctx, hctx); open {
 			r.dispatch(ctx, work, rest...) // what the probe fetched besides, once it closed the breaker
 			continue
@@ -60,6 +69,7 @@ func (r *Runtime) consume(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 		case <-r.breaker.trip:
+		case <-gateChanged: // closed: stop fetching (or a blink: fetch again)
 		case <-cc.Closed():
 			// Ended by the server, not by us: the durable was deleted
 			// (nats consumer rm, the stream re-created) or refused a pull.
@@ -76,6 +86,16 @@ func (r *Runtime) consume(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// gateHeld reports whether the gate holds fetching now, with a channel
+// closed at the gate's next change (nil, never closed, without a gate).
+func (r *Runtime) gateHeld() (changed <-chan struct{}, held bool) {
+	if r.opt.Gate == nil {
+		return nil, false
+	}
+	open, changed := r.opt.Gate.state()
+	return changed, !open
 }
 
 // startWorkers starts what handles the messages the fetch loop puts on

@@ -47,6 +47,9 @@ type Options struct {
 	// by count (0: 8 MiB); never below the server's largest message, or
 	// that message could not be fetched. Only with BatchHandler.
 	BatchBytes int
+	// Gate, when set, holds fetching while it is closed (the bridge closes
+	// it while its broker is not ready); nil: always fetch.
+	Gate *Gate
 	// NoOutcomes turns off outcome records (the archiver's own handling is
 	// the archive itself).
 	NoOutcomes bool

@@ -19,6 +19,7 @@ import (
 	"github.com/eventmesh/eventmesh/cmd/internal/producing"
 	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/autoaccept"
+	"github.com/eventmesh/eventmesh/consumers/bridge"
 	"github.com/eventmesh/eventmesh/consumers/webhook"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/embedded"
@@ -33,6 +34,7 @@ type config struct {
 	Webhook  webhook.ConsumerConfig
 	Archive  archiving.Config
 	Accept   autoaccept.ConsumerConfig
+	Bridge   bridge.Config
 }
 
 func (c config) Validate() error {
@@ -45,6 +47,9 @@ func (c config) Validate() error {
 	}
 	if c.Accept.AutoAccept.Enabled {
 		err = errors.Join(err, c.Accept.Validate(c.Producer.Connector))
+	}
+	if c.Bridge.Enabled() {
+		err = errors.Join(err, c.Bridge.Validate())
 	}
 	if !c.Embedded.Embedded && c.Embedded.ServerConfig != "" {
 		err = errors.Join(err, errors.New("NATS_SERVER_CONFIG is set but NATS_EMBEDDED=false: there is no embedded server to configure"))
@@ -83,7 +88,8 @@ const usage = `eventmesh [command]
 
 Commands:
   (none)                 run the mesh: embedded NATS server (NATS_EMBEDDED), the ENMESHED stream,
-                         ingest, and the webhook consumer when WEBHOOK_URL is set
+                         ingest, the webhook consumer when WEBHOOK_URL is set, the bridge when
+                         BRIDGE_URL is set
   dlq ls|show|replay|purge
                          dead letters in ENMESHED_DLQ (eventmesh dlq --help)
   consumer ls|pause|resume
@@ -92,14 +98,15 @@ Commands:
   archive query|replay|erase
                          the archive (eventmesh archive --help)
   webhook test           send one signed sample event to WEBHOOK_URL and show the answer
+  bridge test            send one sample event to the broker of BRIDGE_URL and show its confirm
   demo [--duration 30s]  the whole mesh against a simulated Connector: watch events flow
   sql-source init [--dialect postgres|sqlite] [--apply [--example]]
                          DDL of the SQL event-table source (and an example trigger)
   bench [--sync 2m|always] [--runs 3] [--events N] [--postgres DSN]
                          every published figure beside its ceiling, measured in one run (BENCHMARKS.md)
   permissions BINARY [--durable D]
-                         the least NATS permissions of producer, webhook, autoaccept, archiver
-                         or status (what eventmesh status reads)
+                         the least NATS permissions of producer, webhook, autoaccept, archiver,
+                         bridge or status (what eventmesh status reads)
   version                print the version
 
 Admin commands never start a server: they connect to NATS_URL, else to NATS_LISTEN.`
@@ -131,6 +138,8 @@ func run(ctx context.Context, args, environ []string, stdout, stderr io.Writer) 
 			return runPermissions(ctx, args[1:], stdout, stderr)
 		case "webhook":
 			return runWebhookTest(ctx, args[1:], environ, stdout, stderr)
+		case "bridge":
+			return runBridgeTest(ctx, args[1:], environ, stdout, stderr)
 		case "version", "--version", "-version":
 			fmt.Fprintln(stdout, "eventmesh", app.Version)
 			return 0
@@ -173,6 +182,13 @@ func ignoredNATS(c streams.ConnConfig, listen string) bool {
 	}
 	return false
 }
+
+// durableReady is the bridge as ingest's /readyz sees it: ready once its
+// durable exists (so no event ingest accepts is missed by a new durable),
+// whatever its broker does.
+type durableReady struct{ *bridge.Bridge }
+
+func (d durableReady) Ready(ctx context.Context) error { return d.DurableReady(ctx) }
 
 // serve runs the mesh until SIGINT or SIGTERM, then shuts down in order:
 // ingest (answering the requests in flight), the NATS connection (flushing
@@ -230,6 +246,13 @@ func serve(ctx context.Context, cfg config, log *slog.Logger) error {
 			return err
 		}
 		rts = append(rts, rt)
+	}
+	if cfg.Bridge.Enabled() {
+		b, err := bridge.New(js, subjects, cfg.Bridge, metrics, log)
+		if err != nil {
+			return err
+		}
+		rts = append(rts, durableReady{b})
 	}
 	if cfg.Archive.Archive.Enabled {
 		arch, err := archiving.New(ctx, js, subjects, cfg.Archive, cfg.Embedded.DataDir, metrics, reg, log)

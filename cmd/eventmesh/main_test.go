@@ -519,3 +519,30 @@ func TestArchiveAPIOnLoopback(t *testing.T) {
 		t.Errorf("no warning that the archive API serves data without a key:\n%s", p.log)
 	}
 }
+
+// With BRIDGE_URL set, eventmesh runs the bridge: its durable exists before
+// ingest reports ready, and a broker that cannot be reached makes the
+// bridge unready (logged, without the URL's password) but never ingest.
+func TestBridgeNeverAffectsIngestReadiness(t *testing.T) {
+	const password = "bridge-pw-not-for-logs"
+	closed := freeAddr(t) // nothing listens there
+	p := startMesh(t, t.TempDir(), "BRIDGE_URL=amqp://guest:"+password+"@"+closed+"/", "BRIDGE_AMQP_EXCHANGE=enmeshed-missing",
+		"BRIDGE_DURABLE=bridge-readiness")
+	js := natstest.JetStream(t, natstest.Connect(t, "nats://"+p.natsAddr))
+	if _, err := js.Consumer(context.Background(), streams.Events, "bridge-readiness"); err != nil {
+		t.Fatalf("the bridge's durable after ingest's readiness: %v", err)
+	}
+	natstest.WaitFor(t, 20*time.Second, "the bridge's not-ready log", func() bool { return strings.Contains(p.log.String(), "broker not ready") })
+	resp, err := http.Get("http://" + p.ingest + "/readyz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if resp.StatusCode != 200 {
+		t.Errorf("ingest /readyz %d while the bridge's broker is down, want 200", resp.StatusCode)
+	}
+	p.stop(t)
+	if strings.Contains(p.log.String(), password) {
+		t.Errorf("the log shows BRIDGE_URL's password:\n%s", p.log)
+	}
+}

@@ -16,10 +16,10 @@ import (
 func runPermissions(_ context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("eventmesh permissions", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	durable := fs.String("durable", "", "the webhook's durable name (WEBHOOK_DURABLE or the derived webhook-xxxxxxxx)")
+	durable := fs.String("durable", "", "the webhook's or the bridge's durable name (WEBHOOK_DURABLE or the derived webhook-xxxxxxxx; BRIDGE_DURABLE or the derived bridge-xxxxxxxx)")
 	prefix := fs.String("prefix", router.DefaultPrefix, "SUBJECT_PREFIX")
 	fs.Usage = func() {
-		fmt.Fprintln(stderr, "Usage: eventmesh permissions producer|webhook|autoaccept|archiver|status [--durable D] [--prefix P]")
+		fmt.Fprintln(stderr, "Usage: eventmesh permissions producer|webhook|autoaccept|archiver|bridge|status [--durable D] [--prefix P]")
 		fs.PrintDefaults()
 	}
 	if len(args) == 0 {

@@ -62,3 +62,32 @@ func Body(e router.Event) []byte {
 func Expand(template, namespace string) string {
 	return strings.ReplaceAll(template, router.TriggerPlaceholder, namespace)
 }
+
+// CloudEventAttributes returns e's CloudEvents context attributes under
+// their CloudEvents names, for the bindings' binary mode: specversion, id,
+// type (the namespace), source, time, and the extensions correlationid (the
+// Correlation extension), traceparent (Distributed Tracing) and
+// eventmeshorigin when the event has them. datacontenttype is left out:
+// each binding carries it in the protocol's own content-type field. A
+// binding that prefixes attribute names adds its prefix itself.
+func CloudEventAttributes(e router.Event) []Field {
+	source := e.Source
+	if source == "" {
+		source = router.DefaultSource // required by CloudEvents; events from the producer always have one
+	}
+	fs := make([]Field, 0, 8)
+	fs = append(fs,
+		Field{Name: "specversion", Value: router.SpecVersion},
+		Field{Name: "id", Value: e.ID},
+		Field{Name: "type", Value: e.Namespace},
+		Field{Name: "source", Value: source})
+	if !e.Time.IsZero() {
+		fs = append(fs, Field{Name: "time", Value: e.Time.UTC().Format(router.TimeFormat)})
+	}
+	for _, f := range []Field{{"correlationid", e.CorrelationID}, {"traceparent", e.Traceparent}, {"eventmeshorigin", string(e.Origin)}} {
+		if f.Value != "" {
+			fs = append(fs, f)
+		}
+	}
+	return fs
+}

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/eventmesh/eventmesh/cmd/internal/harness"
+	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams/embedded"
 	"github.com/eventmesh/eventmesh/streams/natstest"
 	"github.com/nats-io/nats.go/jetstream"
@@ -32,7 +33,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	start := time.Now()
-	bin, err = harness.Build(dir, "producer", "webhook", "archiver")
+	bin, err = harness.Build(dir, "producer", "webhook", "archiver", "bridge")
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.RemoveAll(dir)
@@ -98,6 +99,10 @@ type topology struct {
 	// one, "w1".
 	webhooks []string
 	archiver bool
+	// bridgeRedis, when set, is a Redis URL: the consumer is then the
+	// bridge (no webhook), publishing into a stream of its own there,
+	// which a RedisSink reads.
+	bridgeRedis string
 	// producerEnv and webhookEnv are added to the defaults.
 	producerEnv, webhookEnv []string
 }
@@ -105,12 +110,16 @@ type topology struct {
 // mesh is a running mesh: producer, webhook process(es), archiver, and
 // the receiver they deliver to.
 type mesh struct {
-	t          *testing.T
-	top        topology
-	recv       *harness.Receiver
-	producer   *harness.Process
-	webhooks   []*harness.Process
-	archiver   *harness.Process
+	t        *testing.T
+	top      topology
+	recv     *harness.Receiver
+	producer *harness.Process
+	webhooks []*harness.Process
+	archiver *harness.Process
+	bridge   *harness.Process
+	// sink is where deliveries are counted: recv, or the bridge's
+	// RedisSink.
+	sink       harness.Deliveries
 	archiveDir string
 	ingest     string
 	started    time.Time
@@ -152,7 +161,10 @@ func startMesh(t *testing.T, top topology) *mesh {
 	}
 	t.Cleanup(recv.Close)
 	recv.CountHeader("X-Process")
-	m := &mesh{t: t, top: top, recv: recv, started: time.Now()}
+	m := &mesh{t: t, top: top, recv: recv, sink: recv, started: time.Now()}
+	if top.bridgeRedis != "" {
+		top.webhooks = nil
+	}
 
 	ingestAddr := freeAddr(t)
 	m.ingest = "http://" + ingestAddr
@@ -192,6 +204,9 @@ func startMesh(t *testing.T, top topology) *mesh {
 		m.webhooks = append(m.webhooks, p)
 	}
 	procs := append([]*harness.Process(nil), m.webhooks...)
+	if top.bridgeRedis != "" {
+		procs = append(procs, m.startBridge(top))
+	}
 	if top.archiver {
 		addr := freeAddr(t)
 		m.archiveDir = t.TempDir()
@@ -221,6 +236,36 @@ func startMesh(t *testing.T, top topology) *mesh {
 	return m
 }
 
+// startBridge returns the bridge process (not started yet) publishing into
+// a Redis stream named after the test, and makes that stream m.sink.
+func (m *mesh) startBridge(top topology) *harness.Process {
+	m.t.Helper()
+	key := "eventmesh-chaos-" + strings.ReplaceAll(m.t.Name(), "/", "-") + "-" + router.RandomKey()
+	sink, err := harness.NewRedisSink(top.bridgeRedis, key)
+	if err != nil {
+		m.t.Fatalf("EVENTMESH_TEST_REDIS: %v", err)
+	}
+	m.t.Cleanup(sink.Close)
+	m.sink = sink
+	addr := freeAddr(m.t)
+	m.bridge = harness.NewProcess("bridge", bin["bridge"], addr,
+		"NATS_URL="+top.natsURL,
+		"HTTP_ADDR="+addr,
+		"BRIDGE_URL="+top.bridgeRedis,
+		"BRIDGE_REDIS_STREAM="+key,
+		"BRIDGE_DURABLE="+durable,
+		"BRIDGE_START=all",
+		"BRIDGE_ACK_WAIT=2s",
+		"BRIDGE_BACKOFF=100ms,200ms,500ms,1s",
+		"BRIDGE_MAX_DELIVER=20",
+		"BRIDGE_BREAKER_COOLDOWN=300ms",
+		"BRIDGE_DRAIN_TIMEOUT=5s",
+		fmt.Sprintf("BRIDGE_REPLICAS=%d", top.replicas),
+	)
+	m.track(m.bridge)
+	return m.bridge
+}
+
 // track kills p at the end of the test and shows its output if the test
 // failed.
 func (m *mesh) track(p *harness.Process) {
@@ -247,7 +292,7 @@ func (m *mesh) settle(js jetstream.JetStream, load *harness.LoadGen, timeout tim
 	m.t.Helper()
 	ctx := context.Background()
 	rep, err := harness.Settle(ctx, harness.Sources{
-		Name: strings.TrimPrefix(m.t.Name(), "Test"), Load: load, Receiver: m.recv, JS: js,
+		Name: strings.TrimPrefix(m.t.Name(), "Test"), Load: load, Receiver: m.sink, JS: js,
 		Consumer: durable, Archive: m.archiver != nil, ArchiveDir: m.archiveDir, Started: m.started,
 		Durables: m.durables(),
 	}, timeout)

@@ -3,6 +3,7 @@ package chaos
 import (
 	"context"
 	"fmt"
+	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -59,6 +60,41 @@ func TestKillConsumers(t *testing.T) {
 	if missing := withoutDelivered(t, js, m.recv.Deliveries()); len(missing) > 0 {
 		t.Errorf("%d of %d delivered events have no %s outcome record of %s, e.g. %s", len(missing), len(m.recv.Deliveries()),
 			consumers.ResultDelivered, durable, missing[0])
+	}
+}
+
+// The bridge is SIGKILLed again and again while events arrive, and
+// restarted, publishing into a Redis stream (EVENTMESH_TEST_REDIS): events
+// it published but had not acknowledged come again after BRIDGE_ACK_WAIT,
+// so every event arrives, some twice (the report counts them).
+func TestKillBridge(t *testing.T) {
+	skipShort(t)
+	redisURL := os.Getenv("EVENTMESH_TEST_REDIS")
+	if redisURL == "" {
+		t.Skip("EVENTMESH_TEST_REDIS is not set (e.g. redis://127.0.0.1:6379/0)")
+	}
+	events, rate, kills := size(300, 20000), size(150.0, 400.0), size(4, 40)
+	srv := startNATS(t)
+	m := startMesh(t, topology{natsURL: srv.ClientURL(), bridgeRedis: redisURL})
+	load := m.load(events, rate)
+	load.Start(context.Background())
+	for k := 1; k <= kills; k++ {
+		atAccepted(t, load, k*events/(kills+1))
+		if err := m.bridge.Kill(); err != nil {
+			t.Fatal(err)
+		}
+		time.Sleep(100 * time.Millisecond) // down for a moment: events pile up
+		if err := m.bridge.Start(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stats := load.Wait()
+	js := natstest.JetStream(t, natstest.Connect(t, srv.ClientURL()))
+	rep := m.settle(js, load, time.Minute)
+	t.Logf("killed the bridge %d times; %d events arrived twice or more (%d extra entries in the Redis stream); load: %s",
+		m.bridge.Kills(), rep.DuplicatedEvents, rep.Duplicates, stats)
+	if rep.DeadLettered > 0 {
+		t.Errorf("%d events dead-lettered: kills must cost redeliveries, not dead letters", rep.DeadLettered)
 	}
 }
 

@@ -126,7 +126,7 @@ func TestComposeLoads(t *testing.T) {
 		t.Errorf("services without profiles: %v, want %v", sorted(got), want)
 	}
 	disabled := p.DisabledServiceNames()
-	for _, s := range []string{"autoaccept", "nats-1", "nats-2", "nats-3", "producer-cluster"} {
+	for _, s := range []string{"autoaccept", "nats-1", "nats-2", "nats-3", "producer-cluster", "rabbitmq", "bridge"} {
 		if !slices.Contains(disabled, s) {
 			t.Errorf("service %s runs without its profile (disabled: %v)", s, disabled)
 		}
@@ -149,7 +149,7 @@ func TestComposeLoads(t *testing.T) {
 	for _, s := range all.Services {
 		deployed[binaryOf(t, s)] = true
 	}
-	for _, b := range []string{"producer", "webhook", "autoaccept", "archiver"} {
+	for _, b := range []string{"producer", "webhook", "autoaccept", "archiver", "bridge"} {
 		if !deployed[b] {
 			t.Errorf("no service runs %s", b)
 		}
@@ -566,6 +566,14 @@ func TestComposeDependencies(t *testing.T) {
 				u, err := url.Parse(dsn)
 				if err != nil || u.Scheme != "postgres" {
 					t.Errorf("ARCHIVE_DSN is not a postgres:// URL")
+				} else {
+					needs = append(needs, u.Hostname())
+				}
+			}
+			if broker, _ := env(s, "BRIDGE_URL"); broker != "" {
+				u, err := url.Parse(broker)
+				if err != nil {
+					t.Errorf("BRIDGE_URL does not parse")
 				} else {
 					needs = append(needs, u.Hostname())
 				}

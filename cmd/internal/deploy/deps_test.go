@@ -23,9 +23,10 @@ const (
 	chromedp      = "github.com/chromedp"               // test-only libraries: no binary
 	kfake         = "github.com/twmb/franz-go/pkg/kfake"
 	pstest        = "cloud.google.com/go/pubsub/v2/pstest"
+	bridgeTest    = module + "/consumers/bridge/bridgetest" // the bridge tests' proxy and certificates: no binary
 )
 
-var watched = []string{natsServer, embedded, sqlite, pgx, connectorTest, harness, bench, chromedp, kfake, pstest}
+var watched = []string{natsServer, embedded, sqlite, pgx, connectorTest, harness, bench, chromedp, kfake, pstest, bridgeTest}
 
 // mayLink is, for every binary (a main package in cmd/<name>), which of
 // the watched packages it may link: each binary links only what it runs.

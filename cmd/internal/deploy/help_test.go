@@ -17,11 +17,12 @@ func TestHelpListsEveryVariable(t *testing.T) {
 	// What each binary must read at the least: the deployment files and the
 	// documentation rely on these.
 	want := map[string][]string{
-		"eventmesh":  {"NATS_EMBEDDED", "NATS_LISTEN", "NATS_SYNC", "DATA_DIR", "NATS_URL", "STREAM_REPLICAS", "INGEST_ADDR", "INGEST_API_KEY", "WEBHOOK_URL", "ARCHIVE_DSN", "AUTOACCEPT_ENABLED"},
+		"eventmesh":  {"NATS_EMBEDDED", "NATS_LISTEN", "NATS_SYNC", "DATA_DIR", "NATS_URL", "STREAM_REPLICAS", "INGEST_ADDR", "INGEST_API_KEY", "WEBHOOK_URL", "ARCHIVE_DSN", "AUTOACCEPT_ENABLED", "BRIDGE_URL"},
 		"producer":   {"NATS_URL", "SUBJECT_PREFIX", "STREAM_REPLICAS", "STREAM_MAX_AGE", "INGEST_ADDR", "INGEST_API_KEY", "CONNECTOR_URL", "CONNECTOR_API_KEY"},
 		"webhook":    {"NATS_URL", "SUBJECT_PREFIX", "HTTP_ADDR", "WEBHOOK_URL", "WEBHOOK_SECRET", "WEBHOOK_MAX_DELIVER", "WEBHOOK_REPLICAS"},
 		"autoaccept": {"NATS_URL", "SUBJECT_PREFIX", "HTTP_ADDR", "AUTOACCEPT_ENABLED", "CONNECTOR_URL", "CONNECTOR_API_KEY", "AUTOACCEPT_REPLICAS"},
 		"archiver":   {"NATS_URL", "SUBJECT_PREFIX", "HTTP_ADDR", "DATA_DIR", "ARCHIVE_DSN", "ARCHIVE_ADDR", "ARCHIVE_API_KEY", "ARCHIVE_REPLICAS"},
+		"bridge":     {"NATS_URL", "SUBJECT_PREFIX", "HTTP_ADDR", "BRIDGE_URL", "BRIDGE_FORMAT", "BRIDGE_TRIGGERS", "BRIDGE_AMQP_EXCHANGE", "BRIDGE_MQTT_TOPIC", "BRIDGE_REDIS_STREAM", "BRIDGE_TLS_CA", "BRIDGE_MAX_DELIVER", "BRIDGE_REPLICAS"},
 	}
 	name := regexp.MustCompile(`^[A-Z][A-Z0-9_]*$`)
 	for _, b := range binaries {
@@ -135,7 +136,11 @@ func TestBadValueExits2NamingTheVariable(t *testing.T) {
 		{"eventmesh", []string{"ARCHIVE_MAX_DELIVER=lots"}, "ARCHIVE_MAX_DELIVER"},
 		{"eventmesh", []string{"AUTOACCEPT_ACK_WAIT=long"}, "AUTOACCEPT_ACK_WAIT"},
 		{"webhook", []string{"WEBHOOK_URL=https://receiver.example/hook", "LOG_FORMAT=yaml"}, "LOG_FORMAT"},
+		{"bridge", []string{"BRIDGE_URL=amqp://guest:guest@127.0.0.1:5672/", "BRIDGE_ORDER=fifo"}, "BRIDGE_ORDER"},
+		{"bridge", []string{"BRIDGE_URL=nats://127.0.0.1:5672/"}, "BRIDGE_URL"},
+		{"eventmesh", []string{"BRIDGE_URL=amqp://guest:guest@127.0.0.1:5672/", "BRIDGE_MAX_DELIVER=lots"}, "BRIDGE_MAX_DELIVER"},
 		// Required settings missing name themselves too.
+		{"bridge", nil, "BRIDGE_URL"},
 		{"webhook", nil, "WEBHOOK_URL"},
 		{"autoaccept", []string{"AUTOACCEPT_ENABLED=true"}, "CONNECTOR_URL"},
 		{"autoaccept", nil, "AUTOACCEPT_ENABLED"},

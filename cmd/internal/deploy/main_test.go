@@ -12,7 +12,7 @@ import (
 )
 
 // binaries are the module's commands, each built into the image at /<name>.
-var binaries = []string{"eventmesh", "producer", "webhook", "autoaccept", "archiver"}
+var binaries = []string{"eventmesh", "producer", "webhook", "autoaccept", "archiver", "bridge"}
 
 const (
 	// versionSymbol is what the Dockerfile sets with -ldflags -X.

@@ -23,8 +23,9 @@ type Sources struct {
 	Name string
 	// Load holds the events ingest acknowledged (required).
 	Load *LoadGen
-	// Receiver holds the webhook deliveries (required).
-	Receiver *Receiver
+	// Receiver holds the deliveries (required): the webhook Receiver, or
+	// a broker's consumer (RedisSink) for the bridge.
+	Receiver Deliveries
 	// JS reads ENMESHED and ENMESHED_DLQ (required). In a cluster, connect
 	// it to a live node.
 	JS jetstream.JetStream
@@ -45,6 +46,14 @@ type Sources struct {
 	Durables []string
 	// Started is when the run started, for the report's elapsed time.
 	Started time.Time
+}
+
+// Deliveries is where the accounting finds what was delivered, by event id.
+type Deliveries interface {
+	Delivered(id string) bool
+	Deliveries() map[string]int
+	Arrivals() (first, last map[string]time.Time)
+	Stats() ReceiverStats
 }
 
 // Report accounts for every event ingest acknowledged (a 2xx to the load

@@ -37,6 +37,7 @@ const (
 	BinaryWebhook    = "webhook"
 	BinaryAutoAccept = "autoaccept"
 	BinaryArchiver   = "archiver"
+	BinaryBridge     = "bridge"
 	// BinaryStatus is not a binary but the read-only side of `eventmesh
 	// status` (and a console's status page): what admin.Status reads.
 	BinaryStatus = "status"
@@ -50,11 +51,12 @@ const (
 const Inbox = "_INBOX.>"
 
 // For returns the permissions of binary (BinaryProducer, BinaryWebhook,
-// BinaryAutoAccept, BinaryArchiver, or BinaryStatus for `eventmesh
-// status`) under the subject scheme s. durable
+// BinaryAutoAccept, BinaryArchiver, BinaryBridge, or BinaryStatus for
+// `eventmesh status`) under the subject scheme s. durable
 // is the webhook consumer's durable name (webhook.Config.DurableName():
 // WEBHOOK_DURABLE or the name derived from WEBHOOK_URL), required for the
-// webhook; the auto-accept consumer and the archiver have fixed durables
+// webhook, or the bridge's (bridge.Config.DurableName()), required for the
+// bridge; the auto-accept consumer and the archiver have fixed durables
 // ("" or their name), the producer and status none (""). One process with several
 // consumers (eventmesh) needs the union.
 //
@@ -77,13 +79,16 @@ func For(binary string, s router.Subjects, durable string) (Set, error) {
 			return Set{}, fmt.Errorf("permissions: the producer has no durable (got %q)", durable)
 		}
 		pub = producerPublish(s)
-	case BinaryWebhook:
+	case BinaryWebhook, BinaryBridge:
 		if durable == "" {
-			return Set{}, fmt.Errorf("permissions: the webhook consumer needs its durable name (WEBHOOK_DURABLE, or the one derived from WEBHOOK_URL)")
+			v := strings.ToUpper(binary)
+			return Set{}, fmt.Errorf("permissions: the %s consumer needs its durable name (%s_DURABLE, or the one derived from %s_URL)", binary, v, v)
 		}
 		if err := router.ValidateToken(durable); err != nil {
 			return Set{}, fmt.Errorf("permissions: durable: %w", err)
 		}
+		// The bridge is the consumer runtime and its broker: it needs of
+		// NATS what the webhook consumer needs, nothing more.
 		pub = runtimePublish(s, durable, true, true)
 	case BinaryAutoAccept:
 		if err := fixed(autoaccept.Name); err != nil {
@@ -103,8 +108,8 @@ func For(binary string, s router.Subjects, durable string) (Set, error) {
 		}
 		pub = statusPublish()
 	default:
-		return Set{}, fmt.Errorf("permissions: unknown binary %q (want %s, %s, %s, %s or %s)",
-			binary, BinaryProducer, BinaryWebhook, BinaryAutoAccept, BinaryArchiver, BinaryStatus)
+		return Set{}, fmt.Errorf("permissions: unknown binary %q (want %s, %s, %s, %s, %s or %s)",
+			binary, BinaryProducer, BinaryWebhook, BinaryAutoAccept, BinaryArchiver, BinaryBridge, BinaryStatus)
 	}
 	return Set{Publish: pub, Subscribe: []string{Inbox}}, nil
 }

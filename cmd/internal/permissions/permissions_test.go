@@ -28,6 +28,7 @@ import (
 	"github.com/eventmesh/eventmesh/consumers/archiver"
 	"github.com/eventmesh/eventmesh/consumers/archiver/store"
 	"github.com/eventmesh/eventmesh/consumers/autoaccept"
+	"github.com/eventmesh/eventmesh/consumers/bridge"
 	"github.com/eventmesh/eventmesh/consumers/webhook"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
@@ -36,6 +37,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/redis/go-redis/v9"
 )
 
 var permSubjects = router.MustSubjects("enmeshed")
@@ -56,7 +58,7 @@ func permsFor(t *testing.T, binary, durable string) permissions.Set {
 func TestPermissionsForShape(t *testing.T) {
 	known := []string{streams.Events, streams.DLQ, streams.Advisories, streams.Outcomes, "KV_" + streams.SyncBucket, "KV_" + streams.ConsumersBucket}
 	for binary, durable := range map[string]string{permissions.BinaryProducer: "", permissions.BinaryWebhook: "webhook-0a1b2c3d",
-		permissions.BinaryAutoAccept: "", permissions.BinaryArchiver: "", permissions.BinaryStatus: ""} {
+		permissions.BinaryAutoAccept: "", permissions.BinaryArchiver: "", permissions.BinaryStatus: "", permissions.BinaryBridge: "bridge-0a1b2c3d"} {
 		p := permsFor(t, binary, durable)
 		if !slices.Equal(p.Subscribe, []string{"_INBOX.>"}) {
 			t.Errorf("%s subscribes to %v, want only _INBOX.>", binary, p.Subscribe)
@@ -108,7 +110,7 @@ func TestPermissionsForShape(t *testing.T) {
 	for _, bad := range []struct{ binary, durable string }{
 		{"eventmesh", ""}, {permissions.BinaryWebhook, ""}, {permissions.BinaryWebhook, "a.b"}, {permissions.BinaryWebhook, ">"},
 		{permissions.BinaryProducer, "x"}, {permissions.BinaryAutoAccept, "other"}, {permissions.BinaryArchiver, "other"},
-		{permissions.BinaryStatus, "webhook-0a1b2c3d"},
+		{permissions.BinaryStatus, "webhook-0a1b2c3d"}, {permissions.BinaryBridge, ""}, {permissions.BinaryBridge, "a.b"},
 	} {
 		if _, err := permissions.For(bad.binary, permSubjects, bad.durable); err == nil {
 			t.Errorf("permissions.For(%s, %q) accepted", bad.binary, bad.durable)
@@ -139,10 +141,13 @@ func TestPermissionsServerConfig(t *testing.T) {
 	conf.WriteString("authorization {\n  users = [\n")
 	want := map[string]permissions.Set{}
 	for _, b := range []string{permissions.BinaryProducer, permissions.BinaryWebhook, permissions.BinaryAutoAccept, permissions.BinaryArchiver,
-		permissions.BinaryStatus} {
+		permissions.BinaryStatus, permissions.BinaryBridge} {
 		durable := ""
-		if b == permissions.BinaryWebhook {
+		switch b {
+		case permissions.BinaryWebhook:
 			durable = "webhook-0a1b2c3d"
+		case permissions.BinaryBridge:
+			durable = "bridge-0a1b2c3d"
 		}
 		p := permsFor(t, b, durable)
 		want[b] = p
@@ -417,6 +422,52 @@ func (m *mesh) post(ingest, trigger string, data any) ingestResult {
 	return r
 }
 
+// bridgeRun is the bridge of a run: its configuration and the Redis
+// stream it publishes to.
+type bridgeRun struct {
+	cfg   bridge.Config
+	redis *redis.Client
+	key   string
+}
+
+// newBridgeRun returns the bridge of a run into a Redis stream of its own
+// on EVENTMESH_TEST_REDIS, deleted with the test; nil without a Redis.
+func newBridgeRun(t *testing.T) *bridgeRun {
+	t.Helper()
+	u := os.Getenv("EVENTMESH_TEST_REDIS")
+	if u == "" {
+		t.Log("EVENTMESH_TEST_REDIS is not set (e.g. redis://127.0.0.1:6379/0): the bridge is left out")
+		return nil
+	}
+	opt, err := redis.ParseURL(u)
+	if err != nil {
+		t.Fatalf("EVENTMESH_TEST_REDIS: %v", err)
+	}
+	r := &bridgeRun{redis: redis.NewClient(opt), key: "eventmesh-permissions-" + router.RandomKey()}
+	t.Cleanup(func() { r.redis.Del(context.Background(), r.key); r.redis.Close() })
+	r.cfg = load[bridge.Config](t, "BRIDGE_URL="+u, "BRIDGE_REDIS_STREAM="+r.key, "BRIDGE_START=all", "BRIDGE_BACKOFF=100ms")
+	return r
+}
+
+// has reports whether the stream holds an entry of each event id.
+func (r *bridgeRun) has(ctx context.Context, ids ...string) bool {
+	entries, err := r.redis.XRange(ctx, r.key, "-", "+").Result()
+	if err != nil {
+		return false
+	}
+	seen := map[string]bool{}
+	for _, e := range entries {
+		id, _ := e.Values["id"].(string)
+		seen[id] = true
+	}
+	for _, id := range ids {
+		if !seen[id] {
+			return false
+		}
+	}
+	return true
+}
+
 func runMesh(t *testing.T, featureFlags map[string]bool) {
 	log := natstest.Logger(t)
 	const apiKey = "connector-key-for-permissions"
@@ -436,6 +487,11 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 		permissions.BinaryAutoAccept: permsFor(t, permissions.BinaryAutoAccept, ""),
 		permissions.BinaryArchiver:   permsFor(t, permissions.BinaryArchiver, ""),
 		permissions.BinaryStatus:     permsFor(t, permissions.BinaryStatus, ""),
+	}
+	// The bridge, into a Redis stream of its own, when there is a Redis.
+	br := newBridgeRun(t)
+	if br != nil {
+		perms[permissions.BinaryBridge] = permsFor(t, permissions.BinaryBridge, br.cfg.DurableName())
 	}
 	// The broken user lacks one needed entry: the webhook's dead letters.
 	broken := permsFor(t, permissions.BinaryWebhook, brokenDurable)
@@ -499,7 +555,14 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 	reg = prometheus.NewRegistry()
 	arch, err := archiving.New(ctx, jetStream(t, conns[permissions.BinaryArchiver]), permSubjects, arCfg, "", consumers.NewMetrics(reg), reg, log)
 	m.check("archiver", err)
-	rts := app.StartRuntimes(ctx, log, wh, aa, arch.Archiver)
+	runners := []app.Runner{wh, aa, arch.Archiver}
+	if br != nil {
+		reg = prometheus.NewRegistry()
+		b, err := bridge.New(jetStream(t, conns[permissions.BinaryBridge]), permSubjects, br.cfg, consumers.NewMetrics(reg), log)
+		m.check("bridge", err)
+		runners = append(runners, b)
+	}
+	rts := app.StartRuntimes(ctx, log, runners...)
 	m.wait("consumers ready", func() bool { return rts.Ready(ctx) == nil })
 	dlq, err := m.admin.Stream(ctx, streams.DLQ)
 	m.check("look up the DLQ", err)
@@ -520,6 +583,9 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 	dead := m.post(ingest, "transport.messageReceived", map[string]any{"id": "MSGpermDEAD"})
 	m.wait("webhook deliveries", func() bool { return rc.got(ok.ID) && rc.got(retry.ID) })
 	m.wait("webhook dead letter", func() bool { return dlqCount(t, m.admin, whDurable) == 1 })
+	if br != nil {
+		m.wait("bridge deliveries", func() bool { return br.has(ctx, ok.ID, retry.ID, dead.ID) })
+	}
 
 	// Auto-accept: a relationship the peer created appears at the next
 	// sync, the Connector's webhook brings it to ingest, and it is accepted.
@@ -572,13 +638,18 @@ func runMesh(t *testing.T, featureFlags map[string]bool) {
 		for _, c := range rep.Consumers {
 			procs[c.Name] = len(c.Processes)
 		}
-		return procs[whDurable] == 1 && procs[autoaccept.Name] == 1 && procs[archiver.Name] == 1
+		return procs[whDurable] == 1 && procs[autoaccept.Name] == 1 && procs[archiver.Name] == 1 &&
+			(br == nil || procs[br.cfg.DurableName()] == 1)
 	})
 
 	// Max-deliveries advisories (as the server sends them when a handler
 	// crashes on an event every time): each consumer reads its own, fetches
 	// the event by sequence and dead-letters it.
-	for _, d := range []string{whDurable, autoaccept.Name, archiver.Name} {
+	advised := []string{whDurable, autoaccept.Name, archiver.Name}
+	if br != nil {
+		advised = append(advised, br.cfg.DurableName())
+	}
+	for _, d := range advised {
 		before := dlqCount(t, m.admin, d)
 		adv, _ := json.Marshal(map[string]any{"stream": streams.Events, "consumer": d, "stream_seq": ok.StreamSeq, "deliveries": 10})
 		if _, err := m.admin.Publish(ctx, streams.AdvisorySubject(d), adv); err != nil {
