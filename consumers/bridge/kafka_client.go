@@ -139,7 +139,7 @@ func kafkaSASL(c KafkaConfig) sasl.Mechanism {
 // Publish produces m and waits for its own record's acknowledgement; the
 // records of concurrent calls are in flight together.
 func (p *kafkaPublisher) Publish(ctx context.Context, m Message) error {
-	rec := &kgo.Record{Topic: Expand(p.topic, m.Event.Namespace), Value: m.body(), Headers: p.headers(m.Event)}
+	rec := &kgo.Record{Topic: Expand(p.topic, m.Event.Namespace), Value: m.Body, Headers: p.headers(m.Event)}
 	if m.Key != "" {
 		// One peer's records in one partition, in order.
 		rec.Key = []byte(m.Key)
@@ -176,18 +176,18 @@ func (p *kafkaPublisher) Publish(ctx context.Context, m Message) error {
 
 // headers returns the record headers of e in the configured format.
 func (p *kafkaPublisher) headers(e router.Event) []kgo.RecordHeader {
-	var fs []Field
 	hs := make([]kgo.RecordHeader, 0, 9)
 	if p.format == FormatCloudEvents {
-		// The Kafka binding's binary mode: ce_* headers, and the
-		// datacontenttype in content-type.
-		fs = cloudEventAttributes(e, "ce_")
+		// The Kafka binding's binary mode: each attribute as ce_<name>,
+		// the datacontenttype in content-type.
 		hs = append(hs, kgo.RecordHeader{Key: "content-type", Value: []byte(router.DataContentType)})
-	} else {
-		fs = Metadata(e)
-		hs = append(hs, kgo.RecordHeader{Key: "namespace", Value: []byte(e.Namespace)})
+		for _, f := range CloudEventAttributes(e) {
+			hs = append(hs, kgo.RecordHeader{Key: "ce_" + f.Name, Value: []byte(f.Value)})
+		}
+		return hs
 	}
-	for _, f := range fs {
+	hs = append(hs, kgo.RecordHeader{Key: "namespace", Value: []byte(e.Namespace)})
+	for _, f := range Metadata(e) {
 		hs = append(hs, kgo.RecordHeader{Key: f.Name, Value: []byte(f.Value)})
 	}
 	return hs

@@ -65,7 +65,7 @@ func openPubSub(ctx context.Context, o Options) (Publisher, error) {
 // Publish sends m and waits for its publish result: nil once Pub/Sub
 // stored the message.
 func (p *pubsubPublisher) Publish(ctx context.Context, m Message) error {
-	msg := &pubsub.Message{Data: m.body(), Attributes: p.attributes(m.Event)}
+	msg := &pubsub.Message{Data: m.Body, Attributes: p.attributes(m.Event)}
 	if p.ordered {
 		msg.OrderingKey = m.Key
 	}
@@ -89,19 +89,19 @@ func (p *pubsubPublisher) Publish(ctx context.Context, m Message) error {
 
 // attributes returns the message attributes of e in the configured format.
 func (p *pubsubPublisher) attributes(e router.Event) map[string]string {
-	var fs []Field
 	attrs := make(map[string]string, 9)
 	if p.format == FormatCloudEvents {
-		// The Pub/Sub binding's binary mode: ce-* attributes, and the
-		// datacontenttype in Content-Type.
-		fs = cloudEventAttributes(e, "ce-")
+		// The Pub/Sub binding's binary mode: each attribute as ce-<name>,
+		// the datacontenttype in Content-Type.
+		for _, f := range CloudEventAttributes(e) {
+			attrs["ce-"+f.Name] = f.Value
+		}
 		attrs["Content-Type"] = router.DataContentType
-	} else {
-		// The Connector's messageBrokerPublisher sets "namespace".
-		fs = Metadata(e)
-		attrs["namespace"] = e.Namespace
+		return attrs
 	}
-	for _, f := range fs {
+	// The Connector's messageBrokerPublisher sets "namespace".
+	attrs["namespace"] = e.Namespace
+	for _, f := range Metadata(e) {
 		attrs[f.Name] = f.Value
 	}
 	return attrs

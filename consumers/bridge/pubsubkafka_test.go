@@ -61,15 +61,22 @@ func wantMeta(e router.Event, f bridge.Format, cePrefix, contentType string) map
 		w[cePrefix+"type"] = e.Namespace
 		w[cePrefix+"source"] = e.Source
 		w[cePrefix+"time"] = e.Time.Format(time.RFC3339Nano)
-	} else {
-		w["namespace"] = e.Namespace
-		w["ce-specversion"] = "1.0"
-		w["ce-id"] = e.ID
-		w["ce-type"] = e.Namespace
-		w["ce-source"] = e.Source
-		w["ce-time"] = e.Time.Format(time.RFC3339Nano)
-		w["eventmesh-origin"] = string(e.Origin)
+		w[cePrefix+"eventmeshorigin"] = string(e.Origin)
+		if e.CorrelationID != "" {
+			w[cePrefix+"correlationid"] = e.CorrelationID
+		}
+		if e.Traceparent != "" {
+			w[cePrefix+"traceparent"] = e.Traceparent
+		}
+		return w
 	}
+	w["namespace"] = e.Namespace
+	w["ce-specversion"] = "1.0"
+	w["ce-id"] = e.ID
+	w["ce-type"] = e.Namespace
+	w["ce-source"] = e.Source
+	w["ce-time"] = e.Time.Format(time.RFC3339Nano)
+	w["eventmesh-origin"] = string(e.Origin)
 	if e.CorrelationID != "" {
 		w["x-correlation-id"] = e.CorrelationID
 	}
