@@ -1,0 +1,4 @@
+package bridge
+
+// ErrNegativeConfirm is errNegativeConfirm, for the AMQP tests.
+var ErrNegativeConfirm = errNegativeConfirm
