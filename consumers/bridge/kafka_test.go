@@ -351,20 +351,7 @@ func TestKafkaRefused(t *testing.T) {
 		kfake.User("PLAIN", "reader", passwords["reader"], kfake.ACL{Resource: kmsg.ACLResourceTypeTopic, Name: "events",
 			Pattern: kmsg.ACLResourcePatternTypeLiteral, Operation: kmsg.ACLOperationDescribe, Allow: true}),
 		kfake.SeedTopics(1, "events"))
-	// kfake closes the connection on a wrong PLAIN password; a Kafka
-	// broker first answers SASL_AUTHENTICATION_FAILED, as here.
-	c.ControlKey(int16(kmsg.SASLAuthenticate), func(r kmsg.Request) (kmsg.Response, error, bool) {
-		c.KeepControl()
-		req := r.(*kmsg.SASLAuthenticateRequest)
-		f := bytes.Split(req.SASLAuthBytes, []byte{0})
-		if len(f) != 3 || passwords[string(f[1])] == string(f[2]) {
-			return nil, nil, false
-		}
-		resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
-		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
-		resp.ErrorMessage = kmsg.StringPtr("Authentication failed: Invalid username or password")
-		return resp, nil, true
-	})
+	answerWrongPasswords(c, passwords)
 	m := testMessages(1, 1)[0]
 	for _, tc := range []struct {
 		name, mechanism, user, password string
@@ -397,6 +384,24 @@ func TestKafkaRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// answerWrongPasswords makes c answer a PLAIN authentication with a wrong
+// password as a Kafka broker does, SASL_AUTHENTICATION_FAILED, where kfake
+// itself just closes the connection.
+func answerWrongPasswords(c *kfake.Cluster, passwords map[string]string) {
+	c.ControlKey(int16(kmsg.SASLAuthenticate), func(r kmsg.Request) (kmsg.Response, error, bool) {
+		c.KeepControl()
+		req := r.(*kmsg.SASLAuthenticateRequest)
+		f := bytes.Split(req.SASLAuthBytes, []byte{0})
+		if len(f) != 3 || passwords[string(f[1])] == string(f[2]) {
+			return nil, nil, false
+		}
+		resp := req.ResponseKind().(*kmsg.SASLAuthenticateResponse)
+		resp.ErrorCode = kerr.SaslAuthenticationFailed.Code
+		resp.ErrorMessage = kmsg.StringPtr("Authentication failed: Invalid username or password")
+		return resp, nil, true
+	})
 }
 
 func mustURL(t testing.TB, raw string) *url.URL {

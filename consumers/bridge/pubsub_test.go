@@ -5,6 +5,7 @@ package bridge_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -18,6 +19,8 @@ import (
 	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/bridge"
 	"github.com/eventmesh/eventmesh/consumers/bridge/bridgetest"
+	"github.com/eventmesh/eventmesh/router"
+	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/natstest"
 )
 
@@ -205,4 +208,43 @@ func TestPubSubRefused(t *testing.T) {
 			}
 		})
 	}
+}
+
+// End to end through the runtime (bridge.New as cmd/bridge wires it):
+// events on ENMESHED arrive as messages on the topic, body = data, the
+// peer as ordering key, the namespace attribute; a publish refused for
+// want of permission pauses the consumer on the server.
+func TestPubSubBridgeEndToEnd(t *testing.T) {
+	refused := &refuse{code: codes.PermissionDenied}
+	srv := startPubSub(t, pstest.ServerReactorOption{FuncName: "Publish", Reactor: refused})
+	m := newMesh(t)
+	br, _ := startBridge(t, m, "BRIDGE_URL=pubsub://test-project/events", "BRIDGE_ORDER=per-key", "BRIDGE_DURABLE=bridge-pubsub-e2e")
+	natstest.WaitFor(t, 10*time.Second, "the bridge ready", func() bool { return br.Ready(context.Background()) == nil })
+	sent := map[string]router.Event{}
+	for i := range 40 {
+		e := m.event("transport.messageReceived", fmt.Sprintf(`{"id":"MSG%d","isOwn":false,"createdBy":"did:e:peer%d"}`, i, i%3))
+		sent[e.ID] = e
+	}
+	natstest.WaitFor(t, 20*time.Second, "every event on the topic", func() bool {
+		byID, _, _ := pubsubReceived(srv)
+		return len(byID) == len(sent)
+	})
+	byID, _, _ := pubsubReceived(srv)
+	for id, e := range sent {
+		got := byID[id]
+		if got == nil || string(got.Data) != string(e.Data) || got.OrderingKey != router.OrderKey(e.Data) || got.Attributes["namespace"] != e.Namespace {
+			t.Errorf("event %s: %+v", id, got)
+		}
+	}
+
+	refused.on.Store(true)
+	m.event("transport.messageReceived", `{"id":"MSG-refused"}`)
+	natstest.WaitFor(t, 20*time.Second, "the consumer paused on the server", func() bool {
+		cons, err := m.js.Consumer(context.Background(), streams.Events, br.Name())
+		if err != nil {
+			return false
+		}
+		info, err := cons.Info(context.Background())
+		return err == nil && info.Paused
+	})
 }
