@@ -1,52 +1,20 @@
+//go:build kafka
+
 package bridge_test
 
 import (
 	"context"
 	"fmt"
-	"slices"
 	"strings"
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/twmb/franz-go/pkg/kfake"
 
-	"github.com/eventmesh/eventmesh/consumers"
-	"github.com/eventmesh/eventmesh/consumers/bridge"
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/natstest"
 )
-
-// startBridge runs the bridge as cmd/bridge wires it (bridge.New) on m
-// with the test's fast schedule and vars; it stops with the test.
-func startBridge(t *testing.T, m *mesh, vars ...string) (*bridge.Bridge, *natstest.LogBuffer) {
-	t.Helper()
-	cfg := load(t, slices.Concat(fastVars, vars)...)
-	if err := cfg.Validate(); err != nil {
-		t.Fatal(err)
-	}
-	log, buf := natstest.BufferLogger()
-	br, err := bridge.New(m.js, subjects, cfg, consumers.NewMetrics(prometheus.NewRegistry()), log)
-	if err != nil {
-		t.Fatal(err)
-	}
-	run(t, br)
-	return br, buf
-}
-
-// pending returns how many events the bridge's durable has not fetched.
-func pending(t *testing.T, m *mesh, durable string) uint64 {
-	c, err := m.js.Consumer(context.Background(), streams.Events, durable)
-	if err != nil {
-		t.Fatal(err)
-	}
-	info, err := c.Info(context.Background())
-	if err != nil {
-		t.Fatal(err)
-	}
-	return info.NumPending
-}
 
 // End to end through the runtime: events on ENMESHED, the bridge with the
 // BRIDGE_URL of a topic not yet created (not ready, fetching nothing, the

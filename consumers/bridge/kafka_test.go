@@ -1,3 +1,5 @@
+//go:build kafka
+
 package bridge_test
 
 import (
@@ -5,7 +7,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -402,20 +403,4 @@ func answerWrongPasswords(c *kfake.Cluster, passwords map[string]string) {
 		resp.ErrorMessage = kmsg.StringPtr("Authentication failed: Invalid username or password")
 		return resp, nil, true
 	})
-}
-
-func mustURL(t testing.TB, raw string) *url.URL {
-	t.Helper()
-	u, err := url.Parse(raw)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return u
-}
-
-func errString(err error) string {
-	if err == nil {
-		return ""
-	}
-	return err.Error()
 }
