@@ -40,7 +40,7 @@ import (
 //	go test ./consumers/bridge -run '^$' -bench 'KafkaDeliveryRate' -benchtime 3x
 //	go test -tags pubsub ./consumers/bridge -run '^$' -bench 'PubSubDeliveryRate' -benchtime 3x
 const (
-	pkBenchEvents      = 5_000
+	pkBenchEvents      = 20_000
 	pkBenchConcurrency = 16
 )
 
