@@ -264,7 +264,8 @@ func (p *kafkaPublisher) warnRefused(err error) {
 	}
 }
 
-// Close waits for the records in flight and closes the client.
+// Close closes the client; records still buffered fail, and their events
+// are delivered again by the runtime (the runtime drains before closing).
 func (p *kafkaPublisher) Close() error {
 	p.client.Close()
 	return nil
