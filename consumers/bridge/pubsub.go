@@ -1,11 +1,16 @@
 package bridge
 
 import (
-	"context"
-	"errors"
+	"fmt"
+	"net/url"
+	"strings"
 )
 
-// PubSubConfig holds the BRIDGE_PUBSUB_* settings.
+// PubSubConfig holds the BRIDGE_PUBSUB_* settings: none so far. The project
+// and topic are in BRIDGE_URL (pubsub://PROJECT/TOPIC); credentials come
+// the way every Google client finds them (Application Default Credentials,
+// GOOGLE_APPLICATION_CREDENTIALS), and PUBSUB_EMULATOR_HOST points the
+// client at an emulator.
 type PubSubConfig struct{}
 
 // Destination names what the bridge publishes to (durable naming); the
@@ -15,7 +20,12 @@ func (c PubSubConfig) Destination() string { return "" }
 // validate checks the Pub/Sub settings.
 func (c PubSubConfig) validate() error { return nil }
 
-// openPubSub opens the PubSub publisher (scheme pubsub).
-func openPubSub(ctx context.Context, o Options) (Publisher, error) {
-	return nil, errors.New("BRIDGE_URL: the pubsub scheme is not built yet")
+// pubsubTopic returns the topic's full name, projects/PROJECT/topics/TOPIC,
+// from pubsub://PROJECT/TOPIC.
+func pubsubTopic(u *url.URL) (project, name string, err error) {
+	project, topic := u.Host, strings.TrimPrefix(u.Path, "/")
+	if project == "" || topic == "" || strings.Contains(topic, "/") || u.User != nil {
+		return "", "", fmt.Errorf("BRIDGE_URL: want pubsub://PROJECT/TOPIC (credentials come from the environment, never the URL), not %s", u.Redacted())
+	}
+	return project, "projects/" + project + "/topics/" + topic, nil
 }
