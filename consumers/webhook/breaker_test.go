@@ -226,7 +226,11 @@ func TestDownReceiverOpensTheBreaker(t *testing.T) {
 		t.Error("the breaker closed while the receiver is down")
 	}
 	rc.status.Store(http.StatusNoContent)
-	natstest.WaitFor(t, 10*time.Second, "a probe closes the breaker", func() bool { return !breakerOpen(t, reg) })
+	// Events handed back while the breaker is open wait out the cool-down or
+	// their retry delay, whichever is longer, and each hand-back counts as a
+	// delivery: after a few probes every event's next delivery may be the
+	// schedule's 30 s away, so the next probe can wait that long for one.
+	natstest.WaitFor(t, 45*time.Second, "a probe closes the breaker", func() bool { return !breakerOpen(t, reg) })
 	id := m.publishID(`{"down":"back"}`)
 	waitDelivered(t, rc, []string{id}, time.Now().Add(5*time.Second))
 }
