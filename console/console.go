@@ -87,9 +87,6 @@ func New(cfg Config, deps Deps) (*Console, error) {
 	if deps.Status.Interval == 0 {
 		deps.Status.Interval = 2 * time.Second
 	}
-	if deps.Status.StarvedAfter == 0 {
-		deps.Status.StarvedAfter = admin.DefaultStarvedAfter
-	}
 	pages, err := parsePages()
 	if err != nil {
 		return nil, err
@@ -221,6 +218,22 @@ func (c *Console) Run(ctx context.Context) {
 // refresh takes one sample: the status report (two looks interval apart)
 // and the chart's recent buckets.
 func (c *Console) refresh(ctx context.Context, interval time.Duration) {
+	c.refreshStatus(ctx, interval)
+	// The chart after the states: its first query (the whole window) may
+	// take seconds on a large archive, and the overview shows the states
+	// meanwhile.
+	if c.deps.Store != nil {
+		cctx, cancel := context.WithTimeout(ctx, time.Minute)
+		if err := c.chart.update(cctx, c.deps.Store, c.deps.Now()); err != nil && ctx.Err() == nil {
+			c.log.Warn("console: chart", "err", err)
+		}
+		cancel()
+	}
+}
+
+// refreshStatus takes the status report (two looks interval apart) as the
+// overview's sample.
+func (c *Console) refreshStatus(ctx context.Context, interval time.Duration) {
 	opt := c.deps.Status
 	opt.Interval = interval
 	rctx, cancel := context.WithTimeout(ctx, interval+10*time.Second)
@@ -235,16 +248,6 @@ func (c *Console) refresh(ctx context.Context, interval time.Duration) {
 	c.mu.Unlock()
 	if first {
 		close(c.sampled)
-	}
-	// The chart after the states: its first query (the whole window) may
-	// take seconds on a large archive, and the overview shows the states
-	// meanwhile.
-	if c.deps.Store != nil {
-		cctx, cancel := context.WithTimeout(ctx, time.Minute)
-		if err := c.chart.update(cctx, c.deps.Store, c.deps.Now()); err != nil && ctx.Err() == nil {
-			c.log.Warn("console: chart", "err", err)
-		}
-		cancel()
 	}
 }
 

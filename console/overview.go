@@ -82,7 +82,8 @@ func (c *Console) pauseOrResume(w http.ResponseWriter, r *http.Request, pause bo
 		c.fail(w, r, status, err)
 		return
 	}
-	// One look, so the overview shows the new state at once.
-	c.refresh(r.Context(), 0)
+	// One look, so the overview shows the new state at once (a pause
+	// changes no chart).
+	c.refreshStatus(r.Context(), 0)
 	done(w, r, "/", msg)
 }

@@ -61,7 +61,7 @@ some consumer needs attention (any state but ok), 2 the state cannot be told
 // runStatus runs `eventmesh status`; args follow "status". Exit codes: 0
 // healthy, 1 a consumer needs attention, 2 cannot tell.
 func runStatus(ctx context.Context, args, environ []string, stdout, stderr io.Writer) int {
-	return runStatusWith(ctx, admin.StatusOptions{StarvedAfter: admin.DefaultStarvedAfter}, args, environ, stdout, stderr)
+	return runStatusWith(ctx, admin.StatusOptions{}, args, environ, stdout, stderr)
 }
 
 // runStatusWith is runStatus with the report's options besides --interval

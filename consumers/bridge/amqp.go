@@ -144,10 +144,9 @@ func (p *amqpPublisher) publishing(m Message) amqp.Publishing {
 	// Binary content mode: ce-<attribute> becomes cloudEvents_<attribute>
 	// (as strings, the binding's canonical form, which keeps ce-time's
 	// fraction of a second); the rest rides as plain headers under its own
-	// name, traceparent as W3C Trace Context for AMQP has it.
-	if ct := e.Header().Get(router.HeaderDataContentType); ct != "" {
-		msg.ContentType = ct
-	}
+	// name, traceparent as W3C Trace Context for AMQP has it. The
+	// datacontenttype is content_type, set above (an event's is always
+	// router.DataContentType).
 	for _, f := range fields {
 		if attr, ok := strings.CutPrefix(f.Name, "ce-"); ok {
 			msg.Headers[cloudEventsPrefix+attr] = f.Value

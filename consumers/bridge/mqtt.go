@@ -257,8 +257,10 @@ func (p *mqttPublisher) Publish(ctx context.Context, m Message) error {
 // properties returns the PUBLISH properties of e in the configured format.
 // The message expires never (no Message Expiry Interval).
 func (p *mqttPublisher) properties(e router.Event) *paho.PublishProperties {
-	fields := Metadata(e)
-	if p.format == FormatCloudEvents {
+	var fields []Field
+	if p.format != FormatCloudEvents {
+		fields = Metadata(e)
+	} else {
 		// The CloudEvents MQTT binding (cloudevents/spec, bindings/
 		// mqtt-protocol-binding.md, 3.1 Binary Content Mode, MQTT 5 only):
 		// Content Type = datacontenttype, the data as the payload, every

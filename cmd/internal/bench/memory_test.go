@@ -58,11 +58,9 @@ func memoryBurst(b *testing.B, events, pad int, env ...string) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	addrs := make([]string, 4)
-	for i := range addrs {
-		if addrs[i], err = harness.FreeAddr(); err != nil {
-			b.Fatal(err)
-		}
+	addrs, err := freeAddrs(4)
+	if err != nil {
+		b.Fatal(err)
 	}
 	natsAddr, ingest, archive, consoleAddr := addrs[0], addrs[1], addrs[2], addrs[3]
 	env = append(append([]string{"NATS_LISTEN=" + natsAddr, "INGEST_ADDR=" + ingest, "ARCHIVE_ADDR=" + archive, "CONSOLE_ADDR=" + consoleAddr,
