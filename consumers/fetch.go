@@ -15,7 +15,9 @@ import (
 // cool-down, then one event is fetched as a probe. While the gate (if any)
 // is closed, nothing is fetched at all.
 func (r *Runtime) consume(ctx context.Context) error {
-	work := make(chan jetstream.Msg)
+	// With a window, the work queue has room for all of it: handing an
+	// event over never blocks the fetch.
+	work := make(chan jetstream.Msg, r.window.capacity())
 	hctx, cancelHandlers := context.WithCancel(context.WithoutCancel(ctx))
 	defer cancelHandlers()
 	drain := r.startWorkers(ctx, hctx, cancelHandlers, work)
@@ -39,7 +41,7 @@ func (r *Runtime) consume(ctx context.Context) error {
 			r.dispatch(ctx, work, rest...) // what the probe fetched besides, once it closed the breaker
 			continue
 		}
-		cc, err := r.cons.Consume(func(msg jetstream.Msg) {
+		deliver := func(msg jetstream.Msg) {
 			if ctx.Err() != nil {
 				r.release(ctx, msg) // shutting down: at once
 				return
@@ -55,7 +57,14 @@ func (r *Runtime) consume(ctx context.Context) error {
 				return
 			}
 			r.dispatch(ctx, work, msg)
-		}, r.consumeOpts(ctx)...)
+		}
+		var cc fetching
+		var err error
+		if r.window != nil {
+			cc = r.fetchWindow(ctx, deliver)
+		} else {
+			cc, err = r.cons.Consume(deliver, r.consumeOpts(ctx)...)
+		}
 		if err != nil {
 			r.log.Error("consume failed; retrying", "err", err)
 			select {
@@ -111,17 +120,28 @@ func (r *Runtime) startWorkers(ctx, hctx context.Context, cancelHandlers context
 		for range r.cfg.Concurrency {
 			workers.Go(func() {
 				for msg := range work {
-					// The breaker may have tripped while msg waited for a
-					// worker: it let msg through, but msg must not run.
-					if r.admit(ctx, msg) {
+					r.window.taken(msg)
+					// Shutting down, msg waited in the queue: released at
+					// once. The breaker may have tripped (or the gate
+					// closed) while msg waited for a worker: it let msg
+					// through, but msg must not run.
+					if ctx.Err() != nil {
+						r.release(ctx, msg)
+					} else if r.admit(ctx, msg) {
 						r.process(hctx, msg)
 					}
+					r.window.leave()
 				}
 			})
 		}
 	}
+	alive, stopAlive := context.WithCancel(context.Background())
+	if r.window != nil {
+		go r.window.keepWaitingAlive(alive, r.keepAliveEvery())
+	}
 	return func() {
 		close(work)
+		defer stopAlive()
 		done := make(chan struct{})
 		go func() { workers.Wait(); close(done) }()
 		select {
@@ -138,12 +158,22 @@ func (r *Runtime) startWorkers(ctx, hctx context.Context, cancelHandlers context
 // fetch loop's) ends first.
 func (r *Runtime) dispatch(ctx context.Context, work chan<- jetstream.Msg, msgs ...jetstream.Msg) {
 	for _, msg := range msgs {
+		r.window.enter(msg)
 		select {
 		case work <- msg:
 		case <-ctx.Done():
+			r.window.taken(msg)
+			r.window.leave()
 			r.giveBack(ctx, 0, msg)
 		}
 	}
+}
+
+// fetching is what the fetch loop holds while events come: jetstream's
+// ConsumeContext, or a windowFetch.
+type fetching interface {
+	Drain()
+	Closed() <-chan struct{}
 }
 
 func (r *Runtime) consumeOpts(ctx context.Context) []jetstream.PullConsumeOpt {

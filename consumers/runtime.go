@@ -83,6 +83,9 @@ type Runtime struct {
 	presence  *presence       // this process's state in ENMESHED_CONSUMERS
 	// heldLetters are events whose dead letters ENMESHED_DLQ refused.
 	heldLetters *heldLetters
+	// window bounds and fills what a Handler without per-key order holds
+	// (nil in the other modes, which fetch with Consume).
+	window *window
 }
 
 // New returns a runtime; Run starts it. It refuses options that cannot
@@ -100,9 +103,13 @@ func New(js jetstream.JetStream, s router.Subjects, cfg Config, o Options) (*Run
 	if o.Metrics == nil {
 		o.Metrics = NewMetrics(prometheus.NewRegistry()) // counted, not exported
 	}
-	return &Runtime{js: js, subjects: s, cfg: cfg, opt: o, log: o.Log.With("consumer", o.Name), now: time.Now,
+	r := &Runtime{js: js, subjects: s, cfg: cfg, opt: o, log: o.Log.With("consumer", o.Name), now: time.Now,
 		breaker: newBreaker(cfg, o, time.Now), lost: make(chan struct{}, 1), presence: newPresence(),
-		heldLetters: newHeldLetters()}, nil
+		heldLetters: newHeldLetters()}
+	if o.Handler != nil && o.OrderKey == nil {
+		r.window = newWindow(cfg.Concurrency, cfg.MaxAckPending)
+	}
+	return r, nil
 }
 
 // validate refuses options that cannot work, naming the fields.

@@ -1,0 +1,187 @@
+package consumers
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+)
+
+// window bounds what one process of a Handler without per-key order holds:
+// events handed to the workers and not yet handled, waiting for a worker
+// or in a handler, at most size of them (windowFactor × Concurrency, at most
+// MaxAckPending). It is filled by one pull request for the free room once
+// half of it is free, so a pull brings many events: the server's and the
+// client's work per pull request costs about as much as that of the
+// events a pull of a handful brings (Consume with Concurrency messages
+// refills a few at a time). Events waiting for a worker are signalled in
+// progress, so AckWait does not fire while they wait behind slow handlers.
+type window struct {
+	size int
+	room chan struct{} // signalled when an event leaves
+
+	mu      sync.Mutex
+	held    int
+	waiting map[jetstream.Msg]time.Time // handed over, not yet taken by a worker
+}
+
+// windowFactor is the window's size as a multiple of Concurrency.
+const windowFactor = 4
+
+func newWindow(concurrency, maxAckPending int) *window {
+	return &window{size: max(1, min(windowFactor*concurrency, maxAckPending)), room: make(chan struct{}, 1),
+		waiting: make(map[jetstream.Msg]time.Time)}
+}
+
+// capacity is the work queue's room: the window's size (0 without one).
+func (w *window) capacity() int {
+	if w == nil {
+		return 0
+	}
+	return w.size
+}
+
+// enter counts msg in, waiting for a worker.
+func (w *window) enter(msg jetstream.Msg) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	w.held++
+	w.waiting[msg] = time.Now()
+	w.mu.Unlock()
+}
+
+// taken: a worker took msg.
+func (w *window) taken(msg jetstream.Msg) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	delete(w.waiting, msg)
+	w.mu.Unlock()
+}
+
+// leave: a worker is done with a message (handled or handed back).
+func (w *window) leave() {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	w.held--
+	w.mu.Unlock()
+	select {
+	case w.room <- struct{}{}:
+	default:
+	}
+}
+
+// await returns the free room once at least half the window is free,
+// or false when ctx ends first.
+func (w *window) await(ctx context.Context) (int, bool) {
+	for {
+		w.mu.Lock()
+		free := w.size - w.held
+		w.mu.Unlock()
+		if free > 0 && free >= w.size/2 {
+			return free, true
+		}
+		select {
+		case <-ctx.Done():
+			return 0, false
+		case <-w.room:
+		}
+	}
+}
+
+// keepWaitingAlive signals progress, every every until ctx ends, for the
+// events that waited longer than every for a worker.
+func (w *window) keepWaitingAlive(ctx context.Context, every time.Duration) {
+	t := time.NewTicker(every)
+	defer t.Stop()
+	var due []jetstream.Msg
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case now := <-t.C:
+			w.mu.Lock()
+			for m, since := range w.waiting {
+				if now.Sub(since) >= every {
+					due = append(due, m)
+				}
+			}
+			w.mu.Unlock()
+			for _, m := range due {
+				m.InProgress() // taken and settled meanwhile: an error, nothing to do
+			}
+			clear(due)
+			due = due[:0]
+		}
+	}
+}
+
+// windowFetch fills the window until drained: what jetstream's Consume is
+// for the other modes (one pull request at a time, for the free room).
+type windowFetch struct {
+	cancel context.CancelFunc
+	closed chan struct{}
+}
+
+func (f *windowFetch) Drain()                  { f.cancel() }
+func (f *windowFetch) Closed() <-chan struct{} { return f.closed }
+
+// Fetch timing: a pull request waits at most fetchExpiry for events, and a
+// pull the server lost is noticed after two missed heartbeats.
+const (
+	fetchExpiry    = 5 * time.Second
+	fetchHeartbeat = time.Second
+)
+
+// fetchWindow fetches into the window and hands each event to deliver
+// (which must not block: the work queue has room for the window) until
+// Drain; what a fetch brought is still handed to deliver after Drain, for
+// it to release. Closed is closed once it stopped: after Drain, or when
+// the durable is gone (signalLost).
+func (r *Runtime) fetchWindow(ctx context.Context, deliver func(jetstream.Msg)) *windowFetch {
+	fctx, cancel := context.WithCancel(ctx)
+	f := &windowFetch{cancel: cancel, closed: make(chan struct{})}
+	go func() {
+		defer close(f.closed)
+		for {
+			n, ok := r.window.await(fctx)
+			if !ok {
+				return
+			}
+			pctx, cancelPull := context.WithTimeout(fctx, fetchExpiry)
+			batch, err := r.cons.Fetch(n, jetstream.FetchContext(pctx), jetstream.FetchHeartbeat(fetchHeartbeat))
+			if err == nil {
+				for msg := range batch.Messages() {
+					deliver(msg)
+				}
+				err = batch.Error()
+			}
+			cancelPull()
+			if fctx.Err() != nil {
+				return
+			}
+			if err == nil || errors.Is(err, context.DeadlineExceeded) {
+				continue // expired: pull again
+			}
+			if errors.Is(err, jetstream.ErrConsumerDeleted) || errors.Is(err, jetstream.ErrConsumerNotFound) {
+				r.log.Warn("consume", "err", err)
+				r.signalLost()
+				return
+			}
+			r.log.Warn("consume", "err", err)
+			select {
+			case <-fctx.Done():
+				return
+			case <-time.After(time.Second):
+			}
+		}
+	}()
+	return f
+}
