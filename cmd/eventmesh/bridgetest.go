@@ -74,7 +74,7 @@ func runBridgeTest(ctx context.Context, args, environ []string, stdout, stderr i
 		Origin: router.OriginWebhook, Data: []byte(testEventData)}
 	ev.ID = router.HashID(ev.Source, ev.Namespace, "eventmesh-bridge-test-"+router.RandomKey())
 	start := time.Now()
-	err = pub.Publish(ctx, bridge.Message{Event: ev, Body: bridge.Body(ev), Key: router.OrderKey(ev.Data)})
+	err = pub.Publish(ctx, bridge.Message{Event: ev, Body: bridge.Body(ev)})
 	latency := time.Since(start)
 	fmt.Fprintf(stdout, "event:    %s (ce-id %s)\nformat:   %s\nlatency:  %s\n", ev.Namespace, ev.ID, cfg.Bridge.Format, latency.Round(time.Microsecond))
 	switch {

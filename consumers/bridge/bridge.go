@@ -224,7 +224,7 @@ func (b *Bridge) handle(ctx context.Context, d consumers.Delivery) error {
 	}
 	ctx, cancel := context.WithTimeout(ctx, b.timeout)
 	defer cancel()
-	err := (*p).Publish(ctx, Message{Event: d.Event, Body: Body(d.Event), Key: router.OrderKey(d.Event.Data)})
+	err := (*p).Publish(ctx, Message{Event: d.Event, Body: Body(d.Event)})
 	switch {
 	case err == nil:
 		return nil

@@ -143,11 +143,11 @@ func TestBridgeHandsEventsToThePublisher(t *testing.T) {
 	for _, msg := range p.messages() {
 		got[msg.Event.ID] = msg
 	}
-	if g := got[withPeer.ID]; string(g.Body) != string(withPeer.Data) || g.Key != "did:e:peer-a" || g.Event.Namespace != withPeer.Namespace {
-		t.Errorf("event with data: body %s key %q namespace %q; want the data, did:e:peer-a, %s", g.Body, g.Key, g.Event.Namespace, withPeer.Namespace)
+	if g := got[withPeer.ID]; string(g.Body) != string(withPeer.Data) || g.Key() != "did:e:peer-a" || g.Event.Namespace != withPeer.Namespace {
+		t.Errorf("event with data: body %s key %q namespace %q; want the data, did:e:peer-a, %s", g.Body, g.Key(), g.Event.Namespace, withPeer.Namespace)
 	}
-	if g := got[noData.ID]; string(g.Body) != "{}" || g.Key != "" {
-		t.Errorf("an event without data: body %q key %q; want {} (as the Connector sends), no key", g.Body, g.Key)
+	if g := got[noData.ID]; string(g.Body) != "{}" || g.Key() != "" {
+		t.Errorf("an event without data: body %q key %q; want {} (as the Connector sends), no key", g.Body, g.Key())
 	}
 	if err := b.Ready(context.Background()); err != nil {
 		t.Errorf("Ready: %v", err)

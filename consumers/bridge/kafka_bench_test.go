@@ -33,7 +33,7 @@ func BenchmarkKafkaDeliveryRate(b *testing.B) {
 	}
 	defer bare.Close()
 	produce := func(m bridge.Message) error {
-		rec := &kgo.Record{Topic: "events", Key: []byte(m.Key), Value: m.Body,
+		rec := &kgo.Record{Topic: "events", Key: []byte(m.Key()), Value: m.Body,
 			Headers: []kgo.RecordHeader{{Key: "namespace", Value: []byte(m.Event.Namespace)}}}
 		for _, f := range bridge.Metadata(m.Event) {
 			rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: f.Name, Value: []byte(f.Value)})

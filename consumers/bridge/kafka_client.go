@@ -142,9 +142,9 @@ func kafkaSASL(c KafkaConfig) sasl.Mechanism {
 // records of concurrent calls are in flight together.
 func (p *kafkaPublisher) Publish(ctx context.Context, m Message) error {
 	rec := &kgo.Record{Topic: Expand(p.topic, m.Event.Namespace), Value: m.Body, Headers: p.headers(m.Event)}
-	if m.Key != "" {
+	if key := m.Key(); key != "" {
 		// One peer's records in one partition, in order.
-		rec.Key = []byte(m.Key)
+		rec.Key = []byte(key)
 	}
 	done := make(chan error, 1)
 	refused := p.auth.refusal()

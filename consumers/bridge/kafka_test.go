@@ -129,8 +129,8 @@ func TestKafkaPublish(t *testing.T) {
 					t.Fatalf("record of no event sent: %+v", r)
 				}
 				e := m.Event
-				if r.value != wantBody(e) || r.key != m.Key {
-					t.Errorf("event %s: value %q key %q, want %q key %q", e.ID, r.value, r.key, wantBody(e), m.Key)
+				if r.value != wantBody(e) || r.key != m.Key() {
+					t.Errorf("event %s: value %q key %q, want %q key %q", e.ID, r.value, r.key, wantBody(e), m.Key())
 				}
 				if want := bridge.Expand(tc.template, e.Namespace); r.topic != want {
 					t.Errorf("event %s in topic %s, want %s", e.ID, r.topic, want)
@@ -138,10 +138,10 @@ func TestKafkaPublish(t *testing.T) {
 				if d := diffMeta(r.headers, wantMeta(e, tc.format, "ce_", "content-type")); d != "" {
 					t.Errorf("event %s headers:%s", e.ID, d)
 				}
-				order[r.topic+" "+m.Key] = append(order[r.topic+" "+m.Key], e.ID)
+				order[r.topic+" "+m.Key()] = append(order[r.topic+" "+m.Key()], e.ID)
 			}
 			// Kafka keeps order within a partition of one topic.
-			checkOrder(t, ms, order, func(m bridge.Message) string { return bridge.Expand(tc.template, m.Event.Namespace) + " " + m.Key })
+			checkOrder(t, ms, order, func(m bridge.Message) string { return bridge.Expand(tc.template, m.Event.Namespace) + " " + m.Key() })
 		})
 	}
 }

@@ -135,7 +135,7 @@ func openMQTT(ctx context.Context, o Options) (Publisher, error) {
 		format:    o.Format,
 		server:    server.Host,
 		log:       log.With("broker", server.Host, "client_id", clientID),
-		abandon:   &abandonment{done: make(chan struct{})},
+		abandon:   newAbandonment(),
 		attempted: make(chan struct{}),
 	}
 	cc := autopaho.ClientConfig{
@@ -224,13 +224,8 @@ func (p *mqttPublisher) Publish(ctx context.Context, m Message) error {
 	// on the new connection; see abandonInFlight for when it stops waiting.
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil)
-	go func() {
-		select {
-		case <-abandon.done:
-			cancel(abandon.why)
-		case <-ctx.Done():
-		}
-	}()
+	// Without a goroutine per publish: it cost as much as the publish.
+	defer context.AfterFunc(abandon, func() { cancel(context.Cause(abandon)) })()
 	resp, err := p.cm.Publish(ctx, pub)
 	if resp != nil && resp.ReasonCode >= 0x80 {
 		// paho reports a PUBACK's negative code as an error, a PUBREC's
@@ -359,15 +354,19 @@ func (p *mqttPublisher) lost() bool {
 // schedule, the breaker) rather than handlers waiting for their deadline.
 // The caller holds p.mu.
 func (p *mqttPublisher) abandonInFlight(why error) {
-	p.abandon.why = why
-	close(p.abandon.done)
-	p.abandon = &abandonment{done: make(chan struct{})}
+	p.abandon.cancel(why)
+	p.abandon = newAbandonment()
 }
 
-// abandonment is one abandonInFlight: why is set before done is closed.
+// abandonment is one abandonInFlight: a context cancelled with why.
 type abandonment struct {
-	done chan struct{}
-	why  error
+	context.Context
+	cancel context.CancelCauseFunc
+}
+
+func newAbandonment() *abandonment {
+	ctx, cancel := context.WithCancelCause(context.Background())
+	return &abandonment{Context: ctx, cancel: cancel}
 }
 
 // reason records why the connection dropped. paho reports it from a

@@ -25,10 +25,12 @@ type Message struct {
 	// Body is the message body: the event's data, or {} for an event
 	// stored without data (as the Connector sends).
 	Body []byte
-	// Key is the event's order key (the peer; router.OrderKey), "" when it
-	// has none.
-	Key string
 }
+
+// Key is the event's order key (the peer; router.OrderKey), "" when it
+// has none. It decodes the data: a publisher calls it only when it needs
+// the key (Kafka's record key, Pub/Sub's ordering key with per-key order).
+func (m Message) Key() string { return router.OrderKey(m.Event.Data) }
 
 // Publisher delivers messages to one broker destination. It is safe for
 // concurrent use: the runtime calls Publish from BRIDGE_CONCURRENCY

@@ -67,7 +67,7 @@ func openPubSub(ctx context.Context, o Options) (Publisher, error) {
 func (p *pubsubPublisher) Publish(ctx context.Context, m Message) error {
 	msg := &pubsub.Message{Data: m.Body, Attributes: p.attributes(m.Event)}
 	if p.ordered {
-		msg.OrderingKey = m.Key
+		msg.OrderingKey = m.Key()
 	}
 	_, err := p.pub.Publish(ctx, msg).Get(ctx)
 	if err == nil {

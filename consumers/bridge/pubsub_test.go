@@ -95,7 +95,7 @@ func TestPubSubPublish(t *testing.T) {
 				}
 				wantKey := ""
 				if tc.order == "per-key" {
-					wantKey = m.Key
+					wantKey = m.Key()
 				}
 				if string(got.Data) != wantBody(e) || got.OrderingKey != wantKey {
 					t.Errorf("event %s: body %q key %q, want %q key %q", e.ID, got.Data, got.OrderingKey, wantBody(e), wantKey)
@@ -105,7 +105,7 @@ func TestPubSubPublish(t *testing.T) {
 				}
 			}
 			if tc.order == "per-key" {
-				checkOrder(t, ms, order, func(m bridge.Message) string { return m.Key })
+				checkOrder(t, ms, order, func(m bridge.Message) string { return m.Key() })
 			}
 		})
 	}

@@ -17,7 +17,6 @@ import (
 
 	"github.com/eventmesh/eventmesh/consumers"
 	"github.com/eventmesh/eventmesh/consumers/bridge"
-	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
 	"github.com/eventmesh/eventmesh/streams/embedded"
 	"github.com/eventmesh/eventmesh/streams/natstest"
@@ -72,7 +71,7 @@ func newPKBench(b *testing.B) *pkBench {
 	futs := make([]jetstream.PubAckFuture, 0, pkBenchEvents)
 	for i := range pkBenchEvents {
 		e := amqpBenchEvent(fmt.Sprintf("pk-%06d", i)) // the AMQP benchmark's Connector message
-		p.msgs = append(p.msgs, bridge.Message{Event: e, Body: bridge.Body(e), Key: router.OrderKey(e.Data)})
+		p.msgs = append(p.msgs, bridge.Message{Event: e, Body: bridge.Body(e)})
 		f, err := js.PublishMsgAsync(e.Msg(subjects), jetstream.WithStallWait(time.Minute))
 		if err != nil {
 			b.Fatal(err)
