@@ -260,7 +260,9 @@ func bareWebhook(ctx context.Context) error {
 			}
 		}()
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) { work <- m }, jetstream.PullMaxMessages(concurrency))
+	// Pulls as many at a time as the consumer runtime's window holds (four
+	// events per worker): the ceiling fetches no worse than ours.
+	cc, err := cons.Consume(func(m jetstream.Msg) { work <- m }, jetstream.PullMaxMessages(4*concurrency))
 	if err != nil {
 		return err
 	}
