@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -305,6 +306,18 @@ func brokerURL(t *testing.T, variable, example string) string {
 		t.Skipf("%s is not set (e.g. %s)", variable, example)
 	}
 	return u
+}
+
+// buildBridge builds the bridge binary with the build tag (kafka, pubsub:
+// the schemes whose publisher is linked only with it) and returns its path.
+func buildBridge(t *testing.T, tag string) string {
+	t.Helper()
+	t.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -tags="+tag))
+	bins, err := harness.Build(filepath.Join(t.TempDir(), "bin"), "bridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bins["bridge"]
 }
 
 // startBridge returns the bridge process (not started yet) publishing into
