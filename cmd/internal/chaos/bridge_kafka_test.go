@@ -3,8 +3,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -24,11 +22,7 @@ import (
 // event produced but not yet acknowledged at a kill) counted.
 func TestKillBridgeKafka(t *testing.T) {
 	skipShort(t)
-	t.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -tags=kafka"))
-	bins, err := harness.Build(filepath.Join(t.TempDir(), "bin"), "bridge")
-	if err != nil {
-		t.Fatal(err)
-	}
+	bridge := buildBridge(t, "kafka")
 	c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "events"))
 	if err != nil {
 		t.Fatal(err)
@@ -47,7 +41,7 @@ func TestKillBridgeKafka(t *testing.T) {
 		t.Fatal(err)
 	}
 	const durable, events, kills = "bridge-kill-kafka", 600, 3
-	p := harness.NewProcess("bridge", bins["bridge"], addr, "NATS_URL="+srv.ClientURL(), "HTTP_ADDR="+addr,
+	p := harness.NewProcess("bridge", bridge, addr, "NATS_URL="+srv.ClientURL(), "HTTP_ADDR="+addr,
 		"BRIDGE_URL=kafka://"+strings.Join(c.ListenAddrs(), ",")+"/events", "BRIDGE_DURABLE="+durable, "BRIDGE_START=all", "LOG_LEVEL=warn")
 	p.ReadyTimeout = 30 * time.Second
 	if err := p.Start(); err != nil {

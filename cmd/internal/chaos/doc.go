@@ -5,7 +5,8 @@
 // ingest while something breaks — consumers SIGKILLed, the NATS server
 // restarted, the receiver failing or down, a poison event, the stream
 // leader of a 3-node cluster killed, one of two processes of a durable
-// killed, the stream full — and then accounts for every event ingest
+// killed, the stream full, the bridge SIGKILLed while publishing into each
+// broker — and then accounts for every event ingest
 // acknowledged (cmd/internal/harness). Each asserts that none is lost:
 // every one is delivered to the receiver or dead-lettered with a reason.
 // Duplicates (at-least-once delivery) are reported, not failed.

@@ -5,6 +5,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
@@ -99,10 +100,9 @@ type topology struct {
 	// one, "w1".
 	webhooks []string
 	archiver bool
-	// bridgeRedis, when set, is a Redis URL: the consumer is then the
-	// bridge (no webhook), publishing into a stream of its own there,
-	// which a RedisSink reads.
-	bridgeRedis string
+	// bridge, when set, makes the consumer the bridge (no webhook),
+	// publishing into a broker where bridge.sink reads.
+	bridge *bridgeTarget
 	// producerEnv and webhookEnv are added to the defaults.
 	producerEnv, webhookEnv []string
 }
@@ -118,7 +118,7 @@ type mesh struct {
 	archiver *harness.Process
 	bridge   *harness.Process
 	// sink is where deliveries are counted: recv, or the bridge's
-	// RedisSink.
+	// broker-side consumer (top.bridge.sink).
 	sink       harness.Deliveries
 	archiveDir string
 	ingest     string
@@ -162,7 +162,7 @@ func startMesh(t *testing.T, top topology) *mesh {
 	t.Cleanup(recv.Close)
 	recv.CountHeader("X-Process")
 	m := &mesh{t: t, top: top, recv: recv, sink: recv, started: time.Now()}
-	if top.bridgeRedis != "" {
+	if top.bridge != nil {
 		top.webhooks = nil
 	}
 
@@ -204,8 +204,8 @@ func startMesh(t *testing.T, top topology) *mesh {
 		m.webhooks = append(m.webhooks, p)
 	}
 	procs := append([]*harness.Process(nil), m.webhooks...)
-	if top.bridgeRedis != "" {
-		procs = append(procs, m.startBridge(top))
+	if top.bridge != nil {
+		procs = append(procs, m.startBridge(top.bridge))
 	}
 	if top.archiver {
 		addr := freeAddr(t)
@@ -236,32 +236,112 @@ func startMesh(t *testing.T, top topology) *mesh {
 	return m
 }
 
-// startBridge returns the bridge process (not started yet) publishing into
-// a Redis stream named after the test, and makes that stream m.sink.
-func (m *mesh) startBridge(top topology) *harness.Process {
-	m.t.Helper()
-	key := "eventmesh-chaos-" + strings.ReplaceAll(m.t.Name(), "/", "-") + "-" + router.RandomKey()
-	sink, err := harness.NewRedisSink(top.bridgeRedis, key)
+// bridgeTarget is a broker the bridge publishes into and the consumer
+// there that counts what arrives.
+type bridgeTarget struct {
+	// env is BRIDGE_URL and the broker's own settings (BRIDGE_REDIS_STREAM,
+	// …), and whatever else the bridge's environment needs.
+	env []string
+	// sink reads what the bridge published; the test closes it.
+	sink brokerSink
+	// bin is the bridge binary; default bin["bridge"] (no build tags).
+	bin string
+}
+
+// brokerSink is a broker-side consumer of the harness (RedisSink, …).
+type brokerSink interface {
+	harness.Deliveries
+	// Err is the consumer's last read error.
+	Err() error
+}
+
+// brokerName is a name of the test's own on a broker (stream key,
+// exchange and queue, topic prefix, subscription).
+func brokerName(t *testing.T) string {
+	return "eventmesh-chaos-" + strings.ReplaceAll(t.Name(), "/", "-") + "-" + router.RandomKey()
+}
+
+// redisBridge publishes into a Redis stream of the test's own on the
+// server of url, read by a RedisSink.
+func redisBridge(t *testing.T, url string) *bridgeTarget {
+	t.Helper()
+	key := brokerName(t)
+	sink, err := harness.NewRedisSink(url, key)
 	if err != nil {
-		m.t.Fatalf("EVENTMESH_TEST_REDIS: %v", err)
+		t.Fatalf("EVENTMESH_TEST_REDIS: %v", err)
 	}
-	m.t.Cleanup(sink.Close)
-	m.sink = sink
+	t.Cleanup(sink.Close)
+	return &bridgeTarget{env: []string{"BRIDGE_URL=" + url, "BRIDGE_REDIS_STREAM=" + key}, sink: sink}
+}
+
+// amqpBridge publishes into an exchange of the test's own on the RabbitMQ
+// of url, bound to a queue an AMQPSink reads; both deleted after.
+func amqpBridge(t *testing.T, url string) *bridgeTarget {
+	t.Helper()
+	sink, err := harness.NewAMQPSink(url, brokerName(t))
+	if err != nil {
+		t.Fatalf("EVENTMESH_TEST_AMQP: %v", err)
+	}
+	t.Cleanup(sink.Close)
+	return &bridgeTarget{env: []string{"BRIDGE_URL=" + url, "BRIDGE_AMQP_EXCHANGE=" + sink.Exchange}, sink: sink}
+}
+
+// mqttBridge publishes at QoS 1 under a topic prefix of the test's own on
+// the MQTT broker of url, where an MQTTSink is subscribed.
+func mqttBridge(t *testing.T, url string) *bridgeTarget {
+	t.Helper()
+	sink, err := harness.NewMQTTSink(url, "eventmesh-chaos/"+t.Name())
+	if err != nil {
+		t.Fatalf("EVENTMESH_TEST_MQTT: %v", err)
+	}
+	t.Cleanup(sink.Close)
+	return &bridgeTarget{env: []string{"BRIDGE_URL=" + url, "BRIDGE_MQTT_TOPIC=" + sink.Prefix + "/{{trigger}}", "BRIDGE_MQTT_QOS=1"}, sink: sink}
+}
+
+// brokerURL returns the broker URL of the variable, or skips the test.
+func brokerURL(t *testing.T, variable, example string) string {
+	t.Helper()
+	u := os.Getenv(variable)
+	if u == "" {
+		t.Skipf("%s is not set (e.g. %s)", variable, example)
+	}
+	return u
+}
+
+// buildBridge builds the bridge binary with the build tag (kafka, pubsub:
+// the schemes whose publisher is linked only with it) and returns its path.
+func buildBridge(t *testing.T, tag string) string {
+	t.Helper()
+	t.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -tags="+tag))
+	bins, err := harness.Build(filepath.Join(t.TempDir(), "bin"), "bridge")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return bins["bridge"]
+}
+
+// startBridge returns the bridge process (not started yet) publishing into
+// target, and makes target's sink m.sink.
+func (m *mesh) startBridge(target *bridgeTarget) *harness.Process {
+	m.t.Helper()
+	m.sink = target.sink
+	path := target.bin
+	if path == "" {
+		path = bin["bridge"]
+	}
 	addr := freeAddr(m.t)
-	m.bridge = harness.NewProcess("bridge", bin["bridge"], addr,
-		"NATS_URL="+top.natsURL,
-		"HTTP_ADDR="+addr,
-		"BRIDGE_URL="+top.bridgeRedis,
-		"BRIDGE_REDIS_STREAM="+key,
-		"BRIDGE_DURABLE="+durable,
+	m.bridge = harness.NewProcess("bridge", path, addr, append([]string{
+		"NATS_URL=" + m.top.natsURL,
+		"HTTP_ADDR=" + addr,
+		"BRIDGE_DURABLE=" + durable,
 		"BRIDGE_START=all",
 		"BRIDGE_ACK_WAIT=2s",
 		"BRIDGE_BACKOFF=100ms,200ms,500ms,1s",
 		"BRIDGE_MAX_DELIVER=20",
 		"BRIDGE_BREAKER_COOLDOWN=300ms",
 		"BRIDGE_DRAIN_TIMEOUT=5s",
-		fmt.Sprintf("BRIDGE_REPLICAS=%d", top.replicas),
-	)
+		fmt.Sprintf("BRIDGE_REPLICAS=%d", m.top.replicas),
+	}, target.env...)...)
 	m.track(m.bridge)
 	return m.bridge
 }

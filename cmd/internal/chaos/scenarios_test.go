@@ -3,7 +3,6 @@ package chaos
 import (
 	"context"
 	"fmt"
-	"os"
 	"slices"
 	"strings"
 	"testing"
@@ -69,13 +68,34 @@ func TestKillConsumers(t *testing.T) {
 // so every event arrives, some twice (the report counts them).
 func TestKillBridge(t *testing.T) {
 	skipShort(t)
-	redisURL := os.Getenv("EVENTMESH_TEST_REDIS")
-	if redisURL == "" {
-		t.Skip("EVENTMESH_TEST_REDIS is not set (e.g. redis://127.0.0.1:6379/0)")
-	}
+	killBridge(t, redisBridge(t, brokerURL(t, "EVENTMESH_TEST_REDIS", "redis://127.0.0.1:6379/0")), "entries in the Redis stream")
+}
+
+// TestKillBridge with RabbitMQ (EVENTMESH_TEST_AMQP): an exchange and a
+// queue of the test's own; the bridge acknowledges an event once the
+// broker confirmed its message.
+func TestKillBridgeAMQP(t *testing.T) {
+	skipShort(t)
+	killBridge(t, amqpBridge(t, brokerURL(t, "EVENTMESH_TEST_AMQP", "amqp://guest:guest@127.0.0.1:5672/")), "messages in the queue")
+}
+
+// TestKillBridge with an MQTT broker (EVENTMESH_TEST_MQTT) at QoS 1: a
+// topic prefix of the test's own; the bridge acknowledges an event after
+// the broker's PUBACK.
+func TestKillBridgeMQTT(t *testing.T) {
+	skipShort(t)
+	killBridge(t, mqttBridge(t, brokerURL(t, "EVENTMESH_TEST_MQTT", "mqtt://127.0.0.1:1883")), "messages at the subscriber")
+}
+
+// killBridge runs the mesh with the bridge publishing into target, kills
+// the bridge again and again while events arrive, restarts it, and
+// accounts for every event at target's sink; extra names its duplicates
+// in the log.
+func killBridge(t *testing.T, target *bridgeTarget, extra string) {
+	t.Helper()
 	events, rate, kills := size(300, 20000), size(150.0, 400.0), size(4, 40)
 	srv := startNATS(t)
-	m := startMesh(t, topology{natsURL: srv.ClientURL(), bridgeRedis: redisURL})
+	m := startMesh(t, topology{natsURL: srv.ClientURL(), bridge: target})
 	load := m.load(events, rate)
 	load.Start(context.Background())
 	for k := 1; k <= kills; k++ {
@@ -91,10 +111,17 @@ func TestKillBridge(t *testing.T) {
 	stats := load.Wait()
 	js := natstest.JetStream(t, natstest.Connect(t, srv.ClientURL()))
 	rep := m.settle(js, load, time.Minute)
-	t.Logf("killed the bridge %d times; %d events arrived twice or more (%d extra entries in the Redis stream); load: %s",
-		m.bridge.Kills(), rep.DuplicatedEvents, rep.Duplicates, stats)
+	t.Logf("killed the bridge %d times; %d events arrived twice or more (%d extra %s); load: %s",
+		m.bridge.Kills(), rep.DuplicatedEvents, rep.Duplicates, extra, stats)
 	if rep.DeadLettered > 0 {
 		t.Errorf("%d events dead-lettered: kills must cost redeliveries, not dead letters", rep.DeadLettered)
+	}
+	if m.bridge.Kills() != kills {
+		t.Errorf("the bridge was killed %d times, want %d", m.bridge.Kills(), kills)
+	}
+	// A consumer that stopped reading shows as lost events; its error says why.
+	if err := target.sink.Err(); err != nil {
+		t.Logf("the broker-side consumer's last error: %v", err)
 	}
 }
 

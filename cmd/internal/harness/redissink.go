@@ -3,8 +3,6 @@ package harness
 import (
 	"context"
 	"errors"
-	"maps"
-	"sync"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -15,16 +13,11 @@ import (
 // entries by their id field (the event's ce-id), as the Receiver counts
 // webhook deliveries.
 type RedisSink struct {
+	tally
 	client *redis.Client
 	key    string
 	cancel context.CancelFunc
 	done   chan struct{}
-
-	mu          sync.Mutex
-	entries     int
-	count       map[string]int
-	first, last map[string]time.Time
-	err         error
 }
 
 // NewRedisSink reads the stream key on the server of url (redis://…)
@@ -35,8 +28,7 @@ func NewRedisSink(url, key string) (*RedisSink, error) {
 		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	s := &RedisSink{client: redis.NewClient(opt), key: key, cancel: cancel, done: make(chan struct{}),
-		count: map[string]int{}, first: map[string]time.Time{}, last: map[string]time.Time{}}
+	s := &RedisSink{client: redis.NewClient(opt), key: key, cancel: cancel, done: make(chan struct{})}
 	if err := s.client.Ping(ctx).Err(); err != nil {
 		cancel()
 		s.client.Close()
@@ -56,63 +48,20 @@ func (s *RedisSink) read(ctx context.Context) {
 		}
 		if err != nil {
 			if ctx.Err() == nil {
-				s.mu.Lock()
-				s.err = err
-				s.mu.Unlock()
+				s.fail(err)
 				time.Sleep(100 * time.Millisecond)
 			}
 			continue
 		}
 		now := time.Now()
-		s.mu.Lock()
 		for _, st := range res {
 			for _, m := range st.Messages {
 				last = m.ID
-				s.entries++
 				id, _ := m.Values["id"].(string)
-				if s.count[id]++; s.count[id] == 1 {
-					s.first[id] = now
-				}
-				s.last[id] = now
+				s.add(id, now)
 			}
 		}
-		s.mu.Unlock()
 	}
-}
-
-// Delivered reports whether an entry of the event id arrived.
-func (s *RedisSink) Delivered(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.count[id] > 0
-}
-
-// Deliveries returns the entries per event id.
-func (s *RedisSink) Deliveries() map[string]int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.count)
-}
-
-// Arrivals returns when the first and the last entry of each id was read.
-func (s *RedisSink) Arrivals() (first, last map[string]time.Time) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return maps.Clone(s.first), maps.Clone(s.last)
-}
-
-// Stats counts the entries as deliveries.
-func (s *RedisSink) Stats() ReceiverStats {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return ReceiverStats{Requests: s.entries, Delivered: s.entries, Unique: len(s.count), Duplicates: s.entries - len(s.count)}
-}
-
-// Err returns the last read error, nil when none.
-func (s *RedisSink) Err() error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.err
 }
 
 // Close stops reading and deletes the stream.
