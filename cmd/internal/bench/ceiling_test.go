@@ -54,8 +54,12 @@ const (
 	// BenchmarkProcessWebhook: the durable bareDurableEnv describes (JSON)
 	// on NATS_URL, bareConcurrencyEnv pulled and POSTed at once to
 	// WEBHOOK_URL; it serves only GET /readyz.
-	roleBareWebhook    = "bare-webhook"
-	bareDurableEnv     = "EVENTMESH_BENCH_DURABLE"
+	roleBareWebhook = "bare-webhook"
+	bareDurableEnv  = "EVENTMESH_BENCH_DURABLE"
+	// roleBareBridge is the bare client of BenchmarkProcessBridge
+	// (serveBareBridge): it publishes as the bridge does to BRIDGE_URL
+	// and answers GET /done once every publish is confirmed.
+	roleBareBridge     = "bare-bridge"
 	bareConcurrencyEnv = "EVENTMESH_BENCH_CONCURRENCY"
 )
 
@@ -131,6 +135,8 @@ func serveRole(role, addr, dir string) error {
 			cancel()
 		}()
 		defer func() { <-failed }()
+	case roleBareBridge:
+		serveBareBridge(ctx, mux)
 	default:
 		return fmt.Errorf("unknown role %q", role)
 	}
