@@ -54,13 +54,14 @@ const (
 	// BenchmarkProcessWebhook: the durable bareDurableEnv describes (JSON)
 	// on NATS_URL, bareConcurrencyEnv pulled and POSTed at once to
 	// WEBHOOK_URL; it serves only GET /readyz.
-	roleBareWebhook = "bare-webhook"
-	bareDurableEnv  = "EVENTMESH_BENCH_DURABLE"
-	// roleBareBridge is the bare client of BenchmarkProcessBridge
-	// (serveBareBridge): it publishes as the bridge does to BRIDGE_URL
-	// and answers GET /done once every publish is confirmed.
-	roleBareBridge     = "bare-bridge"
+	roleBareWebhook    = "bare-webhook"
+	bareDurableEnv     = "EVENTMESH_BENCH_DURABLE"
 	bareConcurrencyEnv = "EVENTMESH_BENCH_CONCURRENCY"
+	// roleBareBridge is the bare client of BenchmarkProcessBridge
+	// (serveBareBridge): it publishes to BRIDGE_URL as the bridge does,
+	// bareConcurrencyEnv at once, and answers GET /done once every
+	// publish is confirmed.
+	roleBareBridge = "bare-bridge"
 )
 
 func TestMain(m *testing.M) {
