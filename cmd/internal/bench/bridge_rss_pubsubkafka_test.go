@@ -1,17 +1,8 @@
 package bench
 
 import (
-	"context"
 	"os"
-	"path/filepath"
-	"strings"
 	"testing"
-
-	"cloud.google.com/go/pubsub/v2/apiv1/pubsubpb"
-	"cloud.google.com/go/pubsub/v2/pstest"
-	"github.com/twmb/franz-go/pkg/kfake"
-
-	"github.com/eventmesh/eventmesh/cmd/internal/harness"
 )
 
 // BenchmarkBridgePeakRSSPubSubKafka is BenchmarkBridgePeakRSS for the
@@ -24,32 +15,16 @@ import (
 //
 //	go test ./cmd/internal/bench -run '^$' -bench BridgePeakRSSPubSubKafka -benchtime 1x
 func BenchmarkBridgePeakRSSPubSubKafka(b *testing.B) {
-	b.Run("kafka", func(b *testing.B) {
-		b.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -tags=kafka"))
-		bins, err := harness.Build(filepath.Join(b.TempDir(), "bin"), "bridge")
-		if err != nil {
-			b.Fatal(err)
+	for _, br := range bridgeBrokers {
+		if br.tags == "" {
+			continue
 		}
-		c, err := kfake.NewCluster(kfake.NumBrokers(1), kfake.SeedTopics(3, "events"))
-		if err != nil {
-			b.Fatal(err)
-		}
-		defer c.Close()
-		reportBridgeRSS(b, "kafka", bins["bridge"], "kafka://"+strings.Join(c.ListenAddrs(), ",")+"/events", nil)
-	})
-	b.Run("pubsub", func(b *testing.B) {
-		b.Setenv("GOFLAGS", strings.TrimSpace(os.Getenv("GOFLAGS")+" -tags=pubsub"))
-		bins, err := harness.Build(filepath.Join(b.TempDir(), "bin"), "bridge")
-		if err != nil {
-			b.Fatal(err)
-		}
-		srv := pstest.NewServerWithAddress("127.0.0.1:0")
-		defer srv.Close()
-		if _, err := srv.GServer.CreateTopic(context.Background(), &pubsubpb.Topic{Name: "projects/bench/topics/events"}); err != nil {
-			b.Fatal(err)
-		}
-		reportBridgeRSS(b, "pubsub", bins["bridge"], "pubsub://bench/events", []string{"PUBSUB_EMULATOR_HOST=" + srv.Addr})
-	})
+		b.Run(br.scheme, func(b *testing.B) {
+			bin := buildBridge(b, b.TempDir(), br.tags)
+			dest := newBridgeDest(b, br.scheme, br.env, "rss", 1)
+			reportBridgeRSS(b, br.scheme, bin, dest.url, dest.env)
+		})
+	}
 }
 
 // reportBridgeRSS runs bridgeRSS and reports its figures.

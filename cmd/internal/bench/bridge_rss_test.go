@@ -3,8 +3,6 @@ package bench
 import (
 	"context"
 	"fmt"
-	"os"
-	"path/filepath"
 	"testing"
 	"time"
 
@@ -14,7 +12,6 @@ import (
 	"github.com/eventmesh/eventmesh/streams/natstest"
 	"github.com/nats-io/nats.go/jetstream"
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/redis/go-redis/v9"
 )
 
 // The load of BenchmarkBridgePeakRSS: as the other binaries' RSS rows, a
@@ -34,49 +31,15 @@ const (
 //
 //	go test ./cmd/internal/bench -run '^$' -bench BridgePeakRSS -benchtime 1x
 func BenchmarkBridgePeakRSS(b *testing.B) {
-	bins, err := harness.Build(filepath.Join(b.TempDir(), "bin"), "bridge")
-	if err != nil {
-		b.Fatal(err)
-	}
+	bin := buildBridge(b, b.TempDir(), "")
 	run := "rss" + router.RandomKey()[:8]
-	brokers := []struct{ scheme, env string }{
-		{"amqp", "EVENTMESH_TEST_AMQP"}, {"mqtt", "EVENTMESH_TEST_MQTT"}, {"redis", "EVENTMESH_TEST_REDIS"},
-	}
-	for _, br := range brokers {
+	for _, br := range bridgeBrokers {
+		if br.env == "" {
+			continue // BenchmarkBridgePeakRSSPubSubKafka
+		}
 		b.Run(br.scheme, func(b *testing.B) {
-			url := os.Getenv(br.env)
-			if url == "" {
-				b.Skipf("%s is not set", br.env)
-			}
-			// Each broker's destination of its own, removed afterwards.
-			var extra []string
-			switch br.scheme {
-			case "amqp":
-				// RabbitMQ's default exchange routes to the queue the
-				// routing key names: a classic durable queue of our own.
-				queue := "eventmesh-" + run
-				if err := amqpDo(url, func(ch *amqp.Channel) error {
-					_, err := ch.QueueDeclare(queue, true, false, false, false, nil)
-					return err
-				}); err != nil {
-					b.Fatalf("declare queue %s: %v", queue, err)
-				}
-				defer amqpDo(url, func(ch *amqp.Channel) error { _, err := ch.QueueDelete(queue, false, false, false); return err })
-				extra = []string{"BRIDGE_AMQP_ROUTING_KEY=" + queue}
-			case "mqtt":
-				extra = []string{"BRIDGE_MQTT_TOPIC=eventmesh-" + run + "/{{trigger}}"}
-			case "redis":
-				key := "eventmesh-" + run
-				extra = []string{"BRIDGE_REDIS_STREAM=" + key}
-				defer func() {
-					if opt, err := redis.ParseURL(url); err == nil {
-						c := redis.NewClient(opt)
-						c.Del(context.Background(), key)
-						c.Close()
-					}
-				}()
-			}
-			peak, rate := bridgeRSS(b, bins["bridge"], url, extra)
+			dest := newBridgeDest(b, br.scheme, br.env, run, 0)
+			peak, rate := bridgeRSS(b, bin, dest.url, dest.env)
 			b.ReportMetric(peak, "peak_MB")
 			b.ReportMetric(rate, "events/s")
 			b.Logf("%s: peak RSS %.1f MB at %.0f events/s (target ≤ 30 MB)", br.scheme, peak, rate)

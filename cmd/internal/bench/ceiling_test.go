@@ -57,6 +57,11 @@ const (
 	roleBareWebhook    = "bare-webhook"
 	bareDurableEnv     = "EVENTMESH_BENCH_DURABLE"
 	bareConcurrencyEnv = "EVENTMESH_BENCH_CONCURRENCY"
+	// roleBareBridge is the bare client of BenchmarkProcessBridge
+	// (serveBareBridge): it publishes to BRIDGE_URL as the bridge does,
+	// bareConcurrencyEnv at once, and answers GET /done once every
+	// publish is confirmed.
+	roleBareBridge = "bare-bridge"
 )
 
 func TestMain(m *testing.M) {
@@ -131,6 +136,8 @@ func serveRole(role, addr, dir string) error {
 			cancel()
 		}()
 		defer func() { <-failed }()
+	case roleBareBridge:
+		serveBareBridge(ctx, mux)
 	default:
 		return fmt.Errorf("unknown role %q", role)
 	}

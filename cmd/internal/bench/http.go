@@ -150,12 +150,19 @@ func messages(base int64) func(i int) []byte {
 // on to its next i as soon as do returns, and returns the rate per second.
 // The first error stops it.
 func flatOut(ctx context.Context, n int, do func(i int) error) (float64, error) {
+	return inFlight(ctx, n, clients, do)
+}
+
+// inFlight calls do for i from 0 to n-1 from workers goroutines, each
+// call waiting for the one before it on its goroutine, and returns calls
+// per second; the first error stops it.
+func inFlight(ctx context.Context, n, workers int, do func(i int) error) (float64, error) {
 	var next atomic.Int64
 	var wg sync.WaitGroup
 	var first error
 	var once sync.Once
 	start := time.Now()
-	for range clients {
+	for range workers {
 		wg.Go(func() {
 			for ctx.Err() == nil {
 				i := int(next.Add(1)) - 1

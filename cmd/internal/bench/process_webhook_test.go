@@ -11,6 +11,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -156,17 +157,25 @@ func BenchmarkProcessWebhook(b *testing.B) {
 	}
 }
 
-// preload publishes n events of about 1 KB as ingest stores them.
-func preload(b *testing.B, js jetstream.JetStream, subj router.Subjects, n int) {
-	run := fmt.Sprint(time.Now().UnixNano())
-	_, _, err := publish(context.Background(), js, subj, n, func(i int) router.Event {
-		data := harness.MessageReceived(run, i, 0).Data
-		id, _ := router.EventID(router.DefaultSource, msgNS, data)
-		return router.Event{ID: id, Namespace: msgNS, Source: router.DefaultSource, Time: time.Now(), Origin: router.OriginWebhook, Data: data}
-	})
+// preload publishes n events of about 1 KB as ingest stores them
+// (connectorEvent of a fresh run) and returns the run and the stream
+// sequence of the last.
+func preload(b *testing.B, js jetstream.JetStream, subj router.Subjects, n int) (run string, last uint64) {
+	run = fmt.Sprint(time.Now().UnixNano())
+	_, seqs, err := publish(context.Background(), js, subj, n, func(i int) router.Event { return connectorEvent(run, i) })
 	if err != nil {
 		b.Fatal(err)
 	}
+	return run, slices.Max(seqs)
+}
+
+// connectorEvent is event i of run as preload stores it: a
+// transport.messageReceived of about 1 KB, its id derived from the data as
+// ingest derives it.
+func connectorEvent(run string, i int) router.Event {
+	data := harness.MessageReceived(run, i, 0).Data
+	id, _ := router.EventID(router.DefaultSource, msgNS, data)
+	return router.Event{ID: id, Namespace: msgNS, Source: router.DefaultSource, Time: time.Now(), Origin: router.OriginWebhook, Data: data}
 }
 
 // countingReceiver answers 204 and counts the requests of the armed
