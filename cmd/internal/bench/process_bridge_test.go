@@ -240,7 +240,7 @@ func bareBridge(ctx context.Context) error {
 	msgs := make([]bridge.Message, n)
 	for i := range msgs {
 		e := connectorEvent(run, i)
-		msgs[i] = bridge.Message{Event: e, Body: bridge.Body(e), Key: router.OrderKey(e.Data)}
+		msgs[i] = bridge.Message{Event: e, Body: bridge.Body(e)}
 	}
 	publish, closeClient, err := bareClient(ctx, u)
 	if err != nil {
@@ -329,8 +329,8 @@ func bareClient(ctx context.Context, u *url.URL) (publish func(bridge.Message) e
 		topic := strings.TrimPrefix(u.Path, "/")
 		return func(m bridge.Message) error {
 			rec := &kgo.Record{Topic: topic, Value: m.Body, Headers: []kgo.RecordHeader{{Key: "namespace", Value: []byte(m.Event.Namespace)}}}
-			if m.Key != "" {
-				rec.Key = []byte(m.Key)
+			if key := m.Key(); key != "" { // decoded per record, as the bridge's publisher does
+				rec.Key = []byte(key)
 			}
 			for _, f := range bridge.Metadata(m.Event) {
 				rec.Headers = append(rec.Headers, kgo.RecordHeader{Key: f.Name, Value: []byte(f.Value)})
