@@ -484,20 +484,24 @@ func TestStatusStarved(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The first event fails again and again: its one ack-pending slot
-	// holds back the others.
+	// holds back the others. Two fetch loops, so that a pull is waiting
+	// at every look, also while one loop is between its pulls (with one,
+	// a loaded machine once showed "no client is fetching").
 	ctx, cancel := context.WithCancel(r.ctx)
 	defer cancel()
-	go func() {
-		for ctx.Err() == nil {
-			batch, err := c.Fetch(1, jetstream.FetchMaxWait(time.Second))
-			if err != nil {
-				continue
+	for range 2 {
+		go func() {
+			for ctx.Err() == nil {
+				batch, err := c.Fetch(1, jetstream.FetchMaxWait(time.Second))
+				if err != nil {
+					continue
+				}
+				for m := range batch.Messages() {
+					m.NakWithDelay(100 * time.Millisecond)
+				}
 			}
-			for m := range batch.Messages() {
-				m.NakWithDelay(100 * time.Millisecond)
-			}
-		}
-	}()
+		}()
+	}
 
 	natstest.WaitFor(t, 10*time.Second, "the first event delivered", func() bool {
 		info, err := c.Info(r.ctx)
