@@ -89,6 +89,9 @@ func (p *amqpPublisher) Publish(ctx context.Context, m Message) error {
 	if len(key) > maxShortString {
 		return consumers.Permanent(fmt.Errorf("amqp: event %s: routing key of %d bytes from BRIDGE_AMQP_ROUTING_KEY, AMQP allows at most %d", m.Event.ID, len(key), maxShortString))
 	}
+	if err := p.waitUnblocked(ctx); err != nil {
+		return fmt.Errorf("amqp: event %s: %w", m.Event.ID, err)
+	}
 	s, err := p.link.session()
 	if err != nil {
 		return p.failure(err)
@@ -104,7 +107,7 @@ func (p *amqpPublisher) Publish(ctx context.Context, m Message) error {
 	case <-dc.Done():
 	case <-ctx.Done():
 		s.returns.forget(msg.MessageId)
-		return fmt.Errorf("amqp: event %s: waiting for the broker's confirm: %w", m.Event.ID, ctx.Err())
+		return fmt.Errorf("amqp: event %s: waiting for the broker's confirm: %w", m.Event.ID, context.Cause(ctx))
 	}
 	// RabbitMQ sends basic.return before the basic.ack of the same message,
 	// so once the confirm is here, so is the return, if any.
@@ -122,6 +125,29 @@ func (p *amqpPublisher) Publish(ctx context.Context, m Message) error {
 		return fmt.Errorf("amqp: event %s: %w", m.Event.ID, errNegativeConfirm)
 	}
 }
+
+// waitUnblocked returns once the broker lets the link publish, or with
+// why not when ctx ended first: a publish on a connection the broker
+// blocks would wait in its socket, unread. The bridge's context for a
+// publish does not run out while the broker blocks (publishContext).
+func (p *amqpPublisher) waitUnblocked(ctx context.Context) error {
+	for {
+		changed, err := p.link.blocked()
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-changed:
+		case <-ctx.Done():
+			return fmt.Errorf("%w: %w", context.Cause(ctx), err)
+		}
+	}
+}
+
+// Blocked returns nil when the broker lets the link publish, else an error
+// wrapping ErrBlocked with the broker's reason (a memory or disk alarm);
+// and a channel closed at the next change.
+func (p *amqpPublisher) Blocked() (changed <-chan struct{}, err error) { return p.link.blocked() }
 
 // publishing builds the AMQP message of m in the configured format.
 func (p *amqpPublisher) publishing(m Message) amqp.Publishing {
@@ -174,11 +200,16 @@ func (p *amqpPublisher) failure(err error) error {
 	return fmt.Errorf("amqp: %w", err)
 }
 
-// Ready returns nil when the connection is up and the exchange exists.
+// Ready returns nil when the connection is up, the broker does not block
+// it, and the exchange exists.
 // The exchange is checked with a passive declare on a channel of its own,
 // since a failed declare closes its channel. The default exchange ("") is
 // not checked: RabbitMQ refuses any declare of it, and it always exists.
 func (p *amqpPublisher) Ready(ctx context.Context) error {
+	// First: a blocked connection reads nothing, a channel would not open.
+	if _, err := p.link.blocked(); err != nil {
+		return err
+	}
 	conn, err := p.link.connection()
 	if err != nil {
 		return p.failure(err)

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
@@ -38,6 +39,11 @@ type amqpLink struct {
 	cur  *amqpSession     // nil while down
 	down error            // why cur is nil
 
+	// The broker's flow control (connection.blocked), guarded by mu.
+	blockedConn   *amqp.Connection // the connection the broker blocks; nil: none
+	blockedReason string           // the broker's reason ("low on memory")
+	flowChanged   chan struct{}    // closed and replaced at every change
+
 	ctx  context.Context // ended by close: stops dialing and waiting
 	stop context.CancelFunc
 	done chan struct{} // closed when run returned
@@ -71,6 +77,8 @@ func newAMQPLink(o Options) *amqpLink {
 		log:    log.With("broker", u.String()),
 		down:   errNotConnected,
 		done:   make(chan struct{}),
+
+		flowChanged: make(chan struct{}),
 	}
 	l.ctx, l.stop = context.WithCancel(context.Background())
 	l.cfg = amqp.Config{
@@ -262,6 +270,8 @@ func (l *amqpLink) open(conn *amqp.Connection) (*amqpSession, error) {
 		if conn, err = amqp.DialConfig(l.url, cfg); err != nil {
 			return nil, scrub(err, l.parsed)
 		}
+		// Buffered: the library's reader waits for the hand-over.
+		go l.followFlow(conn, conn.NotifyBlocked(make(chan amqp.Blocking, 1)))
 	}
 	fail := func(err error) (*amqpSession, error) {
 		conn.Close()
@@ -288,6 +298,44 @@ func (l *amqpLink) open(conn *amqp.Connection) (*amqpSession, error) {
 		close(s.dead)
 	}()
 	return s, nil
+}
+
+// followFlow keeps what the broker says of its flow control of conn
+// (connection.blocked and connection.unblocked) until conn closed, when
+// the library closes blocks. RabbitMQ blocks a connection that publishes
+// while a memory or disk alarm is on: it stops reading from it (what was
+// sent waits in the socket for the alarm to clear), and says so once.
+func (l *amqpLink) followFlow(conn *amqp.Connection, blocks <-chan amqp.Blocking) {
+	for b := range blocks {
+		l.setFlow(conn, b.Active, b.Reason)
+	}
+	l.setFlow(conn, false, "")
+}
+
+func (l *amqpLink) setFlow(conn *amqp.Connection, blocked bool, reason string) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case blocked:
+		l.blockedConn, l.blockedReason = conn, reason
+	case l.blockedConn == conn:
+		l.blockedConn, l.blockedReason = nil, ""
+	default:
+		return // another connection's: no change
+	}
+	close(l.flowChanged)
+	l.flowChanged = make(chan struct{})
+}
+
+// blocked returns nil when the broker lets the link publish, else why not
+// (wrapping ErrBlocked); and a channel closed at the next change.
+func (l *amqpLink) blocked() (<-chan struct{}, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.blockedConn == nil {
+		return l.flowChanged, nil
+	}
+	return l.flowChanged, fmt.Errorf("amqp: %w: %q (a memory or disk alarm on the broker: free memory or disk there; events wait until it clears)", ErrBlocked, l.blockedReason)
 }
 
 // scrub takes BRIDGE_URL's password out of err's text, should a library

@@ -36,6 +36,10 @@ type Bridge struct {
 	pub     atomic.Pointer[Publisher] // nil until opened
 	broker  atomic.Pointer[error]     // the last check's error; nil pointer: ready
 	recheck chan struct{}
+
+	mu      sync.Mutex     // serializes record: watch and watchFlow both decide the gate
+	flow    flowControlled // the Publisher's flow control, when it has one; set before watchFlow starts
+	lastLog time.Time      // when a lasting failure was last logged
 }
 
 // New returns the bridge consumer: its durable filters on the subjects of
@@ -124,7 +128,8 @@ func (b *Bridge) Run(ctx context.Context) error {
 
 // watch opens the Publisher (retrying every RecheckEvery), then checks the
 // broker every RecheckEvery and when a publish asks for it, opening the
-// gate while the check passes and closing it while it fails.
+// gate while the check passes and closing it while it fails. A Publisher
+// with flow control is followed by watchFlow besides.
 func (b *Bridge) watch(ctx context.Context) {
 	var openErr error
 	for b.pub.Load() == nil {
@@ -142,33 +147,20 @@ func (b *Bridge) watch(ctx context.Context) {
 			return
 		}
 	}
-	var lastLog time.Time
+	if fc, ok := (*b.pub.Load()).(flowControlled); ok {
+		b.flow = fc
+		var wg sync.WaitGroup
+		defer wg.Wait()
+		wg.Go(func() { b.watchFlow(ctx, fc) })
+	}
 	for {
 		cctx, cancel := context.WithTimeout(ctx, b.every)
 		err := (*b.pub.Load()).Ready(cctx)
 		cancel()
-		switch {
-		case ctx.Err() != nil:
+		if ctx.Err() != nil {
 			return
-		case err == nil:
-			if b.broker.Load() != nil {
-				b.log.Info("broker ready: fetching")
-			}
-			b.broker.Store(nil)
-			b.gate.Open()
-		default:
-			prev := b.broker.Load()
-			b.gate.Close()
-			b.broker.Store(&err)
-			if consumers.IsPause(err) && (prev == nil || !consumers.IsPause(*prev)) {
-				b.pause(ctx, err)
-			}
-			// Every change is logged, and a lasting failure once a minute.
-			if prev == nil || (*prev).Error() != err.Error() || time.Since(lastLog) >= time.Minute {
-				b.notReady(err)
-				lastLog = time.Now()
-			}
 		}
+		b.record(ctx, err)
 		t := time.NewTimer(b.every)
 		select {
 		case <-ctx.Done():
@@ -178,6 +170,45 @@ func (b *Bridge) watch(ctx context.Context) {
 		case <-b.recheck:
 			t.Stop()
 		}
+	}
+}
+
+// record keeps the outcome of a check of the broker (err nil: ready), for
+// Ready, and opens or closes the gate by it. A broker that blocks
+// publishing keeps the gate closed whatever a check found: the check may
+// have begun before the block.
+func (b *Bridge) record(ctx context.Context, err error) {
+	b.mu.Lock()
+	if err == nil && b.flow != nil {
+		_, err = b.flow.Blocked()
+	}
+	if err == nil {
+		if b.broker.Load() != nil {
+			b.log.Info("broker ready: fetching")
+		}
+		b.broker.Store(nil)
+		b.gate.Open()
+		b.mu.Unlock()
+		return
+	}
+	prev := b.broker.Load()
+	b.gate.Close()
+	b.broker.Store(&err)
+	changed := prev == nil || (*prev).Error() != err.Error()
+	switch {
+	case errors.Is(err, ErrBlocked):
+		// Once: the broker says when it unblocks.
+		if changed {
+			b.log.Warn("broker blocks publishing: fetching nothing until it unblocks", "err", err)
+		}
+	case changed || time.Since(b.lastLog) >= time.Minute:
+		// Every change is logged, and a lasting failure once a minute.
+		b.notReady(err)
+		b.lastLog = time.Now()
+	}
+	b.mu.Unlock()
+	if consumers.IsPause(err) && (prev == nil || !consumers.IsPause(*prev)) {
+		b.pause(ctx, err)
 	}
 }
 
@@ -216,13 +247,14 @@ func (b *Bridge) check() {
 // pause pauses the consumer on the server, anything else (unroutable
 // included) is retried by the schedule and dead-lettered after the last
 // attempt, with the error as its reason. A missing destination also holds
-// fetching until the broker's check passes again.
+// fetching until the broker's check passes again. A publish that the
+// broker blocks waits for the unblock (publishContext).
 func (b *Bridge) handle(ctx context.Context, d consumers.Delivery) error {
 	p := b.pub.Load()
 	if p == nil { // the gate is closed until the Publisher opens: only a race gets here
 		return errors.New("broker not connected yet")
 	}
-	ctx, cancel := context.WithTimeout(ctx, b.timeout)
+	ctx, cancel := b.publishContext(ctx, *p)
 	defer cancel()
 	err := (*p).Publish(ctx, Message{Event: d.Event, Body: Body(d.Event)})
 	switch {

@@ -42,11 +42,27 @@ func newMesh(t *testing.T) *mesh {
 // event publishes an event of namespace ns with data to ENMESHED.
 func (m *mesh) event(ns, data string) router.Event {
 	m.t.Helper()
-	e := router.Event{Namespace: ns, Source: "test", Time: time.Now().UTC(), Origin: router.OriginWebhook, Data: []byte(data)}
-	e.ID = router.HashID(e.Source, e.Namespace, router.RandomKey())
+	e := newEvent(ns, data)
 	if _, err := m.js.PublishMsg(context.Background(), e.Msg(subjects)); err != nil {
 		m.t.Fatal(err)
 	}
+	return e
+}
+
+// eventAsync is event without waiting for ENMESHED's acknowledgement
+// (js.PublishAsyncComplete waits for it).
+func (m *mesh) eventAsync(ns, data string) router.Event {
+	m.t.Helper()
+	e := newEvent(ns, data)
+	if _, err := m.js.PublishMsgAsync(e.Msg(subjects)); err != nil {
+		m.t.Fatal(err)
+	}
+	return e
+}
+
+func newEvent(ns, data string) router.Event {
+	e := router.Event{Namespace: ns, Source: "test", Time: time.Now().UTC(), Origin: router.OriginWebhook, Data: []byte(data)}
+	e.ID = router.HashID(e.Source, e.Namespace, router.RandomKey())
 	return e
 }
 
@@ -164,14 +180,20 @@ func settledInfo(t *testing.T, m *mesh, durable string) *jetstream.ConsumerInfo 
 	t.Helper()
 	var info *jetstream.ConsumerInfo
 	natstest.WaitFor(t, 15*time.Second, "the durable settled", func() bool {
-		c, err := m.js.Consumer(context.Background(), streams.Events, durable)
-		if err != nil {
-			return false
-		}
-		info, err = c.Info(context.Background())
+		var err error
+		info, err = consumerInfo(m, durable)
 		return err == nil && info.NumPending == 0 && info.NumAckPending == 0
 	})
 	return info
+}
+
+// consumerInfo is the durable's state on the server.
+func consumerInfo(m *mesh, durable string) (*jetstream.ConsumerInfo, error) {
+	c, err := m.js.Consumer(context.Background(), streams.Events, durable)
+	if err != nil {
+		return nil, err
+	}
+	return c.Info(context.Background())
 }
 
 func TestBridgeNotReadyFetchesNothing(t *testing.T) {

@@ -60,6 +60,12 @@ var ErrUnroutable = errors.New("unroutable")
 // not exist: the bridge is not ready and fetches nothing until it does.
 var ErrMissingDestination = errors.New("destination missing")
 
+// ErrBlocked is a broker that holds publishing back on its own for a while
+// (RabbitMQ's connection.blocked on a memory or disk alarm): the bridge is
+// not ready and fetches nothing until the broker lets it publish again,
+// and what it published meanwhile waits for its confirm.
+var ErrBlocked = errors.New("the broker blocks publishing")
+
 // Options is what opening a Publisher takes.
 type Options struct {
 	URL     *url.URL    // BRIDGE_URL, parsed; its user info holds credentials: never log it (use Redacted)

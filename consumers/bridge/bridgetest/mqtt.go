@@ -154,16 +154,10 @@ func StartMosquitto(t testing.TB, listeners int, conf func(dir string, ports []i
 		}
 	}
 	dir := t.TempDir()
-	ports := make([]int, listeners)
+	ports := freePorts(t, listeners)
 	m := &Mosquitto{bin: bin, conf: filepath.Join(dir, "mosquitto.conf"), log: &natstest.LogBuffer{}}
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-		m.Addrs = append(m.Addrs, ln.Addr().String())
-		ln.Close()
+	for _, p := range ports {
+		m.Addrs = append(m.Addrs, fmt.Sprintf("127.0.0.1:%d", p))
 	}
 	// user root: mosquitto started as root otherwise drops to the
 	// mosquitto user, who cannot read the test's directory.
