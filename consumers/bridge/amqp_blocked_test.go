@@ -37,8 +37,19 @@ func TestAMQPBridgeBlockedByAlarm(t *testing.T) {
 	q := b.queue("", nil, x, "transport.messageReceived")
 	m := newMesh(t)
 	const ackWait, maxDeliver = 2 * time.Second, 3
-	br, logs := startAMQPBridge(t, m, b, "BRIDGE_AMQP_EXCHANGE="+x, fmt.Sprintf("BRIDGE_ACK_WAIT=%s", ackWait),
-		fmt.Sprintf("BRIDGE_MAX_DELIVER=%d", maxDeliver))
+	vars := []string{"BRIDGE_AMQP_EXCHANGE=" + x, fmt.Sprintf("BRIDGE_ACK_WAIT=%s", ackWait),
+		fmt.Sprintf("BRIDGE_MAX_DELIVER=%d", maxDeliver), "BRIDGE_DRAIN_TIMEOUT=1s"}
+	br, logs := newAMQPBridge(t, m, b, vars...)
+	ctx, stop := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- br.Run(ctx) }()
+	stopped := false
+	t.Cleanup(func() {
+		if !stopped {
+			stop()
+			<-done
+		}
+	})
 	natstest.WaitFor(t, 10*time.Second, "the bridge ready", func() bool { return br.Ready(context.Background()) == nil })
 	sent := map[string]bool{}
 	event := func(i int) {
@@ -132,6 +143,40 @@ func TestAMQPBridgeBlockedByAlarm(t *testing.T) {
 	if strings.Contains(text, node.URL.String()) {
 		t.Errorf("the log shows BRIDGE_URL with its password:\n%s", text)
 	}
+
+	// Shutting down while the broker blocks: the held publish is given up
+	// at the drain timeout, the connection closes without waiting for the
+	// broker's answer, and the event stays on ENMESHED for the next process.
+	node.MemoryAlarm(t)
+	last := m.event("transport.messageReceived", `{"id":"LAST"}`)
+	natstest.WaitFor(t, 20*time.Second, "Ready saying the broker blocks again", func() bool {
+		return errors.Is(br.Ready(context.Background()), bridge.ErrBlocked)
+	})
+	stop()
+	stopped = true
+	select {
+	case err := <-done:
+		if err != nil {
+			t.Fatalf("the bridge stopped with %v", err)
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("the bridge did not stop within 60 s while the broker blocks")
+	}
+	node.ClearMemoryAlarm(t)
+	startAMQPBridge(t, m, b, vars...)
+	natstest.WaitFor(t, 20*time.Second, "the last event in the queue", func() bool {
+		found := false
+		b.must("get the queue's messages", func(ch *amqp.Channel) error {
+			for {
+				d, ok, err := ch.Get(q, true)
+				if err != nil || !ok {
+					return err
+				}
+				found = found || d.MessageId == last.ID
+			}
+		})
+		return found
+	})
 }
 
 // queued is the number of messages ready in queue q.

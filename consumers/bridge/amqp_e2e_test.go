@@ -26,6 +26,14 @@ import (
 // attempts) and the settings vars; it stops with the test.
 func startAMQPBridge(t *testing.T, m *mesh, b *amqpBroker, vars ...string) (*bridge.Bridge, *natstest.LogBuffer) {
 	t.Helper()
+	br, buf := newAMQPBridge(t, m, b, vars...)
+	run(t, br)
+	return br, buf
+}
+
+// newAMQPBridge is startAMQPBridge without starting the bridge.
+func newAMQPBridge(t *testing.T, m *mesh, b *amqpBroker, vars ...string) (*bridge.Bridge, *natstest.LogBuffer) {
+	t.Helper()
 	cfg := load(t, append(slices.Concat(fastVars, []string{"BRIDGE_URL=" + b.url.String()}), vars...)...)
 	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
@@ -35,7 +43,6 @@ func startAMQPBridge(t *testing.T, m *mesh, b *amqpBroker, vars ...string) (*bri
 	if err != nil {
 		t.Fatal(err)
 	}
-	run(t, br)
 	return br, buf
 }
 

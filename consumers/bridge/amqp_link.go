@@ -21,6 +21,7 @@ const (
 	amqpBackoffMin  = 100 * time.Millisecond // first wait after a failure
 	amqpBackoffMax  = 5 * time.Second        // longest wait between attempts
 	amqpStableAfter = 10 * time.Second       // a session this old resets the backoff
+	amqpCloseWait   = 5 * time.Second        // the longest wait for the broker's close-ok
 )
 
 // amqpLink keeps one connection and one channel in confirm mode to the
@@ -165,7 +166,7 @@ func (l *amqpLink) run(first chan<- struct{}) {
 	var conn *amqp.Connection
 	defer func() {
 		if conn != nil {
-			conn.Close()
+			closeConn(conn)
 		}
 	}()
 	failures := 0
@@ -274,7 +275,7 @@ func (l *amqpLink) open(conn *amqp.Connection) (*amqpSession, error) {
 		go l.followFlow(conn, conn.NotifyBlocked(make(chan amqp.Blocking, 1)))
 	}
 	fail := func(err error) (*amqpSession, error) {
-		conn.Close()
+		closeConn(conn)
 		return nil, err
 	}
 	ch, err := conn.Channel()
@@ -298,6 +299,13 @@ func (l *amqpLink) open(conn *amqp.Connection) (*amqpSession, error) {
 		close(s.dead)
 	}()
 	return s, nil
+}
+
+// closeConn closes conn, waiting amqpCloseWait at most for the broker's
+// answer: a broker that blocks the connection reads nothing, and a close
+// without a deadline would wait for the alarm to clear.
+func closeConn(conn *amqp.Connection) {
+	conn.CloseDeadline(time.Now().Add(amqpCloseWait))
 }
 
 // followFlow keeps what the broker says of its flow control of conn
