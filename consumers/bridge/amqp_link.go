@@ -271,7 +271,8 @@ func (l *amqpLink) open(conn *amqp.Connection) (*amqpSession, error) {
 		if conn, err = amqp.DialConfig(l.url, cfg); err != nil {
 			return nil, scrub(err, l.parsed)
 		}
-		// Buffered: the library's reader waits for the hand-over.
+		// Buffered, and followFlow takes each at once: the library's reader
+		// waits for the hand-over (5 s at most, then drops it).
 		go l.followFlow(conn, conn.NotifyBlocked(make(chan amqp.Blocking, 1)))
 	}
 	fail := func(err error) (*amqpSession, error) {
