@@ -2,7 +2,7 @@ package bridge
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"sync"
 	"time"
 )
@@ -19,7 +19,7 @@ type flowControlled interface {
 
 // errPublishTimeout ends a publish that waited BRIDGE_ACK_WAIT for the
 // broker's confirm (publishContext).
-var errPublishTimeout = errors.New("no confirm within BRIDGE_ACK_WAIT: " + context.DeadlineExceeded.Error())
+var errPublishTimeout = fmt.Errorf("no confirm within BRIDGE_ACK_WAIT: %w", context.DeadlineExceeded)
 
 // watchFlow follows the broker's flow control: when the broker blocks
 // publishing, the gate closes at once (the periodic check would find it
