@@ -16,7 +16,8 @@ import (
 
 // Issue 18.1: ingest measured as users run it. The eventmesh binary runs
 // as its own process with its defaults except NATS_SYNC=2m (archiver on,
-// and off), beside ceiling processes doing the same unavoidable work (this
+// and off; the console on too, on a free port, as every listener: another
+// eventmesh on this machine may hold the default 127.0.0.1:8088), beside ceiling processes doing the same unavoidable work (this
 // test binary started again in a role, ceiling_test.go): a bare net/http
 // handler, the minimal reply-after-ack process, and that process plus a
 // bare batched insert loop into SQLite. The load generator (this process)
@@ -42,11 +43,11 @@ func BenchmarkProcessIngest(b *testing.B) {
 	}
 	eventmesh := func(extra ...string) starter {
 		return func(round int, ingest string) (*harness.Process, error) {
-			addrs, err := freeAddrs(2)
+			addrs, err := freeAddrs(3)
 			if err != nil {
 				return nil, err
 			}
-			env := append([]string{"NATS_LISTEN=" + addrs[0], "ARCHIVE_ADDR=" + addrs[1], "INGEST_ADDR=" + ingest,
+			env := append([]string{"NATS_LISTEN=" + addrs[0], "ARCHIVE_ADDR=" + addrs[1], "CONSOLE_ADDR=" + addrs[2], "INGEST_ADDR=" + ingest,
 				"DATA_DIR=" + filepath.Join(dir, fmt.Sprintf("data-%d-%s", round, ingest)), "NATS_SYNC=2m", "LOG_LEVEL=warn"}, extra...)
 			return harness.NewProcess("eventmesh", bins["eventmesh"], ingest, env...), nil
 		}
