@@ -30,6 +30,10 @@ import (
 // EVENTMESH_BENCH_EVENTS sets the events per measurement (default 20,000);
 // EVENTMESH_BENCH_PARTIES (comma-separated keys, e.g.
 // eventmesh,eventmesh_no_memory_limit) measures some parties only.
+// EVENTMESH_BENCH_BEFORE names another source checkout of the module (a
+// git worktree of the code before a change): its eventmesh, built there,
+// is measured too as eventmesh_before (archiver on) and
+// eventmesh_before_archiver_off, for before and after in one run.
 func BenchmarkProcessIngest(b *testing.B) {
 	n := benchEvents(20_000)
 	dir := b.TempDir()
@@ -41,7 +45,15 @@ func BenchmarkProcessIngest(b *testing.B) {
 	if err != nil {
 		b.Fatal(err)
 	}
-	eventmesh := func(extra ...string) starter {
+	before := os.Getenv("EVENTMESH_BENCH_BEFORE")
+	if before != "" {
+		old, err := harness.BuildFrom(before, filepath.Join(dir, "bin-before"), "eventmesh")
+		if err != nil {
+			b.Fatal(err)
+		}
+		bins["eventmesh_before"] = old["eventmesh"]
+	}
+	eventmeshBin := func(bin string, extra ...string) starter {
 		return func(round int, ingest string) (*harness.Process, error) {
 			addrs, err := freeAddrs(3)
 			if err != nil {
@@ -49,9 +61,10 @@ func BenchmarkProcessIngest(b *testing.B) {
 			}
 			env := append([]string{"NATS_LISTEN=" + addrs[0], "ARCHIVE_ADDR=" + addrs[1], "CONSOLE_ADDR=" + addrs[2], "INGEST_ADDR=" + ingest,
 				"DATA_DIR=" + filepath.Join(dir, fmt.Sprintf("data-%d-%s", round, ingest)), "NATS_SYNC=2m", "LOG_LEVEL=warn"}, extra...)
-			return harness.NewProcess("eventmesh", bins["eventmesh"], ingest, env...), nil
+			return harness.NewProcess(bin, bins[bin], ingest, env...), nil
 		}
 	}
+	eventmesh := func(extra ...string) starter { return eventmeshBin("eventmesh", extra...) }
 	role := func(name string) starter {
 		return func(round int, addr string) (*harness.Process, error) {
 			return harness.NewProcess(name, self, addr, roleEnv+"="+name, roleAddrEnv+"="+addr,
@@ -68,6 +81,15 @@ func BenchmarkProcessIngest(b *testing.B) {
 		{"eventmesh_archiver_off", eventmesh("ARCHIVE_ENABLED=false")},
 		{"eventmesh", eventmesh()},
 		{"eventmesh_no_memory_limit", eventmesh("GOMEMLIMIT=off")},
+	}
+	if before != "" {
+		targets = append(targets, []struct {
+			key   string
+			start starter
+		}{
+			{"eventmesh_before_archiver_off", eventmeshBin("eventmesh_before", "ARCHIVE_ENABLED=false")},
+			{"eventmesh_before", eventmeshBin("eventmesh_before")},
+		}...)
 	}
 	if only := os.Getenv("EVENTMESH_BENCH_PARTIES"); only != "" {
 		targets = slices.DeleteFunc(targets, func(t struct {
@@ -104,6 +126,9 @@ func BenchmarkProcessIngest(b *testing.B) {
 		{"archiver-on÷bare", "eventmesh", "bare_http"},
 		{"minimal÷bare", "minimal", "bare_http"},
 		{"memory-limit÷none", "eventmesh", "eventmesh_no_memory_limit"},
+		{"before:archiver-on÷archiver-off", "eventmesh_before", "eventmesh_before_archiver_off"},
+		{"before:archiver-on÷minimal+sqlite", "eventmesh_before", "minimal_sqlite"},
+		{"archiver-on:after÷before", "eventmesh", "eventmesh_before"},
 	} {
 		if med[r.of] > 0 && med[r.to] > 0 { // both measured
 			b.ReportMetric(med[r.of]/med[r.to], r.name)
