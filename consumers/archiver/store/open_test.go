@@ -94,7 +94,7 @@ func TestSQLiteWriterSettings(t *testing.T) {
 	for _, c := range []struct{ pragma, want string }{
 		{"journal_mode", "wal"},
 		{"synchronous", "2"}, // FULL
-		{"wal_autocheckpoint", "8192"},
+		{"wal_autocheckpoint", "1000"},
 		{"secure_delete", "1"},
 	} {
 		var got string

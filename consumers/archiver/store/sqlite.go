@@ -53,17 +53,13 @@ const readers = 4
 //     rather than left readable in free pages (the right to erasure).
 //   - journal_size_limit: the WAL shrinks back to 64 MiB after a large
 //     prune instead of keeping its peak size.
-//   - wal_autocheckpoint=8192 pages (32 MiB of WAL; SQLite's default is
-//     1000): a checkpoint copies each page the WAL holds once, however
-//     many commits rewrote it, and the archive's commits rewrite the same
-//     pages often (the leaves of the id index, which random ids hit all
-//     over, and the tails of the table and the time-ordered indexes).
-//     Fewer, larger checkpoints write a seventh less per event and read a
-//     quarter less (issue 18.2). Durability is the WAL's, synced at every
-//     commit; a checkpoint only moves committed pages into the file.
+//   - wal_autocheckpoint stays SQLite's 1000 pages. 8192 wrote a seventh
+//     less per event (a checkpoint copies a page once however many commits
+//     rewrote it), but readers of a longer WAL were slower: the console's
+//     search and chart took a quarter to a half longer (issue 18.2).
 const (
 	sqliteWriterParams = "_pragma=busy_timeout(10000)&_pragma=journal_mode(WAL)&_pragma=synchronous(FULL)" +
-		"&_pragma=secure_delete(ON)&_pragma=journal_size_limit(67108864)&_pragma=wal_autocheckpoint(8192)&_txlock=immediate"
+		"&_pragma=secure_delete(ON)&_pragma=journal_size_limit(67108864)&_txlock=immediate"
 	sqliteReaderParams = "_pragma=busy_timeout(10000)&_pragma=query_only(1)"
 )
 
