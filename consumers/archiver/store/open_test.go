@@ -82,3 +82,27 @@ func TestOpenExistingPostgres(t *testing.T) {
 	}
 	ex.Close()
 }
+
+// The writer connection's settings: durability as documented
+// (synchronous=FULL in WAL mode), and the checkpoint interval.
+func TestSQLiteWriterSettings(t *testing.T) {
+	s, err := OpenSQLite(filepath.Join(t.TempDir(), DefaultFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	for _, c := range []struct{ pragma, want string }{
+		{"journal_mode", "wal"},
+		{"synchronous", "2"}, // FULL
+		{"wal_autocheckpoint", "1000"},
+		{"secure_delete", "1"},
+	} {
+		var got string
+		if err := s.w.QueryRow("PRAGMA " + c.pragma).Scan(&got); err != nil {
+			t.Fatal(err)
+		}
+		if got != c.want {
+			t.Errorf("PRAGMA %s = %s, want %s", c.pragma, got, c.want)
+		}
+	}
+}
