@@ -135,8 +135,10 @@ func (r *Runtime) startWorkers(ctx, hctx context.Context, cancelHandlers context
 			})
 		}
 	}
-	alive, stopAlive := context.WithCancel(context.Background())
+	stopAlive := func() {}
 	if r.window != nil {
+		var alive context.Context
+		alive, stopAlive = context.WithCancel(context.Background())
 		go r.window.keepWaitingAlive(alive, r.keepAliveEvery())
 	}
 	return func() {

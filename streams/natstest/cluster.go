@@ -123,6 +123,17 @@ func startCluster(t testing.TB, n int) (*Cluster, error) {
 	return c, nil
 }
 
+// FreePorts reserves n distinct loopback ports as freePorts does, failing
+// t when it cannot.
+func FreePorts(t testing.TB, n int) []int {
+	t.Helper()
+	ports, err := freePorts(n)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ports
+}
+
 // freePorts reserves n distinct loopback ports by listening on them at
 // once, then releases them for the servers to bind.
 func freePorts(n int) ([]int, error) {

@@ -154,7 +154,7 @@ func StartMosquitto(t testing.TB, listeners int, conf func(dir string, ports []i
 		}
 	}
 	dir := t.TempDir()
-	ports := freePorts(t, listeners)
+	ports := natstest.FreePorts(t, listeners)
 	m := &Mosquitto{bin: bin, conf: filepath.Join(dir, "mosquitto.conf"), log: &natstest.LogBuffer{}}
 	for _, p := range ports {
 		m.Addrs = append(m.Addrs, fmt.Sprintf("127.0.0.1:%d", p))

@@ -63,7 +63,7 @@ func StartRabbitMQ(t testing.TB) *RabbitMQ {
 	var r [4]byte
 	rand.Read(r[:])
 	id := hex.EncodeToString(r[:])
-	ports := freePorts(t, 2)
+	ports := natstest.FreePorts(t, 2)
 	home := filepath.Join(dir, "home")
 	if err := os.Mkdir(home, 0o700); err != nil {
 		t.Fatal(err)
@@ -120,21 +120,6 @@ func StartRabbitMQ(t testing.TB) *RabbitMQ {
 		t.Skipf("the private RabbitMQ node did not come up within %s: %v: %s\n%s", rabbitmqStartTimeout, err, out, n.log.String())
 	}
 	return n
-}
-
-// freePorts returns n free loopback ports.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	ports := make([]int, n)
-	for i := range ports {
-		ln, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer ln.Close()
-		ports[i] = ln.Addr().(*net.TCPAddr).Port
-	}
-	return ports
 }
 
 // ctl runs rabbitmqctl on the node.
