@@ -125,7 +125,9 @@ func (r *Runtime) carryOut(ctx context.Context, msg jetstream.Msg, d Delivery, v
 		r.logDelivery(ctx, slog.LevelWarn, msg, d, "attempt failed; retrying",
 			slog.String("err", errText), slog.Duration("retry_in", v.delay.Round(time.Millisecond)))
 		m.count(m.retried, r.opt.Name, ns)
-		r.recordTextThen(msg, d, ResultRetried, errText, func() { msg.NakWithDelay(v.delay) })
+		// Rounded when the nak goes out, after the record is stored:
+		// the server counts the delay from then.
+		r.recordTextThen(msg, d, ResultRetried, errText, func() { msg.NakWithDelay(onTick(v.delay, r.now())) })
 		r.breaker.failed(d.StreamSeq)
 	case retryInPlace:
 		errText := v.err.Error()
@@ -202,6 +204,36 @@ func (r *Runtime) retryDelay(err error, attempt int) time.Duration {
 		return delay
 	}
 	return r.cfg.Delay(attempt)
+}
+
+// retryTicks are what a retry's due time is rounded up to: the largest of
+// them at most a quarter of its delay.
+var retryTicks = [...]time.Duration{10 * time.Millisecond, 20 * time.Millisecond, 50 * time.Millisecond,
+	100 * time.Millisecond, 200 * time.Millisecond, 500 * time.Millisecond, time.Second, 2 * time.Second, 5 * time.Second}
+
+// onTick returns delay lengthened (by less than a quarter of it, at most
+// 5 s) so that now+delay falls on a multiple of a tick of retryTicks. A
+// retry waits out its delay on the server as an unacknowledged message,
+// and the server's timer for a durable's unacknowledged messages scans
+// all of them each time it fires, at the next one due: under a receiver
+// failing some of thousands of requests a second, thousands wait, and a
+// scan for every retry cost more than the retry's own delivery. Retries
+// due on one tick share a scan. A delay under 40 ms is kept as it is.
+func onTick(delay time.Duration, now time.Time) time.Duration {
+	var tick time.Duration
+	for _, t := range retryTicks {
+		if t <= delay/4 {
+			tick = t
+		}
+	}
+	if tick == 0 {
+		return delay
+	}
+	due := now.Add(delay)
+	if past := time.Duration(due.UnixNano() % int64(tick)); past > 0 {
+		due = due.Add(tick - past)
+	}
+	return due.Sub(now)
 }
 
 // recordThen queues the outcome record of one settled attempt of d and
