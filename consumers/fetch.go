@@ -120,7 +120,6 @@ func (r *Runtime) startWorkers(ctx, hctx context.Context, cancelHandlers context
 		for range r.cfg.Concurrency {
 			workers.Go(func() {
 				for msg := range work {
-					r.window.taken(msg)
 					// Shutting down, msg waited in the queue: released at
 					// once. The breaker may have tripped (or the gate
 					// closed) while msg waited for a worker: it let msg
@@ -130,7 +129,7 @@ func (r *Runtime) startWorkers(ctx, hctx context.Context, cancelHandlers context
 					} else if r.admit(ctx, msg) {
 						r.process(hctx, msg)
 					}
-					r.window.leave()
+					r.window.leave(msg)
 				}
 			})
 		}
@@ -139,7 +138,7 @@ func (r *Runtime) startWorkers(ctx, hctx context.Context, cancelHandlers context
 	if r.window != nil {
 		var alive context.Context
 		alive, stopAlive = context.WithCancel(context.Background())
-		go r.window.keepWaitingAlive(alive, r.keepAliveEvery())
+		go r.window.keepAlive(alive, r.keepAliveEvery())
 	}
 	return func() {
 		close(work)
@@ -164,8 +163,7 @@ func (r *Runtime) dispatch(ctx context.Context, work chan<- jetstream.Msg, msgs 
 		select {
 		case work <- msg:
 		case <-ctx.Done():
-			r.window.taken(msg)
-			r.window.leave()
+			r.window.leave(msg)
 			r.giveBack(ctx, 0, msg)
 		}
 	}
@@ -269,10 +267,13 @@ func (r *Runtime) prepare(ctx context.Context, msg jetstream.Msg) (Delivery, boo
 	return d, true
 }
 
-// attempt calls the handler once, keeping AckWait from firing under it.
+// attempt calls the handler once, keeping AckWait from firing under it
+// (the window does, for the events it holds).
 func (r *Runtime) attempt(ctx context.Context, msg jetstream.Msg, d Delivery) error {
-	stop := r.keepAliveWhile(msg)
-	defer stop()
+	if !r.window.holds(msg) {
+		stop := r.keepAliveWhile(msg)
+		defer stop()
+	}
 	return r.handle(ctx, d)
 }
 

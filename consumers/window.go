@@ -16,15 +16,17 @@ import (
 // half of it is free, so a pull brings many events: the server's and the
 // client's work per pull request costs about as much as that of the
 // events a pull of a handful brings (Consume with Concurrency messages
-// refills a few at a time). Events waiting for a worker are signalled in
-// progress, so AckWait does not fire while they wait behind slow handlers.
+// refills a few at a time). Events it holds, waiting for a worker or in a
+// handler, are signalled in progress by one ticker, so AckWait does not
+// fire while they wait behind slow handlers or under a slow handler (a
+// timer per attempt would cost more than the rest of the runtime's work
+// on an event).
 type window struct {
 	size int
 	room chan struct{} // signalled when an event leaves
 
-	mu      sync.Mutex
-	held    int
-	waiting map[jetstream.Msg]time.Time // handed over, not yet taken by a worker
+	mu    sync.Mutex
+	since map[jetstream.Msg]time.Time // handed over, the worker not yet done: since when
 }
 
 // windowFactor is the window's size as a multiple of Concurrency.
@@ -32,7 +34,7 @@ const windowFactor = 4
 
 func newWindow(concurrency, maxAckPending int) *window {
 	return &window{size: max(1, min(windowFactor*concurrency, maxAckPending)), room: make(chan struct{}, 1),
-		waiting: make(map[jetstream.Msg]time.Time)}
+		since: make(map[jetstream.Msg]time.Time)}
 }
 
 // capacity is the work queue's room: the window's size (0 without one).
@@ -49,28 +51,28 @@ func (w *window) enter(msg jetstream.Msg) {
 		return
 	}
 	w.mu.Lock()
-	w.held++
-	w.waiting[msg] = time.Now()
+	w.since[msg] = time.Now()
 	w.mu.Unlock()
 }
 
-// taken: a worker took msg.
-func (w *window) taken(msg jetstream.Msg) {
+// holds reports whether msg is in the window (and so kept alive by it).
+func (w *window) holds(msg jetstream.Msg) bool {
+	if w == nil {
+		return false
+	}
+	w.mu.Lock()
+	_, ok := w.since[msg]
+	w.mu.Unlock()
+	return ok
+}
+
+// leave: a worker is done with msg (handled or handed back).
+func (w *window) leave(msg jetstream.Msg) {
 	if w == nil {
 		return
 	}
 	w.mu.Lock()
-	delete(w.waiting, msg)
-	w.mu.Unlock()
-}
-
-// leave: a worker is done with a message (handled or handed back).
-func (w *window) leave() {
-	if w == nil {
-		return
-	}
-	w.mu.Lock()
-	w.held--
+	delete(w.since, msg)
 	w.mu.Unlock()
 	select {
 	case w.room <- struct{}{}:
@@ -83,7 +85,7 @@ func (w *window) leave() {
 func (w *window) await(ctx context.Context) (int, bool) {
 	for {
 		w.mu.Lock()
-		free := w.size - w.held
+		free := w.size - len(w.since)
 		w.mu.Unlock()
 		if free > 0 && free >= w.size/2 {
 			return free, true
@@ -96,9 +98,10 @@ func (w *window) await(ctx context.Context) (int, bool) {
 	}
 }
 
-// keepWaitingAlive signals progress, every every until ctx ends, for the
-// events that waited longer than every for a worker.
-func (w *window) keepWaitingAlive(ctx context.Context, every time.Duration) {
+// keepAlive signals progress, every every until ctx ends, for the events
+// held longer than every (the first signal comes at most 2 × every after
+// an event entered).
+func (w *window) keepAlive(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
 	var due []jetstream.Msg
@@ -108,7 +111,7 @@ func (w *window) keepWaitingAlive(ctx context.Context, every time.Duration) {
 			return
 		case now := <-t.C:
 			w.mu.Lock()
-			for m, since := range w.waiting {
+			for m, since := range w.since {
 				if now.Sub(since) >= every {
 					due = append(due, m)
 				}

@@ -233,7 +233,7 @@ func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastR
 // Send waits for WEBHOOK_RATE_LIMIT first, so a throttled event waits in
 // the caller (and so in the stream), never in a queue of ours.
 func (s *Sender) Send(ctx context.Context, e router.Event) (Result, error) {
-	h := s.header.Clone()
+	h := s.requestHeader()
 	body, err := s.encode(e, h)
 	if err != nil {
 		return Result{}, consumers.Permanent(err)
@@ -250,7 +250,7 @@ func (s *Sender) Send(ctx context.Context, e router.Event) (Result, error) {
 		if err != nil {
 			return Result{}, consumers.Retry(tokenError(err), 0)
 		}
-		h.Set("Authorization", tok.Type()+" "+tok.AccessToken)
+		h.set("Authorization", tok.Type()+" "+tok.AccessToken)
 		token, tokenGen = tok.AccessToken, gen
 	}
 
@@ -262,19 +262,18 @@ func (s *Sender) Send(ctx context.Context, e router.Event) (Result, error) {
 		// this is a bug; the wrapped error may quote the URL, so drop it.
 		return Result{}, consumers.Permanent(errors.New("webhook: cannot build the request for WEBHOOK_URL"))
 	}
-	req.Header = h
+	req.Header = h.Header
 	// Signed at the attempt, so the timestamp is fresh on every retry and a
 	// receiver's replay window can be short.
 	now := time.Now()
+	// Unsigned requests still carry the id receivers deduplicate on.
+	h.set(canonicalID, e.ID)
+	h.set(canonicalTimestamp, strconv.FormatInt(now.Unix(), 10))
 	if s.signer != nil {
-		s.signer.Headers(h, e.ID, now, body)
-	} else {
-		// Unsigned requests still carry the id receivers deduplicate on.
-		h.Set(HeaderID, e.ID)
-		h.Set(HeaderTimestamp, strconv.FormatInt(now.Unix(), 10))
+		h.set(canonicalSignature, s.signer.Sign(e.ID, now, body))
 	}
 
-	span := startDeliverSpan(ctx, e, h)
+	span := startDeliverSpan(ctx, e, h.Header)
 	defer span.End()
 	resp, err := s.client.Do(req)
 	if err != nil {
@@ -324,10 +323,11 @@ func startDeliverSpan(ctx context.Context, e router.Event, h http.Header) trace.
 // res.RetryAfter.
 func (s *Sender) classify(resp *http.Response, res *Result, tokenGen uint64) error {
 	code := resp.StatusCode
+	if code >= 200 && code <= 299 {
+		return nil
+	}
 	se := &StatusError{Status: code, Body: res.Body}
 	switch {
-	case code >= 200 && code <= 299:
-		return nil
 	case code >= 300 && code <= 399:
 		se.Location = redirectTarget(resp)
 		se.advice = "webhooks do not follow redirects; set WEBHOOK_URL to the final address"
@@ -437,19 +437,19 @@ func (s *Sender) target(namespace string) string {
 
 // encode returns the body of e in the configured format and sets the
 // headers that go with it on h.
-func (s *Sender) encode(e router.Event, h http.Header) ([]byte, error) {
+func (s *Sender) encode(e router.Event, h requestHeader) ([]byte, error) {
 	hasData := len(e.Data) > 0
 	if hasData && s.cfg.Format != FormatCloudEvents && !json.Valid(e.Data) {
 		// Embedded in a JSON document, bad data would make the whole body
 		// invalid; no retry repairs it.
 		return nil, fmt.Errorf("webhook: event %s: data is not valid JSON", e.ID)
 	}
-	h.Set("User-Agent", userAgent)
+	h.set("User-Agent", userAgent)
 	if e.CorrelationID != "" {
-		h.Set(router.HeaderCorrelationID, e.CorrelationID)
+		h.set(canonicalCorrelationID, e.CorrelationID)
 	}
 	if e.Traceparent != "" {
-		h.Set(router.HeaderTraceparent, e.Traceparent)
+		h.set(canonicalTraceparent, e.Traceparent)
 	}
 	source := e.Source
 	if source == "" {
@@ -464,19 +464,19 @@ func (s *Sender) encode(e router.Event, h http.Header) ([]byte, error) {
 		// binding forbids a ce-datacontenttype header. Without data there
 		// is no body to describe.
 		if hasData {
-			h.Set("Content-Type", router.DataContentType)
+			h.set("Content-Type", router.DataContentType)
 		}
-		h.Set(router.HeaderSpecVersion, router.SpecVersion)
-		h.Set(router.HeaderID, e.ID)
-		h.Set(router.HeaderType, e.Namespace)
-		h.Set(router.HeaderSource, source)
+		h.set(canonicalSpecVersion, router.SpecVersion)
+		h.set(canonicalCEID, e.ID)
+		h.set(canonicalType, e.Namespace)
+		h.set(canonicalSource, source)
 		if !e.Time.IsZero() {
-			h.Set(router.HeaderTime, e.Time.UTC().Format(router.TimeFormat))
+			h.set(canonicalTime, e.Time.UTC().Format(router.TimeFormat))
 		}
 		return e.Data, nil
 
 	case FormatCloudEventsStructured:
-		h.Set("Content-Type", structuredContentType)
+		h.set("Content-Type", structuredContentType)
 		b := make([]byte, 0, len(e.Data)+256)
 		b = append(b, `{"specversion":`...)
 		b = appendJSONString(b, router.SpecVersion)
@@ -502,7 +502,7 @@ func (s *Sender) encode(e router.Event, h http.Header) ([]byte, error) {
 		// Built by hand rather than with json.Marshal, which would compact
 		// the data and escape <, > and &: the Connector's bytes go out as
 		// they came in.
-		h.Set("Content-Type", router.DataContentType)
+		h.set("Content-Type", router.DataContentType)
 		b := make([]byte, 0, len(e.Data)+len(e.Namespace)+24)
 		b = append(b, `{"trigger":`...)
 		b = appendJSONString(b, e.Namespace)
@@ -514,10 +514,60 @@ func (s *Sender) encode(e router.Event, h http.Header) ([]byte, error) {
 	}
 }
 
-// appendJSONString appends s as a JSON string.
+// appendJSONString appends s as a JSON string, as json.Marshal writes it.
 func appendJSONString(b []byte, s string) []byte {
-	q, _ := json.Marshal(s) // a string always marshals
-	return append(b, q...)
+	for i := 0; i < len(s); i++ {
+		// What json.Marshal escapes or replaces: control characters, the
+		// quote and backslash, <, > and & (HTML-safe), and beyond ASCII
+		// invalid UTF-8, U+2028 and U+2029. Ids, types and sources are
+		// plain ASCII: copied as they are.
+		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
+			q, _ := json.Marshal(s) // a string always marshals
+			return append(b, q...)
+		}
+	}
+	b = append(b, '"')
+	b = append(b, s...)
+	return append(b, '"')
+}
+
+// requestHeader is a request's header under construction: values are set
+// under names already in canonical form (no canonicalising per request)
+// and share one backing array.
+type requestHeader struct {
+	http.Header
+	vals *[]string
+}
+
+// Canonical forms of the names of the headers set on every request.
+var (
+	canonicalCorrelationID = http.CanonicalHeaderKey(router.HeaderCorrelationID)
+	canonicalTraceparent   = http.CanonicalHeaderKey(router.HeaderTraceparent)
+	canonicalSpecVersion   = http.CanonicalHeaderKey(router.HeaderSpecVersion)
+	canonicalCEID          = http.CanonicalHeaderKey(router.HeaderID)
+	canonicalType          = http.CanonicalHeaderKey(router.HeaderType)
+	canonicalSource        = http.CanonicalHeaderKey(router.HeaderSource)
+	canonicalTime          = http.CanonicalHeaderKey(router.HeaderTime)
+)
+
+// requestHeader returns a new request header holding the static headers
+// (WEBHOOK_HEADERS, the API key). Their values are shared with s.header,
+// each capped at its length, so no request can change another's.
+func (s *Sender) requestHeader() requestHeader {
+	h := make(http.Header, len(s.header)+12)
+	for k, v := range s.header {
+		h[k] = v[:len(v):len(v)]
+	}
+	vals := make([]string, 0, 12)
+	return requestHeader{Header: h, vals: &vals}
+}
+
+// set sets name, which must be in canonical form, to the one value v,
+// replacing what it had.
+func (h requestHeader) set(name, v string) {
+	*h.vals = append(*h.vals, v)
+	n := len(*h.vals)
+	h.Header[name] = (*h.vals)[n-1 : n : n]
 }
 
 // excerpt returns the start of a response body for logs: the configured
