@@ -22,10 +22,10 @@ each figure's median of --runs runs beside its ceiling measured in the same
 runs: the same work done by the bare tools (raw JetStream, a bare net/http
 handler, a bare insert loop), on the same machine, at the same time.
 
-The peak-RSS lines build cmd/producer, cmd/webhook, cmd/archiver and
-cmd/autoaccept with 'go build', so they need a source checkout of the module
-(run the command from inside it) and a Go toolchain; elsewhere they are
-skipped with a note. --no-rss skips them.
+The peak-RSS lines build cmd/producer, cmd/webhook, cmd/archiver,
+cmd/autoaccept and cmd/console with 'go build', so they need a source
+checkout of the module (run the command from inside it) and a Go toolchain;
+elsewhere they are skipped with a note. --no-rss skips them.
 
 Results and how to read them: BENCHMARKS.md.
 

@@ -96,6 +96,7 @@ var specs = []spec{
 	{key: "rss_webhook", group: "rss", unit: "MB", want: 30, atMost: true, policy: "interval", name: "peak RSS (VmHWM) at a steady 1,000 events/s: webhook"},
 	{key: "rss_archiver", group: "rss", unit: "MB", want: 30, atMost: true, policy: "interval", name: "peak RSS (VmHWM) at a steady 1,000 events/s: archiver"},
 	{key: "rss_autoaccept", group: "rss", unit: "MB", want: 30, atMost: true, policy: "interval", name: "peak RSS (VmHWM) at a steady 1,000 events/s: autoaccept"},
+	{key: "rss_console", group: "rss", unit: "MB", want: 30, atMost: true, policy: "interval", name: "peak RSS (VmHWM) at a steady 1,000 events/s: console"},
 }
 
 // Groups are the groups of rows, each measured together, in the order
