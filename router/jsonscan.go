@@ -20,7 +20,7 @@ var errScan = errors.New("malformed JSON object")
 // invalid UTF-8 inside strings (json.Unmarshal turns it into U+FFFD), so
 // bytes it passes could be stored as data that strict JSON readers refuse.
 func CheckJSON(b []byte) error {
-	if json.Valid(b) {
+	if Valid(b) {
 		if utf8.Valid(b) {
 			return nil
 		}
@@ -42,7 +42,7 @@ func CheckJSON(b []byte) error {
 }
 
 // ValidJSON reports whether CheckJSON(b) passes.
-func ValidJSON(b []byte) bool { return json.Valid(b) && utf8.Valid(b) }
+func ValidJSON(b []byte) bool { return Valid(b) && utf8.Valid(b) }
 
 // Members calls fn with each member of the JSON object b, in order: the raw
 // key (between the quotes, escapes as written) and the raw value. It stops

@@ -3,7 +3,6 @@ package webhook
 import (
 	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -439,7 +438,7 @@ func (s *Sender) target(namespace string) string {
 // headers that go with it on h.
 func (s *Sender) encode(e router.Event, h requestHeader) ([]byte, error) {
 	hasData := len(e.Data) > 0
-	if hasData && s.cfg.Format != FormatCloudEvents && !json.Valid(e.Data) {
+	if hasData && s.cfg.Format != FormatCloudEvents && !router.Valid(e.Data) {
 		// Embedded in a JSON document, bad data would make the whole body
 		// invalid; no retry repairs it.
 		return nil, fmt.Errorf("webhook: event %s: data is not valid JSON", e.ID)
@@ -479,19 +478,19 @@ func (s *Sender) encode(e router.Event, h requestHeader) ([]byte, error) {
 		h.set("Content-Type", structuredContentType)
 		b := make([]byte, 0, len(e.Data)+256)
 		b = append(b, `{"specversion":`...)
-		b = appendJSONString(b, router.SpecVersion)
+		b = router.AppendJSONString(b, router.SpecVersion)
 		b = append(b, `,"id":`...)
-		b = appendJSONString(b, e.ID)
+		b = router.AppendJSONString(b, e.ID)
 		b = append(b, `,"source":`...)
-		b = appendJSONString(b, source)
+		b = router.AppendJSONString(b, source)
 		b = append(b, `,"type":`...)
-		b = appendJSONString(b, e.Namespace)
+		b = router.AppendJSONString(b, e.Namespace)
 		if !e.Time.IsZero() {
 			b = append(b, `,"time":`...)
-			b = appendJSONString(b, e.Time.UTC().Format(router.TimeFormat))
+			b = router.AppendJSONString(b, e.Time.UTC().Format(router.TimeFormat))
 		}
 		b = append(b, `,"datacontenttype":`...)
-		b = appendJSONString(b, router.DataContentType)
+		b = router.AppendJSONString(b, router.DataContentType)
 		if hasData {
 			b = append(b, `,"data":`...)
 			b = append(b, e.Data...)
@@ -505,30 +504,13 @@ func (s *Sender) encode(e router.Event, h requestHeader) ([]byte, error) {
 		h.set("Content-Type", router.DataContentType)
 		b := make([]byte, 0, len(e.Data)+len(e.Namespace)+24)
 		b = append(b, `{"trigger":`...)
-		b = appendJSONString(b, e.Namespace)
+		b = router.AppendJSONString(b, e.Namespace)
 		if hasData {
 			b = append(b, `,"data":`...)
 			b = append(b, e.Data...)
 		}
 		return append(b, '}'), nil
 	}
-}
-
-// appendJSONString appends s as a JSON string, as json.Marshal writes it.
-func appendJSONString(b []byte, s string) []byte {
-	for i := 0; i < len(s); i++ {
-		// What json.Marshal escapes or replaces: control characters, the
-		// quote and backslash, <, > and & (HTML-safe), and beyond ASCII
-		// invalid UTF-8, U+2028 and U+2029. Ids, types and sources are
-		// plain ASCII: copied as they are.
-		if c := s[i]; c < 0x20 || c >= 0x7f || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&' {
-			q, _ := json.Marshal(s) // a string always marshals
-			return append(b, q...)
-		}
-	}
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
 }
 
 // requestHeader is a request's header under construction: values are set

@@ -1,4 +1,4 @@
-package webhook
+package router
 
 import (
 	"encoding/json"
@@ -6,7 +6,7 @@ import (
 	"testing"
 )
 
-// TestAppendJSONStringAsMarshal: appendJSONString writes every string as
+// TestAppendJSONStringAsMarshal: AppendJSONString writes every string as
 // json.Marshal does, byte for byte: the plain-ASCII fast path and the
 // fallback alike (fixed cases, then 20,000 random strings drawn from
 // bytes that need escaping and bytes that do not).
@@ -24,8 +24,8 @@ func TestAppendJSONStringAsMarshal(t *testing.T) {
 	}
 	for _, s := range cases {
 		want, _ := json.Marshal(s)
-		if got := appendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
-			t.Fatalf("appendJSONString(%q) = %s, json.Marshal: %s", s, got[1:], want)
+		if got := AppendJSONString([]byte("x"), s); string(got) != "x"+string(want) {
+			t.Fatalf("AppendJSONString(%q) = %s, json.Marshal: %s", s, got[1:], want)
 		}
 	}
 }
