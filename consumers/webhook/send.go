@@ -282,7 +282,10 @@ func (s *Sender) Send(ctx context.Context, e router.Event) (Result, error) {
 	}
 	// A read error is ignored: the status decides, and for a 2xx the
 	// receiver has taken the event whatever happens to the rest.
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, maxDrain))
+	var raw []byte
+	if resp.Body != http.NoBody { // a 204, or no Content-Length but 0: nothing to read
+		raw, _ = io.ReadAll(io.LimitReader(resp.Body, maxDrain))
+	}
 	resp.Body.Close()
 	res := Result{
 		Status:  resp.StatusCode,
@@ -301,12 +304,20 @@ func (s *Sender) Send(ctx context.Context, e router.Event) (Result, error) {
 // first provider ever set.
 const tracerName = "github.com/eventmesh/eventmesh/consumers/webhook"
 
+// untraced is the tracer provider in place until one is installed (never,
+// in a binary built without -tags otel): its spans do nothing, so none is
+// started. Read before main runs, so before any provider is installed.
+var untraced = otel.GetTracerProvider()
+
 // startDeliverSpan starts the client span of one attempt, a child of the
 // event's traceparent, and puts its context in h's traceparent. Without a
 // tracer provider (a binary built without -tags otel, or no
 // OTEL_EXPORTER_OTLP_ENDPOINT) the span is a no-op and h keeps the event's
 // traceparent byte for byte.
 func startDeliverSpan(ctx context.Context, e router.Event, h http.Header) trace.Span {
+	if otel.GetTracerProvider() == untraced {
+		return trace.SpanFromContext(context.Background()) // does nothing, as a span of untraced would
+	}
 	if e.Traceparent != "" {
 		ctx = propagation.TraceContext{}.Extract(ctx, propagation.MapCarrier{router.HeaderTraceparent: e.Traceparent})
 	}
