@@ -16,15 +16,30 @@ import (
 // progress while they wait, so none is redelivered: each is handled once,
 // on its first delivery.
 func TestWaitingEventsStayAlive(t *testing.T) {
-	r := newRig(t)
 	cfg := fastConfig()
 	cfg.AckWait, cfg.Concurrency, cfg.MaxAckPending = time.Second, 1, 10
-	const n = 6
+	handledOnceEach(t, "waiting", cfg, 6, 400*time.Millisecond, 20*time.Second)
+}
+
+// A handler running over two AckWaits (1 s) is kept alive by the window's
+// ticker (there is no timer per attempt while the window holds the event):
+// each event is handled once, on its first delivery.
+func TestSlowHandlerStaysAlive(t *testing.T) {
+	cfg := fastConfig()
+	cfg.AckWait, cfg.Concurrency, cfg.MaxAckPending = time.Second, 2, 10
+	handledOnceEach(t, "slow", cfg, 3, 2500*time.Millisecond, 30*time.Second)
+}
+
+// handledOnceEach runs a consumer with cfg whose handler takes handle, publishes
+// n events, and checks that each was handled once, on its first delivery,
+// all within within.
+func handledOnceEach(t *testing.T, name string, cfg consumers.Config, n int, handle, within time.Duration) {
+	r := newRig(t)
 	var mu sync.Mutex
 	handled := map[string][]int{}
 	done := make(chan struct{})
-	r.run("waiting", cfg, func(ctx context.Context, d consumers.Delivery) error {
-		time.Sleep(400 * time.Millisecond)
+	r.run(name, cfg, func(ctx context.Context, d consumers.Delivery) error {
+		time.Sleep(handle)
 		mu.Lock()
 		defer mu.Unlock()
 		handled[d.Event.ID] = append(handled[d.Event.ID], d.Attempt)
@@ -38,15 +53,15 @@ func TestWaitingEventsStayAlive(t *testing.T) {
 		return nil
 	})
 	for i := range n {
-		r.publish("transport.messageReceived", fmt.Sprintf("w%d", i))
+		r.publish("transport.messageReceived", fmt.Sprintf("%s%d", name, i))
 	}
 	select {
 	case <-done:
-	case <-time.After(20 * time.Second):
-		t.Fatal("not every event handled within 20 s")
+	case <-time.After(within):
+		t.Fatalf("not every event handled within %s", within)
 	}
 	// A redelivery would come after AckWait: wait that long for one.
-	time.Sleep(1500 * time.Millisecond)
+	time.Sleep(cfg.AckWait + 500*time.Millisecond)
 	mu.Lock()
 	defer mu.Unlock()
 	for id, attempts := range handled {
