@@ -10,7 +10,6 @@ import (
 
 	"github.com/eventmesh/eventmesh/router"
 	"github.com/eventmesh/eventmesh/streams"
-	"github.com/nats-io/jsm.go/api/jetstream/advisory"
 	"github.com/nats-io/nats.go/jetstream"
 )
 
@@ -66,7 +65,7 @@ func (r *Runtime) catchAdvisories(ctx context.Context) {
 // and returns the advisory's own verdict: acknowledged once the event is
 // dead-lettered (or gone), read again after a second when that failed.
 func (r *Runtime) judgeAdvisory(ctx context.Context, msg jetstream.Msg) (Delivery, verdict) {
-	var adv advisory.ConsumerDeliveryExceededAdvisoryV1 // io.nats.jetstream.advisory.v1.max_deliver
+	var adv maxDeliverAdvisory
 	if err := json.Unmarshal(msg.Data(), &adv); err != nil || adv.StreamSeq == 0 {
 		return Delivery{}, verdict{fate: drop, reason: "unreadable max-deliveries advisory", err: err}
 	}
@@ -92,6 +91,18 @@ func (r *Runtime) judgeAdvisory(ctx context.Context, msg jetstream.Msg) (Deliver
 		return d, verdict{fate: handBack, delay: heldRetryDelay(attempt)}
 	}
 	return d, verdict{fate: ackOnly}
+}
+
+// maxDeliverAdvisory is the part of the server's max-deliveries
+// advisory (type io.nats.jetstream.advisory.v1.max_deliver) that
+// judgeAdvisory reads. It is declared here rather than taken from
+// github.com/nats-io/jsm.go, whose advisory package parses a text template
+// for every advisory type at start-up and links text/template, YAML and
+// JSON schemas into every consumer binary: over a megabyte of resident
+// memory for two numbers.
+type maxDeliverAdvisory struct {
+	StreamSeq  uint64 `json:"stream_seq"`
+	Deliveries uint64 `json:"deliveries"`
 }
 
 // follow hands each message of cons to judge and carries out the verdict,

@@ -24,9 +24,14 @@ const (
 	kfake         = "github.com/twmb/franz-go/pkg/kfake"
 	pstest        = "cloud.google.com/go/pubsub/v2/pstest"
 	bridgeTest    = module + "/consumers/bridge/bridgetest" // the bridge tests' proxy and certificates: no binary
+	// jsm.go's advisory types: no binary. Importing them parses a text
+	// template per advisory type at start-up and links YAML and JSON
+	// schemas, about 1 MB of peak RSS in every consumer binary, for the
+	// two fields of the max-deliveries advisory the runtime reads.
+	jsm = "github.com/nats-io/jsm.go"
 )
 
-var watched = []string{natsServer, embedded, sqlite, pgx, connectorTest, harness, bench, chromedp, kfake, pstest, bridgeTest}
+var watched = []string{natsServer, embedded, sqlite, pgx, connectorTest, harness, bench, chromedp, kfake, pstest, bridgeTest, jsm}
 
 // mayLink is, for every binary (a main package in cmd/<name>), which of
 // the watched packages it may link: each binary links only what it runs.
