@@ -206,11 +206,17 @@ func (b *breaker) probe(seq uint64) {
 // worker or for their batch to fill) it releases them instead. ctx is the
 // fetch loop's.
 func (r *Runtime) admit(ctx context.Context, msgs ...jetstream.Msg) bool {
-	if !r.breaker.open() && (r.opt.Gate == nil || r.opt.Gate.IsOpen()) {
+	if r.admits() {
 		return true
 	}
 	r.release(ctx, msgs...)
 	return false
+}
+
+// admits reports whether events may go to a handler now: the breaker is
+// closed and the gate (if any) open.
+func (r *Runtime) admits() bool {
+	return !r.breaker.open() && (r.opt.Gate == nil || r.opt.Gate.IsOpen())
 }
 
 // coolDown reports whether the breaker is open, and while it is, holds

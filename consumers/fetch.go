@@ -124,10 +124,11 @@ func (r *Runtime) startWorkers(ctx, hctx context.Context, cancelHandlers context
 					// once. The breaker may have tripped (or the gate
 					// closed) while msg waited for a worker: it let msg
 					// through, but msg must not run.
-					if ctx.Err() != nil {
-						r.release(ctx, msg)
-					} else if r.admit(ctx, msg) {
+					if ctx.Err() == nil && r.admits() {
 						r.process(hctx, msg)
+					} else {
+						r.window.done(msg) // before the nak
+						r.release(ctx, msg)
 					}
 					r.window.leave(msg)
 				}
@@ -268,9 +269,12 @@ func (r *Runtime) prepare(ctx context.Context, msg jetstream.Msg) (Delivery, boo
 }
 
 // attempt calls the handler once, keeping AckWait from firing under it
-// (the window does, for the events it holds).
+// (the window does, for the events it holds, until the handler returns:
+// what follows may be a nak with a delay).
 func (r *Runtime) attempt(ctx context.Context, msg jetstream.Msg, d Delivery) error {
-	if !r.window.holds(msg) {
+	if r.window.holds(msg) {
+		defer r.window.done(msg)
+	} else {
 		stop := r.keepAliveWhile(msg)
 		defer stop()
 	}

@@ -26,7 +26,8 @@ type window struct {
 	room chan struct{} // signalled when an event leaves
 
 	mu    sync.Mutex
-	since map[jetstream.Msg]time.Time // handed over, the worker not yet done: since when
+	held  int                         // handed over, the worker not yet done with them
+	since map[jetstream.Msg]time.Time // those kept alive (not yet handled or handed back): since when
 }
 
 // windowFactor is the window's size as a multiple of Concurrency.
@@ -51,6 +52,7 @@ func (w *window) enter(msg jetstream.Msg) {
 		return
 	}
 	w.mu.Lock()
+	w.held++
 	w.since[msg] = time.Now()
 	w.mu.Unlock()
 }
@@ -66,12 +68,27 @@ func (w *window) holds(msg jetstream.Msg) bool {
 	return ok
 }
 
+// done stops keeping msg alive: its handler returned, or it is about to be
+// handed back. It is called before msg's nak, and the ticker signals under
+// the same lock, so no in-progress signal can follow a nak with a delay
+// (the server would count the delay from the signal instead: a retry due in
+// ten minutes would come after AckWait).
+func (w *window) done(msg jetstream.Msg) {
+	if w == nil {
+		return
+	}
+	w.mu.Lock()
+	delete(w.since, msg)
+	w.mu.Unlock()
+}
+
 // leave: a worker is done with msg (handled or handed back).
 func (w *window) leave(msg jetstream.Msg) {
 	if w == nil {
 		return
 	}
 	w.mu.Lock()
+	w.held--
 	delete(w.since, msg)
 	w.mu.Unlock()
 	select {
@@ -85,7 +102,7 @@ func (w *window) leave(msg jetstream.Msg) {
 func (w *window) await(ctx context.Context) (int, bool) {
 	for {
 		w.mu.Lock()
-		free := w.size - len(w.since)
+		free := w.size - w.held
 		w.mu.Unlock()
 		if free > 0 && free >= w.size/2 {
 			return free, true
@@ -99,12 +116,12 @@ func (w *window) await(ctx context.Context) (int, bool) {
 }
 
 // keepAlive signals progress, every every until ctx ends, for the events
-// held longer than every (the first signal comes at most 2 × every after
-// an event entered).
+// kept alive longer than every (the first signal comes at most 2 × every
+// after an event entered). It signals holding the lock (see done): a
+// signal is a buffered publish, and there are at most size of them.
 func (w *window) keepAlive(ctx context.Context, every time.Duration) {
 	t := time.NewTicker(every)
 	defer t.Stop()
-	var due []jetstream.Msg
 	for {
 		select {
 		case <-ctx.Done():
@@ -113,15 +130,10 @@ func (w *window) keepAlive(ctx context.Context, every time.Duration) {
 			w.mu.Lock()
 			for m, since := range w.since {
 				if now.Sub(since) >= every {
-					due = append(due, m)
+					m.InProgress() // acknowledged or terminated meanwhile: an error, nothing to do
 				}
 			}
 			w.mu.Unlock()
-			for _, m := range due {
-				m.InProgress() // taken and settled meanwhile: an error, nothing to do
-			}
-			clear(due)
-			due = due[:0]
 		}
 	}
 }
