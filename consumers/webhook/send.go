@@ -265,12 +265,11 @@ func (s *Sender) Send(ctx context.Context, e router.Event) (Result, error) {
 	// Signed at the attempt, so the timestamp is fresh on every retry and a
 	// receiver's replay window can be short.
 	now := time.Now()
-	// Unsigned requests still carry the id receivers deduplicate on.
-	h.set(canonicalID, e.ID)
-	h.set(canonicalTimestamp, strconv.FormatInt(now.Unix(), 10))
+	sig := ""
 	if s.signer != nil {
-		h.set(canonicalSignature, s.signer.Sign(e.ID, now, body))
+		sig = s.signer.Sign(e.ID, now, body)
 	}
+	setDeliveryHeaders(h.set, e.ID, now, sig)
 
 	span := startDeliverSpan(ctx, e, h.Header)
 	defer span.End()

@@ -186,9 +186,18 @@ var (
 // timestamp carries exactly one of each.
 func (s *Signer) Headers(h http.Header, id string, ts time.Time, body []byte) {
 	sig := s.Sign(id, ts, body) // first, so a zero Signer panics before h changes
-	h[canonicalID] = []string{id}
-	h[canonicalTimestamp] = []string{strconv.FormatInt(ts.Unix(), 10)}
-	h[canonicalSignature] = []string{sig}
+	setDeliveryHeaders(func(name, v string) { h[name] = []string{v} }, id, ts, sig)
+}
+
+// setDeliveryHeaders sets, with set, webhook-id and webhook-timestamp, and
+// webhook-signature to sig unless it is empty (an unsigned request still
+// carries the id receivers deduplicate on). set takes canonical names.
+func setDeliveryHeaders(set func(name, v string), id string, ts time.Time, sig string) {
+	set(canonicalID, id)
+	set(canonicalTimestamp, strconv.FormatInt(ts.Unix(), 10))
+	if sig != "" {
+		set(canonicalSignature, sig)
+	}
 }
 
 // String describes the Signer without revealing its keys, so logging it by

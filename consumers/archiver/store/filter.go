@@ -300,13 +300,13 @@ func appendPlainHeaders(b []byte, h map[string][]string) ([]byte, bool) {
 	keys := stack[:0]
 	n := 2
 	for k, vs := range h {
-		if !plainJSON(k) {
+		if !router.PlainJSON(k) {
 			return nil, false
 		}
 		keys = append(keys, k)
 		n += len(k) + 6
 		for _, v := range vs {
-			if !plainJSON(v) {
+			if !router.PlainJSON(v) {
 				return nil, false
 			}
 			n += len(v) + 3
@@ -319,7 +319,7 @@ func appendPlainHeaders(b []byte, h map[string][]string) ([]byte, bool) {
 		if i > 0 {
 			b = append(b, ',')
 		}
-		b = append(appendQuoted(b, k), ':')
+		b = append(router.AppendJSONString(b, k), ':')
 		vs := h[k]
 		if vs == nil {
 			b = append(b, "null"...)
@@ -330,30 +330,11 @@ func appendPlainHeaders(b []byte, h map[string][]string) ([]byte, bool) {
 			if j > 0 {
 				b = append(b, ',')
 			}
-			b = appendQuoted(b, v)
+			b = router.AppendJSONString(b, v)
 		}
 		b = append(b, ']')
 	}
 	return append(b, '}'), true
-}
-
-// appendQuoted appends s in quotes, which plainJSON allows.
-func appendQuoted(b []byte, s string) []byte {
-	b = append(b, '"')
-	b = append(b, s...)
-	return append(b, '"')
-}
-
-// plainJSON reports whether s is printable ASCII that json.Marshal writes
-// as it is: no quote, backslash, or HTML character it escapes (<, >, &).
-func plainJSON(s string) bool {
-	for i := 0; i < len(s); i++ {
-		switch c := s[i]; {
-		case c < 0x20 || c > 0x7e, c == '"', c == '\\', c == '<', c == '>', c == '&':
-			return false
-		}
-	}
-	return true
 }
 
 // unmarshalHeaders decodes the headers column.
